@@ -1,14 +1,74 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Parse and validate `verse.toml`, the declarative file that describes one host's environments.
+//!
+//! The crate does no I/O beyond reading the file it is given. Every problem is reported with
+//! `file:line:column` (1-based), what is wrong and what is allowed; all problems are collected,
+//! not just the first.
+//!
+//! # Reference
+//!
+//! ```toml
+//! [env.NAME]                 # NAME: [a-z0-9][a-z0-9-]{0,62}
+//! image = "busybox"          # required: name of an image in the store
+//! backend = "container"      # only "container" for now ("vm", "gvisor" planned)
+//! cpu = 1.5                  # cores, > 0 and <= 1024
+//! memory = "512MiB"          # bytes (integer) or a size string, >= 4MiB; see `units`
+//! pids = 256                 # 1..=4194304
+//! network = "none"           # loopback only ("nat" and policy tables planned)
+//! ephemeral = false          # discard the writable layer on stop
+//! command = ["/bin/sh", "-c", "sleep 1"]  # argv, or a string run with /bin/sh -c
+//! env = { KEY = "value" }    # names: [A-Za-z_][A-Za-z0-9_]*
+//! hostname = "novel"         # RFC 1123, <= 64 bytes; default: NAME
+//! volumes = { "/data" = "/srv/data", "/ref" = "/srv/ref:ro" }  # env path = host dir[:ro|:rw]
+//! workdir = "/"              # absolute
+//! user = "root"              # "root", "1000" (gid = uid), "1000:100", or 1000
+//! stop_timeout = "10s"       # ms, s, m, h; default 10s, at most 1h
+//! ```
+//!
+//! Volume paths and `workdir` are normalised (`//` and `.` removed); `..` is rejected, and
+//! volumes cannot be mounted over `/`, `/proc`, `/sys`, `/dev` or anything below them.
+//! Sizes: `K`/`KiB` = 1024, `KB` = 1000 (likewise M, G, T); units are case-insensitive.
+
+mod error;
+mod model;
+pub mod units;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{SpecError, SpecErrors};
+pub use model::{Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Spec, UserSpec, Volume};
+pub use validate::{
+    ENV_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY, TOP_KEYS, closest,
+};
+
+/// Parse and validate a spec held in memory. `file_name` is only used in diagnostics.
+pub fn parse_str(source: &str, file_name: &str) -> Result<Spec, SpecErrors> {
+    validate::parse(source, file_name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+/// Read and validate the spec at `path`; diagnostics name the path as given.
+pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
+    let file_name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| SpecErrors {
+        errors: vec![SpecError {
+            file: file_name.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the spec: {e}"),
+        }],
+    })?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let source = String::from_utf8_lossy(&e.into_bytes()[..offset]).into_owned();
+        let (line, column) = error::LineIndex::new(&source).position(offset);
+        SpecErrors {
+            errors: vec![SpecError {
+                file: file_name.clone(),
+                line,
+                column,
+                message: "the spec is not valid UTF-8".to_string(),
+            }],
+        }
+    })?;
+    parse_str(&source, &file_name)
 }

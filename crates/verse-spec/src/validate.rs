@@ -1,0 +1,818 @@
+//! Walks the span-carrying TOML document and builds a [`Spec`], collecting every problem.
+
+use std::collections::BTreeMap;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::error::Diagnostics;
+use crate::model::{Backend, EnvSpec, Network, Spec, UserSpec, Volume};
+use crate::units::{self, SIZE_UNITS, UnitError};
+
+type Item<'i> = Spanned<DeValue<'i>>;
+type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
+
+/// Keys allowed at the top level of `verse.toml`.
+pub const TOP_KEYS: &[&str] = &["env"];
+
+/// Keys allowed in `[env.NAME]`.
+pub const ENV_KEYS: &[&str] = &[
+    "image",
+    "backend",
+    "cpu",
+    "memory",
+    "pids",
+    "network",
+    "ephemeral",
+    "command",
+    "env",
+    "hostname",
+    "volumes",
+    "workdir",
+    "user",
+    "stop_timeout",
+];
+
+/// Top-level keys that are planned but not implemented, with what to do meanwhile.
+const PLANNED_TOP_KEYS: &[(&str, &str)] = &[(
+    "image",
+    "[image.NAME] build recipes are not supported yet (planned); import the image into the store and name it with `image = \"...\"` in [env.NAME]",
+)];
+
+/// Env keys that are planned but not implemented.
+const PLANNED_ENV_KEYS: &[&str] = &["desktop", "downloads", "shared", "extends"];
+
+/// Largest CPU limit accepted, in cores.
+pub const MAX_CPU: f64 = 1024.0;
+/// Smallest memory limit accepted, in bytes (4 MiB).
+pub const MIN_MEMORY: u64 = 4 << 20;
+/// Largest pids limit accepted (the kernel's PID_MAX_LIMIT).
+pub const MAX_PIDS: u64 = 4 << 20;
+/// Largest stop timeout accepted, in milliseconds (one hour).
+pub const MAX_STOP_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest host name accepted, in bytes (the kernel's HOST_NAME_MAX).
+pub const MAX_HOSTNAME: usize = 64;
+
+/// The closest candidate to `word`, if it is close enough to be a plausible typo.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word_lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(&word_lower, c), *c))
+        .filter(|(d, _)| *d <= 2 && *d < word.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn describe(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// An integer value as i128 (TOML integers are 64-bit signed, so this never overflows).
+fn integer(value: &DeValue<'_>) -> Option<i128> {
+    match value {
+        DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix()).ok(),
+        _ => None,
+    }
+}
+
+/// Normalise an absolute path: collapse `//` and `.`; reject relative paths, `..` and NUL.
+fn normalise_absolute(path: &str) -> Result<String, &'static str> {
+    if !path.starts_with('/') {
+        return Err("must be an absolute path (starting with /)");
+    }
+    if path.contains('\0') {
+        return Err("must not contain a NUL character");
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("must not contain `..`"),
+            p => parts.push(p),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn is_env_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// RFC 1123 host name: dot-separated labels of 1-63 letters, digits and hyphens, not starting
+/// or ending with a hyphen; at most [`MAX_HOSTNAME`] bytes in all.
+fn hostname_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.len() > MAX_HOSTNAME {
+        return Some(format!(
+            "is {} bytes; at most {MAX_HOSTNAME} are allowed",
+            name.len()
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some(
+                "has an empty label (two dots in a row, or a leading/trailing dot)".into(),
+            );
+        }
+        if label.len() > 63 {
+            return Some(format!("label `{label}` is longer than 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Some(format!(
+                "contains `{c}`; only letters, digits, '-' and '.' between labels are allowed"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("label `{label}` starts or ends with '-'"));
+        }
+    }
+    None
+}
+
+struct Validator<'s> {
+    source: &'s str,
+    diags: Diagnostics<'s>,
+}
+
+impl<'s> Validator<'s> {
+    /// The value's source text, shortened for messages.
+    fn shown(&self, item: &Item<'_>) -> String {
+        let text = self.source.get(item.span()).unwrap_or("");
+        let text = text.trim();
+        let first_line = text.lines().next().unwrap_or("");
+        if first_line.chars().count() > 40 || first_line.len() != text.len() {
+            let cut: String = first_line.chars().take(37).collect();
+            format!("{cut}...")
+        } else {
+            first_line.to_string()
+        }
+    }
+
+    /// Report `key = <value>: problem` at the value.
+    fn value_error(&mut self, key: &str, item: &Item<'_>, problem: impl AsRef<str>) {
+        let message = format!("{key} = {}: {}", self.shown(item), problem.as_ref());
+        self.diags.error(item.span().start, message);
+    }
+
+    fn type_error(&mut self, key: &str, item: &Item<'_>, expected: &str) {
+        let found = describe(item.get_ref());
+        self.value_error(key, item, format!("expected {expected}, found {found}"));
+    }
+
+    fn unknown_key(&mut self, key: &Key<'_>, place: &str, allowed: &[&str], planned: Option<&str>) {
+        let mut message = if let Some(note) = planned {
+            format!("`{}` in {place}: {note}", key.get_ref())
+        } else {
+            format!("unknown key `{}` in {place}", key.get_ref())
+        };
+        if planned.is_none() {
+            if let Some(best) = closest(key.get_ref(), allowed) {
+                message.push_str(&format!("; did you mean `{best}`?"));
+                message.push_str(&format!(" allowed: {}", allowed.join(", ")));
+            } else {
+                message.push_str(&format!("; allowed: {}", allowed.join(", ")));
+            }
+        }
+        self.diags.error(key.span().start, message);
+    }
+
+    fn spec(&mut self, root: &DeTable<'_>) -> Spec {
+        let mut spec = Spec::default();
+        for (key, item) in root.iter() {
+            match key.get_ref().as_ref() {
+                "env" => match item.get_ref() {
+                    DeValue::Table(envs) => {
+                        for (name, env) in envs.iter() {
+                            if let Some(env_spec) = self.env(name, env) {
+                                spec.envs.insert(name.get_ref().to_string(), env_spec);
+                            }
+                        }
+                    }
+                    other => {
+                        let found = describe(other);
+                        self.diags.error(
+                            item.span().start,
+                            format!(
+                                "env = {}: expected a table of environments ([env.NAME]), found {found}",
+                                self.shown(item)
+                            ),
+                        );
+                    }
+                },
+                other => {
+                    let planned = PLANNED_TOP_KEYS
+                        .iter()
+                        .find(|(k, _)| *k == other)
+                        .map(|(_, note)| *note);
+                    self.unknown_key(key, "the top level", TOP_KEYS, planned);
+                }
+            }
+        }
+        spec
+    }
+
+    fn env(&mut self, name_key: &Key<'_>, item: &Item<'_>) -> Option<EnvSpec> {
+        let name = name_key.get_ref().as_ref();
+        let mut ok = true;
+        if !is_env_name(name) {
+            self.diags.error(
+                name_key.span().start,
+                format!(
+                    "invalid environment name `{name}`: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit"
+                ),
+            );
+            ok = false;
+        }
+        let place = format!("[env.{name}]");
+        let table = match item.get_ref() {
+            DeValue::Table(t) => t,
+            other => {
+                let found = describe(other);
+                self.diags.error(
+                    item.span().start,
+                    format!(
+                        "env.{name} = {}: expected a table of settings (write [env.{name}] and keys under it), found {found}",
+                        self.shown(item)
+                    ),
+                );
+                return None;
+            }
+        };
+
+        let mut spec = EnvSpec::new(name, "");
+        let mut image = None;
+        let errors_before = self.diags.len();
+        for (key, value) in table.iter() {
+            let k = key.get_ref().as_ref();
+            match k {
+                "image" => image = self.image(value),
+                "backend" => {
+                    if let Some(b) = self.backend(value) {
+                        spec.backend = b;
+                    }
+                }
+                "cpu" => spec.cpu = self.cpu(value),
+                "memory" => spec.memory = self.memory(value),
+                "pids" => spec.pids = self.pids(value),
+                "network" => {
+                    if let Some(n) = self.network(value) {
+                        spec.network = n;
+                    }
+                }
+                "ephemeral" => match value.get_ref() {
+                    DeValue::Boolean(b) => spec.ephemeral = *b,
+                    _ => self.type_error(k, value, "true or false"),
+                },
+                "command" => spec.command = self.command(value),
+                "env" => spec.env = self.env_vars(&place, value),
+                "hostname" => {
+                    if let Some(h) = self.hostname(value) {
+                        spec.hostname = h;
+                    }
+                }
+                "volumes" => spec.volumes = self.volumes(&place, value),
+                "workdir" => spec.workdir = self.workdir(value),
+                "user" => spec.user = self.user(value),
+                "stop_timeout" => {
+                    if let Some(ms) = self.stop_timeout(value) {
+                        spec.stop_timeout_ms = ms;
+                    }
+                }
+                other => {
+                    let planned = PLANNED_ENV_KEYS
+                        .contains(&other)
+                        .then_some("not supported yet (planned)");
+                    self.unknown_key(key, &place, ENV_KEYS, planned);
+                }
+            }
+        }
+        if image.is_none() && !table.contains_key("image") {
+            self.diags.error(
+                item.span().start,
+                format!("{place}: missing required key `image`; add e.g. image = \"busybox\""),
+            );
+        }
+        spec.image = image?;
+        (ok && self.diags.len() == errors_before).then_some(spec)
+    }
+
+    fn string<'a>(&mut self, key: &str, item: &'a Item<'_>, expected: &str) -> Option<&'a str> {
+        match item.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            _ => {
+                self.type_error(key, item, expected);
+                None
+            }
+        }
+    }
+
+    fn image(&mut self, item: &Item<'_>) -> Option<String> {
+        let s = self.string(
+            "image",
+            item,
+            "the name of an image in the store (e.g. \"busybox\")",
+        )?;
+        if s.is_empty() {
+            self.value_error(
+                "image",
+                item,
+                "must name an image in the store, e.g. \"busybox\"",
+            );
+            return None;
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.value_error(
+                "image",
+                item,
+                "image names contain no spaces or control characters",
+            );
+            return None;
+        }
+        Some(s.to_string())
+    }
+
+    fn backend(&mut self, item: &Item<'_>) -> Option<Backend> {
+        let s = self.string("backend", item, "\"container\"")?;
+        match s {
+            "container" => Some(Backend::Container),
+            "vm" | "gvisor" => {
+                self.value_error(
+                    "backend",
+                    item,
+                    format!("the {s} backend is not available yet (planned); use \"container\""),
+                );
+                None
+            }
+            other => {
+                let hint = closest(other, &["container", "vm", "gvisor"])
+                    .map(|c| format!("did you mean \"{c}\"? "))
+                    .unwrap_or_default();
+                self.value_error(
+                    "backend",
+                    item,
+                    format!("unknown backend; {hint}allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn cpu(&mut self, item: &Item<'_>) -> Option<f64> {
+        let cores = match item.get_ref() {
+            DeValue::Integer(_) => integer(item.get_ref()).map(|i| i as f64),
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            _ => {
+                self.type_error("cpu", item, "a number of cores (e.g. 2 or 1.5)");
+                return None;
+            }
+        };
+        match cores {
+            Some(c) if c.is_finite() && c > 0.0 && c <= MAX_CPU => Some(c),
+            _ => {
+                self.value_error(
+                    "cpu",
+                    item,
+                    format!("must be more than 0 and at most {MAX_CPU} cores (fractions like 0.5 are allowed)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn memory(&mut self, item: &Item<'_>) -> Option<u64> {
+        let not_a_size =
+            format!("not a size; write e.g. \"512MiB\" or \"2GiB\" (units: {SIZE_UNITS})");
+        let bytes = match item.get_ref() {
+            DeValue::Integer(_) => match integer(item.get_ref()) {
+                Some(i) if i >= 0 => i as u64,
+                _ => {
+                    self.value_error(
+                        "memory",
+                        item,
+                        "must not be negative; write bytes or a size like \"512MiB\"",
+                    );
+                    return None;
+                }
+            },
+            DeValue::String(s) => match units::parse_size(s) {
+                Ok(b) => b,
+                Err(UnitError::TooLarge) => {
+                    self.value_error("memory", item, "too large to fit in 64 bits");
+                    return None;
+                }
+                Err(_) => {
+                    self.value_error("memory", item, not_a_size);
+                    return None;
+                }
+            },
+            DeValue::Float(_) => {
+                self.value_error(
+                    "memory",
+                    item,
+                    "write whole bytes or a size string such as \"1.5GiB\"",
+                );
+                return None;
+            }
+            _ => {
+                self.type_error(
+                    "memory",
+                    item,
+                    "a size such as \"512MiB\" or a number of bytes",
+                );
+                return None;
+            }
+        };
+        if bytes < MIN_MEMORY {
+            self.value_error(
+                "memory",
+                item,
+                format!("is {bytes} bytes; at least \"4MiB\" ({MIN_MEMORY} bytes) is needed"),
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
+    fn pids(&mut self, item: &Item<'_>) -> Option<u64> {
+        let Some(n) = integer(item.get_ref()) else {
+            self.type_error("pids", item, "a whole number of processes (e.g. 256)");
+            return None;
+        };
+        if n < 1 || n > MAX_PIDS as i128 {
+            self.value_error("pids", item, format!("must be between 1 and {MAX_PIDS}"));
+            return None;
+        }
+        Some(n as u64)
+    }
+
+    fn network(&mut self, item: &Item<'_>) -> Option<Network> {
+        match item.get_ref() {
+            DeValue::String(s) => match s.as_ref() {
+                "none" => Some(Network::None),
+                "nat" => {
+                    self.value_error(
+                        "network",
+                        item,
+                        "\"nat\" is not available yet (planned); use \"none\" (loopback only)",
+                    );
+                    None
+                }
+                other => {
+                    let hint = closest(other, &["none", "nat"])
+                        .map(|c| format!("did you mean \"{c}\"? "))
+                        .unwrap_or_default();
+                    self.value_error(
+                        "network",
+                        item,
+                        format!("unknown network mode; {hint}allowed: \"none\" (loopback only; \"nat\" and policy tables are planned)"),
+                    );
+                    None
+                }
+            },
+            DeValue::Table(_) => {
+                self.value_error(
+                    "network",
+                    item,
+                    "network policy tables ({ allow = [...] }, { proxy = ... }, { via = ... }) are not available yet (planned); use \"none\"",
+                );
+                None
+            }
+            _ => {
+                self.type_error("network", item, "\"none\"");
+                None
+            }
+        }
+    }
+
+    fn command(&mut self, item: &Item<'_>) -> Option<Vec<String>> {
+        match item.get_ref() {
+            DeValue::String(s) => {
+                if s.trim().is_empty() {
+                    self.value_error(
+                        "command",
+                        item,
+                        "must not be empty; leave `command` out to get the default shell",
+                    );
+                    return None;
+                }
+                Some(vec!["/bin/sh".into(), "-c".into(), s.to_string()])
+            }
+            DeValue::Array(items) => {
+                if items.is_empty() {
+                    self.value_error(
+                        "command",
+                        item,
+                        "must not be empty; leave `command` out to get the default shell",
+                    );
+                    return None;
+                }
+                let mut argv = Vec::with_capacity(items.len());
+                for (i, arg) in items.iter().enumerate() {
+                    match arg.get_ref() {
+                        DeValue::String(s) if s.contains('\0') => self.value_error(
+                            &format!("command[{i}]"),
+                            arg,
+                            "must not contain a NUL character",
+                        ),
+                        DeValue::String(s) if i == 0 && s.is_empty() => self.value_error(
+                            "command[0]",
+                            arg,
+                            "the program to run must not be empty",
+                        ),
+                        DeValue::String(s) => argv.push(s.to_string()),
+                        _ => self.type_error(
+                            &format!("command[{i}]"),
+                            arg,
+                            "a string (quote every argument)",
+                        ),
+                    }
+                }
+                (argv.len() == items.len()).then_some(argv)
+            }
+            _ => {
+                self.type_error(
+                    "command",
+                    item,
+                    "an array of strings (argv) or a string run with /bin/sh -c",
+                );
+                None
+            }
+        }
+    }
+
+    fn env_vars(&mut self, place: &str, item: &Item<'_>) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::new();
+        let DeValue::Table(table) = item.get_ref() else {
+            self.type_error(
+                "env",
+                item,
+                "a table of variables, e.g. { LANG = \"C.UTF-8\" }",
+            );
+            return vars;
+        };
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            if !is_env_var_name(name) {
+                self.diags.error(
+                    key.span().start,
+                    format!(
+                        "invalid variable name `{name}` in env of {place}: use letters, digits and '_', not starting with a digit"
+                    ),
+                );
+                continue;
+            }
+            match value.get_ref() {
+                DeValue::String(s) if s.contains('\0') => {
+                    self.value_error(name, value, "must not contain a NUL character")
+                }
+                DeValue::String(s) => {
+                    vars.insert(name.to_string(), s.to_string());
+                }
+                _ => self.type_error(name, value, "a string (quote the value)"),
+            }
+        }
+        vars
+    }
+
+    fn hostname(&mut self, item: &Item<'_>) -> Option<String> {
+        let s = self.string("hostname", item, "a host name such as \"novel\"")?;
+        if let Some(problem) = hostname_problem(s) {
+            self.value_error(
+                "hostname",
+                item,
+                format!("not a valid host name (RFC 1123): {problem}"),
+            );
+            return None;
+        }
+        Some(s.to_string())
+    }
+
+    fn volumes(&mut self, place: &str, item: &Item<'_>) -> Vec<Volume> {
+        let mut volumes: BTreeMap<String, (Volume, String)> = BTreeMap::new();
+        let DeValue::Table(table) = item.get_ref() else {
+            self.type_error(
+                "volumes",
+                item,
+                "a table of env path = host dir, e.g. { \"/data\" = \"/srv/data\" }",
+            );
+            return Vec::new();
+        };
+        for (key, value) in table.iter() {
+            let raw_path = key.get_ref().as_ref();
+            let path = match normalise_absolute(raw_path) {
+                Ok(p) => p,
+                Err(problem) => {
+                    self.diags.error(
+                        key.span().start,
+                        format!("volume path `{raw_path}` in {place}: {problem}"),
+                    );
+                    continue;
+                }
+            };
+            let forbidden = ["/proc", "/sys", "/dev"]
+                .iter()
+                .find(|f| path == **f || path.starts_with(&format!("{f}/")));
+            if path == "/" || forbidden.is_some() {
+                self.diags.error(
+                    key.span().start,
+                    format!(
+                        "volume path `{raw_path}` in {place}: cannot mount over /, /proc, /sys, /dev or below them; pick another directory such as /data"
+                    ),
+                );
+                continue;
+            }
+            let shown_key = format!("{:?}", raw_path);
+            let Some(spec) = self.string(
+                &shown_key,
+                value,
+                "a host directory such as \"/srv/data\" or \"/srv/data:ro\"",
+            ) else {
+                continue;
+            };
+            let Some((host, readonly)) = self.volume_source(&shown_key, value, spec) else {
+                continue;
+            };
+            if let Some((_, other)) = volumes.get(&path) {
+                let other = other.clone();
+                self.diags.error(
+                    key.span().start,
+                    format!("volume path `{raw_path}` in {place} is the same directory as `{other}`, given earlier; mount each path once"),
+                );
+                continue;
+            }
+            let volume = Volume {
+                path: path.clone(),
+                host,
+                readonly,
+            };
+            volumes.insert(path, (volume, raw_path.to_string()));
+        }
+        volumes.into_values().map(|(v, _)| v).collect()
+    }
+
+    /// Parse `"/host/dir"`, `"/host/dir:ro"` or `"/host/dir:rw"`.
+    fn volume_source(&mut self, key: &str, item: &Item<'_>, spec: &str) -> Option<(String, bool)> {
+        if spec.starts_with("identity:") {
+            self.value_error(
+                key,
+                item,
+                "identity volumes are not available yet (planned); give a host directory",
+            );
+            return None;
+        }
+        let (host, readonly) = match spec.rsplit_once(':') {
+            Some((host, "ro")) => (host, true),
+            Some((host, "rw")) => (host, false),
+            Some((_, option)) => {
+                self.value_error(
+                    key,
+                    item,
+                    format!("unknown volume option `{option}`; allowed suffixes: \":ro\" (read-only), \":rw\" (host paths cannot contain ':')"),
+                );
+                return None;
+            }
+            None => (spec, false),
+        };
+        match normalise_absolute(host) {
+            Ok(h) => Some((h, readonly)),
+            Err(problem) => {
+                self.value_error(key, item, format!("host directory {problem}"));
+                None
+            }
+        }
+    }
+
+    fn workdir(&mut self, item: &Item<'_>) -> Option<String> {
+        let s = self.string("workdir", item, "an absolute path such as \"/home/user\"")?;
+        match normalise_absolute(s) {
+            Ok(p) => Some(p),
+            Err(problem) => {
+                self.value_error("workdir", item, problem);
+                None
+            }
+        }
+    }
+
+    fn user(&mut self, item: &Item<'_>) -> Option<UserSpec> {
+        const MAX_ID: u64 = u32::MAX as u64 - 1;
+        let parse_id = |s: &str| {
+            s.parse::<u64>()
+                .ok()
+                .filter(|n| *n <= MAX_ID)
+                .map(|n| n as u32)
+        };
+        let hint = format!(
+            "write \"root\", a uid such as \"1000\", or \"uid:gid\" such as \"1000:100\" (ids 0-{MAX_ID})"
+        );
+        let parsed = match item.get_ref() {
+            DeValue::Integer(_) => integer(item.get_ref())
+                .filter(|n| (0..=MAX_ID as i128).contains(n))
+                .map(|n| UserSpec {
+                    uid: n as u32,
+                    gid: n as u32,
+                }),
+            DeValue::String(s) => match s.as_ref() {
+                "root" => Some(UserSpec { uid: 0, gid: 0 }),
+                s => match s.split_once(':') {
+                    Some((u, g)) => parse_id(u)
+                        .zip(parse_id(g))
+                        .map(|(uid, gid)| UserSpec { uid, gid }),
+                    None if s.chars().all(|c| c.is_ascii_digit()) => {
+                        parse_id(s).map(|uid| UserSpec { uid, gid: uid })
+                    }
+                    None => {
+                        self.value_error(
+                            "user",
+                            item,
+                            format!("user names other than \"root\" are not looked up in the image; {hint}"),
+                        );
+                        return None;
+                    }
+                },
+            },
+            _ => {
+                self.type_error("user", item, "\"root\", a uid or \"uid:gid\"");
+                return None;
+            }
+        };
+        if parsed.is_none() {
+            self.value_error("user", item, format!("not a user; {hint}"));
+        }
+        parsed
+    }
+
+    fn stop_timeout(&mut self, item: &Item<'_>) -> Option<u64> {
+        let hint = format!(
+            "write e.g. \"500ms\", \"10s\" or \"2m\" (units: {})",
+            units::DURATION_UNITS
+        );
+        let ms = match item.get_ref() {
+            DeValue::String(s) => match units::parse_duration_ms(s) {
+                Ok(ms) => ms,
+                Err(_) => {
+                    self.value_error("stop_timeout", item, format!("not a duration; {hint}"));
+                    return None;
+                }
+            },
+            DeValue::Integer(_) | DeValue::Float(_) => {
+                self.value_error("stop_timeout", item, format!("needs a unit; {hint}"));
+                return None;
+            }
+            _ => {
+                self.type_error("stop_timeout", item, "a duration string such as \"10s\"");
+                return None;
+            }
+        };
+        if ms > MAX_STOP_TIMEOUT_MS {
+            self.value_error("stop_timeout", item, "at most \"1h\" is allowed");
+            return None;
+        }
+        Some(ms)
+    }
+}
+
+/// Parse and validate `source`; `file_name` is used in diagnostics.
+pub(crate) fn parse(source: &str, file_name: &str) -> Result<Spec, crate::SpecErrors> {
+    let mut diags = Diagnostics::new(file_name, source);
+    let (root, syntax_errors) = DeTable::parse_recoverable(source);
+    if !syntax_errors.is_empty() {
+        for e in syntax_errors {
+            let at = e.span().map(|s| s.start).unwrap_or(0);
+            diags.error(at, format!("TOML syntax error: {}", e.message().trim_end()));
+        }
+        return Err(diags.finish());
+    }
+    let mut validator = Validator { source, diags };
+    let spec = validator.spec(root.get_ref());
+    if validator.diags.is_empty() {
+        Ok(spec)
+    } else {
+        Err(validator.diags.finish())
+    }
+}

@@ -1,0 +1,563 @@
+//! Every kind of error, with its exact position and wording.
+
+mod common;
+
+use common::{errs, lines, one, one_in_env};
+
+const ALLOWED: &str = "allowed: image, backend, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout";
+
+#[test]
+fn unknown_key_with_suggestion() {
+    let src = "[env.novel]\nimage = \"busybox\"\nmemroy = \"1GiB\"\n";
+    assert_eq!(
+        one(src),
+        format!(
+            "verse.toml:3:1: unknown key `memroy` in [env.novel]; did you mean `memory`? {ALLOWED}"
+        )
+    );
+}
+
+#[test]
+fn typo_suggestions() {
+    for (typo, want) in [
+        ("imge", "image"),
+        ("Memory", "memory"),
+        ("stoptimeout", "stop_timeout"),
+        ("stop-timeout", "stop_timeout"),
+        ("volume", "volumes"),
+        ("hostnme", "hostname"),
+        ("cpus", "cpu"),
+        ("ephemeral_", "ephemeral"),
+        ("netwrok", "network"),
+    ] {
+        let line = one_in_env(&format!("{typo} = 1"));
+        assert!(
+            line.contains(&format!("did you mean `{want}`?")),
+            "{typo}: {line}"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_without_close_match() {
+    let line = one_in_env("flavour = \"vanilla\"");
+    assert_eq!(
+        line,
+        format!("verse.toml:3:1: unknown key `flavour` in [env.t]; {ALLOWED}")
+    );
+}
+
+#[test]
+fn planned_env_key() {
+    assert_eq!(
+        one_in_env("desktop = true"),
+        "verse.toml:3:1: `desktop` in [env.t]: not supported yet (planned)"
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    assert_eq!(
+        one("evn = 1\n"),
+        "verse.toml:1:1: unknown key `evn` in the top level; did you mean `env`? allowed: env"
+    );
+    assert_eq!(
+        one("[envs.a]\nimage = \"x\"\n"),
+        "verse.toml:1:2: unknown key `envs` in the top level; did you mean `env`? allowed: env"
+    );
+}
+
+#[test]
+fn planned_top_level_image_table() {
+    let line = one("[image.writer]\nbase = \"debian\"\n");
+    assert!(line.starts_with("verse.toml:1:2: `image` in the top level: [image.NAME] build recipes are not supported yet (planned)"), "{line}");
+}
+
+#[test]
+fn env_not_a_table() {
+    assert_eq!(
+        one("env = 3\n"),
+        "verse.toml:1:7: env = 3: expected a table of environments ([env.NAME]), found an integer"
+    );
+    assert_eq!(
+        one("[env]\nnovel = \"busybox\"\n"),
+        "verse.toml:2:9: env.novel = \"busybox\": expected a table of settings (write [env.novel] and keys under it), found a string"
+    );
+}
+
+#[test]
+fn bad_env_names() {
+    for name in ["Novel", "-a", "a_b", "\"a b\"", "\"\"", "\"é\""] {
+        let line = one(&format!("[env.{name}]\nimage = \"x\"\n"));
+        assert!(
+            line.starts_with("verse.toml:1:6: invalid environment name"),
+            "{name}: {line}"
+        );
+        assert!(
+            line.contains("use 1-63 characters from a-z, 0-9 and '-'"),
+            "{line}"
+        );
+    }
+    let long = "a".repeat(64);
+    assert!(one(&format!("[env.{long}]\nimage = \"x\"\n")).contains("invalid environment name"));
+}
+
+#[test]
+fn duplicate_env_is_a_syntax_error() {
+    let l = lines("[env.a]\nimage = \"x\"\n[env.a]\nimage = \"y\"\n");
+    assert!(
+        l[0].starts_with("verse.toml:3:6: TOML syntax error: duplicate key"),
+        "{l:?}"
+    );
+}
+
+#[test]
+fn missing_image() {
+    assert_eq!(
+        one("[env.a]\ncpu = 1\n"),
+        "verse.toml:1:1: [env.a]: missing required key `image`; add e.g. image = \"busybox\""
+    );
+    assert_eq!(
+        one("\n\nenv.b = { cpu = 1 }\n"),
+        "verse.toml:3:9: [env.b]: missing required key `image`; add e.g. image = \"busybox\""
+    );
+}
+
+#[test]
+fn image_errors() {
+    assert_eq!(
+        one("[env.a]\nimage = 1\n"),
+        "verse.toml:2:9: image = 1: expected the name of an image in the store (e.g. \"busybox\"), found an integer"
+    );
+    assert_eq!(
+        one("[env.a]\nimage = \"\"\n"),
+        "verse.toml:2:9: image = \"\": must name an image in the store, e.g. \"busybox\""
+    );
+    assert_eq!(
+        one("[env.a]\nimage = \"bad name\"\n"),
+        "verse.toml:2:9: image = \"bad name\": image names contain no spaces or control characters"
+    );
+}
+
+#[test]
+fn backend_errors() {
+    assert_eq!(
+        one_in_env("backend = \"vm\""),
+        "verse.toml:3:11: backend = \"vm\": the vm backend is not available yet (planned); use \"container\""
+    );
+    assert_eq!(
+        one_in_env("backend = \"gvisor\""),
+        "verse.toml:3:11: backend = \"gvisor\": the gvisor backend is not available yet (planned); use \"container\""
+    );
+    assert_eq!(
+        one_in_env("backend = \"containr\""),
+        "verse.toml:3:11: backend = \"containr\": unknown backend; did you mean \"container\"? allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"
+    );
+    assert_eq!(
+        one_in_env("backend = \"docker\""),
+        "verse.toml:3:11: backend = \"docker\": unknown backend; allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"
+    );
+    assert!(one_in_env("backend = true").ends_with("expected \"container\", found a boolean"));
+}
+
+#[test]
+fn cpu_errors() {
+    let range = "must be more than 0 and at most 1024 cores (fractions like 0.5 are allowed)";
+    for (text, col) in [
+        ("0", 7),
+        ("-1", 7),
+        ("0.0", 7),
+        ("1024.5", 7),
+        ("nan", 7),
+        ("inf", 7),
+        ("9223372036854775807", 7),
+    ] {
+        assert_eq!(
+            one_in_env(&format!("cpu = {text}")),
+            format!("verse.toml:3:{col}: cpu = {text}: {range}")
+        );
+    }
+    assert_eq!(
+        one_in_env("cpu   =   \"2\""),
+        "verse.toml:3:11: cpu = \"2\": expected a number of cores (e.g. 2 or 1.5), found a string"
+    );
+}
+
+#[test]
+fn memory_errors() {
+    assert_eq!(
+        one_in_env("memory = \"2 gigs\""),
+        "verse.toml:3:10: memory = \"2 gigs\": not a size; write e.g. \"512MiB\" or \"2GiB\" (units: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+    );
+    assert!(one_in_env("memory = \"lots\"").contains("not a size"));
+    assert!(one_in_env("memory = \"\"").contains("not a size"));
+    assert_eq!(
+        one_in_env("memory = \"1MiB\""),
+        "verse.toml:3:10: memory = \"1MiB\": is 1048576 bytes; at least \"4MiB\" (4194304 bytes) is needed"
+    );
+    assert_eq!(
+        one_in_env("memory = 4194303"),
+        "verse.toml:3:10: memory = 4194303: is 4194303 bytes; at least \"4MiB\" (4194304 bytes) is needed"
+    );
+    assert_eq!(
+        one_in_env("memory = -5"),
+        "verse.toml:3:10: memory = -5: must not be negative; write bytes or a size like \"512MiB\""
+    );
+    assert_eq!(
+        one_in_env("memory = 1.5"),
+        "verse.toml:3:10: memory = 1.5: write whole bytes or a size string such as \"1.5GiB\""
+    );
+    assert_eq!(
+        one_in_env("memory = \"99999999TiB\""),
+        "verse.toml:3:10: memory = \"99999999TiB\": too large to fit in 64 bits"
+    );
+    assert!(
+        one_in_env("memory = true")
+            .ends_with("expected a size such as \"512MiB\" or a number of bytes, found a boolean")
+    );
+}
+
+#[test]
+fn pids_errors() {
+    assert_eq!(
+        one_in_env("pids = 0"),
+        "verse.toml:3:8: pids = 0: must be between 1 and 4194304"
+    );
+    assert_eq!(
+        one_in_env("pids = 4194305"),
+        "verse.toml:3:8: pids = 4194305: must be between 1 and 4194304"
+    );
+    assert_eq!(
+        one_in_env("pids = \"256\""),
+        "verse.toml:3:8: pids = \"256\": expected a whole number of processes (e.g. 256), found a string"
+    );
+    assert!(one_in_env("pids = 2.5").contains("found a float"));
+}
+
+#[test]
+fn network_errors() {
+    assert_eq!(
+        one_in_env("network = \"nat\""),
+        "verse.toml:3:11: network = \"nat\": \"nat\" is not available yet (planned); use \"none\" (loopback only)"
+    );
+    assert_eq!(
+        one_in_env("network = \"non\""),
+        "verse.toml:3:11: network = \"non\": unknown network mode; did you mean \"none\"? allowed: \"none\" (loopback only; \"nat\" and policy tables are planned)"
+    );
+    assert_eq!(
+        one_in_env("network = { allow = [\"a:443\"] }"),
+        "verse.toml:3:11: network = { allow = [\"a:443\"] }: network policy tables ({ allow = [...] }, { proxy = ... }, { via = ... }) are not available yet (planned); use \"none\""
+    );
+    assert!(one_in_env("network = false").ends_with("expected \"none\", found a boolean"));
+}
+
+#[test]
+fn ephemeral_errors() {
+    assert_eq!(
+        one_in_env("ephemeral = \"yes\""),
+        "verse.toml:3:13: ephemeral = \"yes\": expected true or false, found a string"
+    );
+}
+
+#[test]
+fn command_errors() {
+    assert_eq!(
+        one_in_env("command = [\"/bin/sh\", 3]"),
+        "verse.toml:3:23: command[1] = 3: expected a string (quote every argument), found an integer"
+    );
+    assert_eq!(
+        one_in_env("command = []"),
+        "verse.toml:3:11: command = []: must not be empty; leave `command` out to get the default shell"
+    );
+    assert_eq!(
+        one_in_env("command = \"  \""),
+        "verse.toml:3:11: command = \"  \": must not be empty; leave `command` out to get the default shell"
+    );
+    assert_eq!(
+        one_in_env("command = [\"\", \"x\"]"),
+        "verse.toml:3:12: command[0] = \"\": the program to run must not be empty"
+    );
+    assert_eq!(
+        one_in_env("command = [\"a\\u0000\"]"),
+        "verse.toml:3:12: command[0] = \"a\\u0000\": must not contain a NUL character"
+    );
+    assert!(one_in_env("command = 5").ends_with(
+        "expected an array of strings (argv) or a string run with /bin/sh -c, found an integer"
+    ));
+    // Every bad element is reported.
+    assert_eq!(lines("[env.t]\nimage = \"x\"\ncommand = [1, 2]\n").len(), 2);
+}
+
+#[test]
+fn env_var_errors() {
+    assert_eq!(
+        one_in_env("env = { \"1A\" = \"x\" }"),
+        "verse.toml:3:9: invalid variable name `1A` in env of [env.t]: use letters, digits and '_', not starting with a digit"
+    );
+    assert!(one_in_env("env = { \"A=B\" = \"x\" }").contains("invalid variable name `A=B`"));
+    assert!(one_in_env("env = { \"\" = \"x\" }").contains("invalid variable name ``"));
+    assert_eq!(
+        one_in_env("env = { B = 2 }"),
+        "verse.toml:3:13: B = 2: expected a string (quote the value), found an integer"
+    );
+    assert_eq!(
+        one_in_env("env = { B = \"\\u0000\" }"),
+        "verse.toml:3:13: B = \"\\u0000\": must not contain a NUL character"
+    );
+    assert_eq!(
+        one_in_env("env = [\"A=B\"]"),
+        "verse.toml:3:7: env = [\"A=B\"]: expected a table of variables, e.g. { LANG = \"C.UTF-8\" }, found an array"
+    );
+}
+
+#[test]
+fn hostname_errors() {
+    let pre = "verse.toml:3:12: hostname =";
+    assert_eq!(
+        one_in_env("hostname = \"-bad\""),
+        format!(
+            "{pre} \"-bad\": not a valid host name (RFC 1123): label `-bad` starts or ends with '-'"
+        )
+    );
+    assert_eq!(
+        one_in_env("hostname = \"a_b\""),
+        format!(
+            "{pre} \"a_b\": not a valid host name (RFC 1123): contains `_`; only letters, digits, '-' and '.' between labels are allowed"
+        )
+    );
+    assert_eq!(
+        one_in_env("hostname = \"a..b\""),
+        format!(
+            "{pre} \"a..b\": not a valid host name (RFC 1123): has an empty label (two dots in a row, or a leading/trailing dot)"
+        )
+    );
+    assert_eq!(
+        one_in_env("hostname = \"\""),
+        format!("{pre} \"\": not a valid host name (RFC 1123): must not be empty")
+    );
+    let long = "a".repeat(65);
+    assert!(
+        one_in_env(&format!("hostname = \"{long}\""))
+            .contains("is 65 bytes; at most 64 are allowed")
+    );
+    assert!(
+        one_in_env("hostname = 1")
+            .ends_with("expected a host name such as \"novel\", found an integer")
+    );
+}
+
+#[test]
+fn volume_errors() {
+    let v = |body: &str| one_in_env(&format!("volumes = {{ {body} }}"));
+    assert_eq!(
+        v("\"/\" = \"/a\""),
+        "verse.toml:3:13: volume path `/` in [env.t]: cannot mount over /, /proc, /sys, /dev or below them; pick another directory such as /data"
+    );
+    for path in [
+        "/proc",
+        "/sys/",
+        "/dev",
+        "/dev/shm",
+        "/proc/sys/kernel",
+        "//sys",
+    ] {
+        assert!(
+            v(&format!("\"{path}\" = \"/a\"")).contains("cannot mount over /, /proc, /sys, /dev"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        v("\"data\" = \"/a\""),
+        "verse.toml:3:13: volume path `data` in [env.t]: must be an absolute path (starting with /)"
+    );
+    assert_eq!(
+        v("\"/a/../etc\" = \"/a\""),
+        "verse.toml:3:13: volume path `/a/../etc` in [env.t]: must not contain `..`"
+    );
+    assert_eq!(
+        v("\"/a\" = \"srv\""),
+        "verse.toml:3:20: \"/a\" = \"srv\": host directory must be an absolute path (starting with /)"
+    );
+    assert_eq!(
+        v("\"/a\" = \"/srv/../etc:ro\""),
+        "verse.toml:3:20: \"/a\" = \"/srv/../etc:ro\": host directory must not contain `..`"
+    );
+    assert_eq!(
+        v("\"/a\" = \"/srv:rx\""),
+        "verse.toml:3:20: \"/a\" = \"/srv:rx\": unknown volume option `rx`; allowed suffixes: \":ro\" (read-only), \":rw\" (host paths cannot contain ':')"
+    );
+    assert_eq!(
+        v("\"/a\" = \"identity:alice/novel\""),
+        "verse.toml:3:20: \"/a\" = \"identity:alice/novel\": identity volumes are not available yet (planned); give a host directory"
+    );
+    assert_eq!(
+        v("\"/a\" = true"),
+        "verse.toml:3:20: \"/a\" = true: expected a host directory such as \"/srv/data\" or \"/srv/data:ro\", found a boolean"
+    );
+    assert_eq!(
+        v("\"/a/\" = \"/x\", \"/a\" = \"/y\""),
+        "verse.toml:3:27: volume path `/a` in [env.t] is the same directory as `/a/`, given earlier; mount each path once"
+    );
+    assert!(one_in_env("volumes = [\"/a:/b\"]").ends_with("found an array"));
+}
+
+#[test]
+fn workdir_errors() {
+    assert_eq!(
+        one_in_env("workdir = \"home\""),
+        "verse.toml:3:11: workdir = \"home\": must be an absolute path (starting with /)"
+    );
+    assert_eq!(
+        one_in_env("workdir = \"/a/..\""),
+        "verse.toml:3:11: workdir = \"/a/..\": must not contain `..`"
+    );
+    assert!(one_in_env("workdir = 1").ends_with("found an integer"));
+}
+
+#[test]
+fn user_errors() {
+    let hint = "write \"root\", a uid such as \"1000\", or \"uid:gid\" such as \"1000:100\" (ids 0-4294967294)";
+    assert_eq!(
+        one_in_env("user = \"alice\""),
+        format!(
+            "verse.toml:3:8: user = \"alice\": user names other than \"root\" are not looked up in the image; {hint}"
+        )
+    );
+    for bad in [
+        "\"1000:\"",
+        "\":1\"",
+        "\"4294967295\"",
+        "\"1:2:3\"",
+        "-1",
+        "4294967295",
+        "\"\"",
+    ] {
+        let line = one_in_env(&format!("user = {bad}"));
+        assert!(line.starts_with("verse.toml:3:8: user = "), "{line}");
+        assert!(line.ends_with(hint), "{bad}: {line}");
+    }
+    assert!(
+        one_in_env("user = true")
+            .ends_with("expected \"root\", a uid or \"uid:gid\", found a boolean")
+    );
+}
+
+#[test]
+fn stop_timeout_errors() {
+    let hint = "write e.g. \"500ms\", \"10s\" or \"2m\" (units: ms, s, m, h)";
+    assert_eq!(
+        one_in_env("stop_timeout = \"10\""),
+        format!("verse.toml:3:16: stop_timeout = \"10\": not a duration; {hint}")
+    );
+    assert_eq!(
+        one_in_env("stop_timeout = \"10 secs\""),
+        format!("verse.toml:3:16: stop_timeout = \"10 secs\": not a duration; {hint}")
+    );
+    assert_eq!(
+        one_in_env("stop_timeout = 10"),
+        format!("verse.toml:3:16: stop_timeout = 10: needs a unit; {hint}")
+    );
+    assert_eq!(
+        one_in_env("stop_timeout = \"2h\""),
+        "verse.toml:3:16: stop_timeout = \"2h\": at most \"1h\" is allowed"
+    );
+    assert!(one_in_env("stop_timeout = []").ends_with("found an array"));
+}
+
+#[test]
+fn many_errors_at_once_in_source_order() {
+    let src = "\
+[env.a]
+image = 1
+cpu = 0
+memroy = \"1G\"
+
+[env.b]
+network = \"nat\"
+pids = 0
+
+[env.OK]
+image = \"x\"
+";
+    let e = errs(src);
+    let got: Vec<(usize, usize)> = e.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(
+        got,
+        [(2, 9), (3, 7), (4, 1), (6, 1), (7, 11), (8, 8), (10, 6)]
+    );
+    assert!(e.iter().all(|e| e.file == "verse.toml"));
+    // Display: one per line.
+    assert_eq!(e.to_string().lines().count(), 7);
+    assert!(
+        e.to_string()
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("verse.toml:2:9: image = 1:")
+    );
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let e = errs("[env.a]\nimage = \"busybox\ncpu = 1\n");
+    assert!(e.errors[0].message.starts_with("TOML syntax error:"), "{e}");
+    assert_eq!(e.errors[0].line, 2);
+
+    let e = errs("[env.a]\nimage = busybox\n");
+    assert_eq!((e.errors[0].line, e.errors[0].column), (2, 9));
+    assert_eq!(
+        e.errors[0].to_string(),
+        "verse.toml:2:9: TOML syntax error: string values must be quoted, expected literal string"
+    );
+
+    // Several syntax errors are all reported.
+    let e = errs("a = \nb = \n");
+    assert_eq!(e.len(), 2);
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    // "é" is two bytes; `1` is the 24th character but the 25th byte.
+    let e = errs("[env.a]\nimage = \"x\"\nenv = { \"é\" = \"x\", B = 1 }\n");
+    assert!(
+        e.errors[0]
+            .to_string()
+            .starts_with("verse.toml:3:9: invalid variable name `é`")
+    );
+    assert_eq!((e.errors[1].line, e.errors[1].column), (3, 24));
+}
+
+#[test]
+fn long_values_are_shortened_in_messages() {
+    let long = "x".repeat(100);
+    let line = one_in_env(&format!("hostname = \"{long}\""));
+    assert!(
+        line.contains(&format!("hostname = \"{}...:", "x".repeat(36))),
+        "{line}"
+    );
+}
+
+#[test]
+fn errors_serialise_with_structured_fields() {
+    let e = errs("[env.a]\nimage = 1\n");
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(json[0]["file"], "verse.toml");
+    assert_eq!(json[0]["line"], 2);
+    assert_eq!(json[0]["column"], 9);
+    assert!(
+        json[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("image = 1: expected")
+    );
+}
+
+#[test]
+fn file_name_is_used_as_given() {
+    let e = verse_spec::parse_str("x = 1", "/etc/verse/verse.toml").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/etc/verse/verse.toml:1:1: unknown key `x`"),
+        "{e}"
+    );
+}
