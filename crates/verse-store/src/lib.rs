@@ -1,14 +1,28 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! verse-store: the content-addressed store of Verse.
+//!
+//! File contents are stored once, named by their BLAKE3 hash; each directory is a tree
+//! object (see [`tree`]) listing its entries; a layer is the hash of a root tree, so it
+//! verifies everything below it. Layers are imported from directories or tars
+//! ([`Store::import_dir`], [`Store::import_tar`]), materialised for running as hardlink
+//! farms with owners shifted into an environment's uid range ([`Store::checkout`]),
+//! checked before every start ([`Store::quick_check`]) or in full ([`Store::verify`]), and
+//! collected ([`Store::gc`]). The on-disk layout is described in `store.rs`.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod checkout;
+mod error;
+mod gc;
+mod hash;
+mod import;
+mod progress;
+mod store;
+pub mod tree;
+mod verify;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use checkout::{NOBODY, host_id};
+pub use error::{Result, StoreError};
+pub use gc::GcReport;
+pub use hash::Hash;
+pub use import::{Compression, Layer, MAX_FILE_SIZE};
+pub use progress::{NoProgress, Progress};
+pub use store::{LayerInfo, Store};
+pub use verify::{Change, ChangeKind};

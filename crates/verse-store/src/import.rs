@@ -1,0 +1,576 @@
+//! Import of a directory or a tar archive into a layer.
+//!
+//! Both paths build the layer in memory (`Builder`), storing file contents as objects on the
+//! way, and write tree objects and the layer record only once every entry was accepted. A
+//! refused entry therefore leaves no tree or layer behind; objects already stored are harmless
+//! (content-addressed) and go away at the next gc.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::error::{IoContext, Result, StoreError};
+use crate::hash::Hash;
+use crate::progress::Progress;
+use crate::store::{LayerInfo, Store};
+use crate::tree::{Entry, EntryKind, MODE_MASK, Meta, bad_name_reason};
+
+/// Refuse any single file larger than this (1 TiB): a declared size beyond it is hostile.
+pub const MAX_FILE_SIZE: u64 = 1 << 40;
+
+/// The result of an import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layer {
+    /// Root tree hash: names and verifies the whole layer.
+    pub root: Hash,
+    /// Sum of file sizes.
+    pub size: u64,
+    /// Number of regular files.
+    pub files: u64,
+    /// Bytes of content actually stored new by this import.
+    pub new_bytes: u64,
+}
+
+enum Node {
+    Dir {
+        meta: Meta,
+        children: BTreeMap<Vec<u8>, Node>,
+    },
+    Leaf {
+        meta: Meta,
+        size: u64,
+        kind: EntryKind,
+    },
+}
+
+impl Node {
+    fn empty_dir(meta: Meta) -> Node {
+        Node::Dir {
+            meta,
+            children: BTreeMap::new(),
+        }
+    }
+}
+
+/// An in-memory layer under construction.
+struct Builder<'a> {
+    store: &'a Store,
+    root: Node,
+    new_bytes: u64,
+    files_done: u64,
+    bytes_done: u64,
+}
+
+fn display(components: &[Vec<u8>]) -> String {
+    let mut s = String::new();
+    for c in components {
+        s.push('/');
+        s.push_str(&String::from_utf8_lossy(c));
+    }
+    if s.is_empty() { "/".into() } else { s }
+}
+
+impl<'a> Builder<'a> {
+    fn new(store: &'a Store) -> Self {
+        Builder {
+            store,
+            root: Node::empty_dir(Meta::ROOT_DIR),
+            new_bytes: 0,
+            files_done: 0,
+            bytes_done: 0,
+        }
+    }
+
+    /// Inserts `node` at `path` (components already validated). Missing parents are created
+    /// as 0755 root:root directories; a parent that is not a directory is an error (this is
+    /// what stops `a -> /etc` followed by `a/passwd`). Later entries win, but a directory
+    /// replacing a directory keeps its children, as tar does.
+    fn insert(&mut self, path: &[Vec<u8>], node: Node) -> std::result::Result<(), String> {
+        let Some((last, parents)) = path.split_last() else {
+            return match node {
+                Node::Dir { meta, .. } => {
+                    if let Node::Dir { meta: m, .. } = &mut self.root {
+                        *m = meta;
+                    }
+                    Ok(())
+                }
+                Node::Leaf { .. } => Err("the root must be a directory".into()),
+            };
+        };
+        let mut cur = &mut self.root;
+        for (i, name) in parents.iter().enumerate() {
+            let Node::Dir { children, .. } = cur else {
+                unreachable!("walk only descends into directories")
+            };
+            let child = children
+                .entry(name.clone())
+                .or_insert_with(|| Node::empty_dir(Meta::ROOT_DIR));
+            if let Node::Leaf { kind, .. } = child {
+                return Err(format!(
+                    "parent {} is a {}, not a directory",
+                    display(&path[..=i]),
+                    kind.name()
+                ));
+            }
+            cur = child;
+        }
+        let Node::Dir { children, .. } = cur else {
+            unreachable!("walk only descends into directories")
+        };
+        match (children.get_mut(last), node) {
+            (Some(Node::Dir { meta, .. }), Node::Dir { meta: new, .. }) => *meta = new,
+            (_, node) => {
+                children.insert(last.clone(), node);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the regular file at `path` (for hard links).
+    fn lookup_file(&self, path: &[Vec<u8>]) -> Option<(Meta, u64, Hash)> {
+        let mut cur = &self.root;
+        for name in path {
+            match cur {
+                Node::Dir { children, .. } => cur = children.get(name)?,
+                Node::Leaf { .. } => return None,
+            }
+        }
+        match cur {
+            Node::Leaf {
+                meta,
+                size,
+                kind: EntryKind::File(h),
+            } => Some((*meta, *size, *h)),
+            _ => None,
+        }
+    }
+
+    fn file_stored(&mut self, size: u64, new: bool, progress: &mut dyn Progress) {
+        if new {
+            self.new_bytes += size;
+        }
+        self.files_done += 1;
+        self.bytes_done += size;
+        progress.update(self.files_done, self.bytes_done);
+    }
+
+    /// Writes all trees bottom-up and the layer record.
+    fn finish(self) -> Result<Layer> {
+        let store = self.store;
+        fn write(store: &Store, node: &Node, totals: &mut LayerInfo) -> Result<Hash> {
+            let Node::Dir { children, .. } = node else {
+                unreachable!("only directories become trees")
+            };
+            let mut entries = Vec::with_capacity(children.len());
+            for (name, child) in children {
+                let entry = match child {
+                    Node::Dir { meta, .. } => Entry {
+                        name: name.clone(),
+                        meta: *meta,
+                        size: 0,
+                        kind: EntryKind::Dir(write(store, child, totals)?),
+                    },
+                    Node::Leaf { meta, size, kind } => {
+                        if matches!(kind, EntryKind::File(_)) {
+                            totals.files += 1;
+                            totals.size += size;
+                        }
+                        Entry {
+                            name: name.clone(),
+                            meta: *meta,
+                            size: *size,
+                            kind: kind.clone(),
+                        }
+                    }
+                };
+                entries.push(entry);
+            }
+            store.write_tree(&entries)
+        }
+        let mut info = LayerInfo { size: 0, files: 0 };
+        let Node::Dir {
+            meta: root_meta, ..
+        } = &self.root
+        else {
+            unreachable!()
+        };
+        // The layer root is a one-entry tree naming the root directory, so the root's own
+        // mode and owner are covered by the root hash too.
+        let inner = write(store, &self.root, &mut info)?;
+        let root = store.write_tree(&[Entry {
+            name: crate::tree::LAYER_ROOT_NAME.to_vec(),
+            meta: *root_meta,
+            size: 0,
+            kind: EntryKind::Dir(inner),
+        }])?;
+        store.write_layer_record(&root, info)?;
+        Ok(Layer {
+            root,
+            size: info.size,
+            files: info.files,
+            new_bytes: self.new_bytes,
+        })
+    }
+}
+
+/// Splits a tar path into validated components. Leading "./" and "." components are
+/// dropped; absolute paths, ".." and NUL bytes are refused.
+fn tar_components(raw: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    if raw.contains(&0) {
+        return Err("path contains a NUL byte".into());
+    }
+    if raw.starts_with(b"/") {
+        return Err("absolute path (must be relative to the layer root)".into());
+    }
+    let mut out = Vec::new();
+    for part in raw.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => continue,
+            b".." => return Err("path contains '..' (would escape the layer)".into()),
+            name => out.push(name.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+fn id32(v: u64, what: &str) -> std::result::Result<u32, String> {
+    u32::try_from(v).map_err(|_| format!("{what} {v} does not fit in 32 bits"))
+}
+
+/// Reads an archive entry's body to the end, refusing a short body.
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.remaining > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "archive ends {} bytes before the declared size",
+                    self.remaining
+                ),
+            ));
+        }
+        self.remaining = self.remaining.saturating_sub(n as u64);
+        Ok(n)
+    }
+}
+
+/// Compression of a tar, detected from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn detect(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+impl Store {
+    /// Imports the directory tree at `path` (symlinks are recorded, never followed).
+    pub fn import_dir(&self, path: impl AsRef<Path>, progress: &mut dyn Progress) -> Result<Layer> {
+        let path = path.as_ref();
+        let _lock = self.lock_shared()?;
+        let md = fs::symlink_metadata(path).ctx(|| format!("reading {}", path.display()))?;
+        if !md.is_dir() {
+            return Err(StoreError::Invalid {
+                path: path.display().to_string(),
+                detail: "not a directory".into(),
+            });
+        }
+        let mut b = Builder::new(self);
+        b.insert(&[], Node::empty_dir(meta_of(&md)))
+            .map_err(|r| StoreError::refused(path, "/", r))?;
+        let mut components = Vec::new();
+        import_dir_rec(&mut b, path, path, &mut components, progress)?;
+        b.finish()
+    }
+
+    /// Imports a tar archive, plain, gzip or zstd (detected from its magic bytes).
+    pub fn import_tar(&self, path: impl AsRef<Path>, progress: &mut dyn Progress) -> Result<Layer> {
+        let path = path.as_ref();
+        let _lock = self.lock_shared()?;
+        let mut file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+        let mut magic = [0u8; 4];
+        let n = read_up_to(&mut file, &mut magic).ctx(|| format!("reading {}", path.display()))?;
+        let file = BufReader::with_capacity(256 * 1024, {
+            use std::io::Seek;
+            let mut f = file;
+            f.rewind().ctx(|| format!("reading {}", path.display()))?;
+            f
+        });
+        let reader: Box<dyn Read> = match Compression::detect(&magic[..n]) {
+            Compression::None => Box::new(file),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(file)
+                    .ctx(|| format!("starting zstd decoder for {}", path.display()))?,
+            ),
+        };
+        let mut archive = tar::Archive::new(reader);
+        let mut b = Builder::new(self);
+        let entries = archive
+            .entries()
+            .ctx(|| format!("reading tar {}", path.display()))?;
+        for entry in entries {
+            let entry =
+                entry.ctx(|| format!("reading the next entry of tar {}", path.display()))?;
+            import_tar_entry(&mut b, path, entry, progress)?;
+        }
+        b.finish()
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn meta_of(md: &fs::Metadata) -> Meta {
+    Meta {
+        mode: md.mode() & MODE_MASK,
+        uid: md.uid(),
+        gid: md.gid(),
+    }
+}
+
+fn import_dir_rec(
+    b: &mut Builder<'_>,
+    top: &Path,
+    dir: &Path,
+    components: &mut Vec<Vec<u8>>,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+        names.push(entry.file_name());
+    }
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        components.push(name.as_bytes().to_vec());
+        let shown = display(components);
+        let refuse = |reason: String| StoreError::refused(top, shown.clone(), reason);
+        if let Some(why) = bad_name_reason(name.as_bytes()) {
+            return Err(refuse(why.into()));
+        }
+        let md = fs::symlink_metadata(&path).ctx(|| format!("reading {}", path.display()))?;
+        let meta = meta_of(&md);
+        let ft = md.file_type();
+        let node = if ft.is_dir() {
+            b.insert(components, Node::empty_dir(meta))
+                .map_err(refuse)?;
+            import_dir_rec(b, top, &path, components, progress)?;
+            components.pop();
+            continue;
+        } else if ft.is_file() {
+            // O_NOFOLLOW: if the file was swapped for a symlink since lstat, fail, never follow.
+            let fd = rustix::fs::open(
+                &path,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("opening {}", path.display()))?;
+            let mut file = File::from(fd);
+            let (hash, size, new) = b
+                .store
+                .write_object_from_file(&mut file)
+                .ctx(|| format!("storing {}", path.display()))?;
+            b.file_stored(size, new, progress);
+            Node::Leaf {
+                meta,
+                size,
+                kind: EntryKind::File(hash),
+            }
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path).ctx(|| format!("reading link {}", path.display()))?;
+            let target = target.as_os_str().as_bytes().to_vec();
+            Node::Leaf {
+                meta,
+                size: 0,
+                kind: EntryKind::Symlink(target),
+            }
+        } else if ft.is_char_device() {
+            Node::Leaf {
+                meta,
+                size: 0,
+                kind: EntryKind::CharDev { rdev: md.rdev() },
+            }
+        } else if ft.is_block_device() {
+            Node::Leaf {
+                meta,
+                size: 0,
+                kind: EntryKind::BlockDev { rdev: md.rdev() },
+            }
+        } else if ft.is_fifo() {
+            Node::Leaf {
+                meta,
+                size: 0,
+                kind: EntryKind::Fifo,
+            }
+        } else {
+            tracing::warn!(path = %path.display(), "skipping socket: a layer cannot hold one");
+            components.pop();
+            continue;
+        };
+        b.insert(components, node).map_err(refuse)?;
+        components.pop();
+    }
+    Ok(())
+}
+
+fn import_tar_entry<R: Read>(
+    b: &mut Builder<'_>,
+    source: &Path,
+    mut entry: tar::Entry<'_, R>,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let raw = entry.path_bytes().into_owned();
+    let shown = String::from_utf8_lossy(&raw).into_owned();
+    let refuse = |reason: String| StoreError::refused(source, shown.clone(), reason);
+    let components = tar_components(&raw).map_err(refuse)?;
+    let header = entry.header();
+    let mode = header
+        .mode()
+        .map_err(|e| refuse(format!("bad mode field: {e}")))?
+        & MODE_MASK;
+    let uid = id32(
+        header
+            .uid()
+            .map_err(|e| refuse(format!("bad uid field: {e}")))?,
+        "uid",
+    )
+    .map_err(refuse)?;
+    let gid = id32(
+        header
+            .gid()
+            .map_err(|e| refuse(format!("bad gid field: {e}")))?,
+        "gid",
+    )
+    .map_err(refuse)?;
+    let meta = Meta { mode, uid, gid };
+    let size = header
+        .size()
+        .map_err(|e| refuse(format!("bad size field: {e}")))?;
+    let rdev = || {
+        let major = header.device_major().ok().flatten().unwrap_or(0);
+        let minor = header.device_minor().ok().flatten().unwrap_or(0);
+        rustix::fs::makedev(major, minor)
+    };
+    use tar::EntryType as T;
+    let entry_type = header.entry_type();
+    let node = match entry_type {
+        T::Directory => Node::empty_dir(meta),
+        T::Regular | T::Continuous => {
+            if size > MAX_FILE_SIZE {
+                return Err(refuse(format!(
+                    "declared size {size} bytes exceeds the limit of {MAX_FILE_SIZE}"
+                )));
+            }
+            let mut body = ExactReader {
+                inner: &mut entry,
+                remaining: size,
+            };
+            let (hash, got, new) = b
+                .store
+                .write_object(&mut body)
+                .map_err(|e| refuse(format!("reading its {size} bytes of content failed: {e}")))?;
+            if got != size {
+                return Err(refuse(format!(
+                    "declared {size} bytes but the archive holds {got}"
+                )));
+            }
+            b.file_stored(size, new, progress);
+            Node::Leaf {
+                meta,
+                size,
+                kind: EntryKind::File(hash),
+            }
+        }
+        T::Symlink => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| refuse("symlink without a target".into()))?
+                .into_owned();
+            if target.is_empty() || target.contains(&0) {
+                return Err(refuse("symlink target is empty or contains NUL".into()));
+            }
+            Node::Leaf {
+                meta,
+                size: 0,
+                kind: EntryKind::Symlink(target),
+            }
+        }
+        T::Link => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| refuse("hard link without a target".into()))?
+                .into_owned();
+            let target_components = tar_components(&target).map_err(|why| {
+                refuse(format!(
+                    "hard link target {:?}: {why}",
+                    String::from_utf8_lossy(&target)
+                ))
+            })?;
+            let (meta, size, hash) = b.lookup_file(&target_components).ok_or_else(|| {
+                refuse(format!(
+                    "hard link to {:?}, which is not a regular file seen earlier in the archive",
+                    String::from_utf8_lossy(&target)
+                ))
+            })?;
+            b.files_done += 1;
+            Node::Leaf {
+                meta,
+                size,
+                kind: EntryKind::File(hash),
+            }
+        }
+        T::Char => Node::Leaf {
+            meta,
+            size: 0,
+            kind: EntryKind::CharDev { rdev: rdev() },
+        },
+        T::Block => Node::Leaf {
+            meta,
+            size: 0,
+            kind: EntryKind::BlockDev { rdev: rdev() },
+        },
+        T::Fifo => Node::Leaf {
+            meta,
+            size: 0,
+            kind: EntryKind::Fifo,
+        },
+        T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => return Ok(()),
+        other => return Err(refuse(format!("unsupported tar entry type {other:?}"))),
+    };
+    if components.is_empty() && !matches!(node, Node::Dir { .. }) {
+        return Err(refuse("the archive root must be a directory".into()));
+    }
+    b.insert(&components, node).map_err(refuse)
+}
