@@ -56,7 +56,8 @@ impl Store {
             let dir = checkouts.join(stem);
             let state = checkouts.join(format!("{stem}.state"));
             if name.ends_with(".state") {
-                if !dir.exists() {
+                // A sidecar whose checkout is gone (else it goes with its checkout).
+                if !dir.exists() && state.exists() {
                     report.freed_bytes += size_of(&state);
                     fs::remove_file(&state).ctx(|| format!("removing {}", state.display()))?;
                 }
