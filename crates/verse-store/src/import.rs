@@ -574,3 +574,32 @@ fn import_tar_entry<R: Read>(
     }
     b.insert(&components, node).map_err(refuse)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_paths_are_normalised_or_refused() {
+        let ok = |p: &[u8]| tar_components(p).unwrap();
+        assert_eq!(ok(b"./bin//sh"), vec![b"bin".to_vec(), b"sh".to_vec()]);
+        assert!(ok(b"./").is_empty());
+        assert!(
+            tar_components(b"/etc/passwd")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(tar_components(b"a/../b").unwrap_err().contains(".."));
+        assert!(tar_components(b"a\0b").unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn compression_is_detected_by_magic() {
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::detect(b"bin/"), Compression::None);
+    }
+}

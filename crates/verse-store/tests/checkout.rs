@@ -275,3 +275,30 @@ fn tampered_checkout_is_rebuilt_and_tampered_object_refused() {
     assert!(err.contains("corrupt"), "{err}");
     assert!(!store.checkout_path(&layer.root, BASE).exists());
 }
+
+#[test]
+fn concurrent_handles_agree() {
+    let (_tmp, store) = new_store();
+    let layer = import(&store, &busybox_dir());
+    let dir = store.dir().to_path_buf();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let dir = dir.clone();
+            let root = layer.root;
+            std::thread::spawn(move || {
+                // Separate handles lock through separate open files, as separate processes do.
+                let store = Store::open(&dir).unwrap();
+                let base = BASE + (i % 2) * 65536;
+                let co = store.checkout(&root, base).unwrap();
+                store.quick_check(&root, base).unwrap();
+                co
+            })
+        })
+        .collect();
+    let paths: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(paths[0], paths[2]);
+    assert_eq!(paths[1], paths[3]);
+    assert_eq!(store.quick_check(&layer.root, BASE), Ok(()));
+    assert_eq!(store.quick_check(&layer.root, BASE + 65536), Ok(()));
+    assert_eq!(store.verify(&layer.root).unwrap(), vec![]);
+}
