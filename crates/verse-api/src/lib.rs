@@ -1,14 +1,15 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Wire types and the client of Verse's HTTP API.
+//!
+//! The daemon serves this API on a unix socket (`$VERSE_ROOT/run/verse/verse.sock`);
+//! the CLI, and later the web UI and control filesystem, are its clients.
+//! Interactive streams (exec, run) upgrade the HTTP connection to a raw byte
+//! stream carrying [`frame`]s.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod client;
+pub mod frame;
+pub mod paths;
+pub mod types;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use client::{Client, ClientError};
+pub use paths::Paths;
+pub use types::*;

@@ -1,1 +1,174 @@
-fn main() {}
+//! `verse`: the command line of Verse. A thin layer over the library crates:
+//! it parses arguments, talks to the daemon's API and prints for humans
+//! (or `--json` for programs).
+
+mod commands;
+mod output;
+mod stream;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str = "Run many isolated environments on one host, each declared in verse.toml.";
+
+const AFTER_HELP: &str = "\
+Getting started:
+  verse doctor                          check what this host can do
+  verse daemon &                        start the daemon (as root)
+  verse image import busybox ./rootfs   put a directory or tar in the store
+  verse apply verse.toml                create and start the envs it declares
+  verse exec novel -- uname -a          run a command inside an env
+  verse shell novel                     open a shell inside an env
+
+Every command finds the daemon through VERSE_ROOT (default /): its socket is
+$VERSE_ROOT/run/verse/verse.sock.";
+
+#[derive(Parser)]
+#[command(name = "verse", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    /// Root of the Verse installation; every path derives from it.
+    #[arg(
+        long,
+        global = true,
+        env = "VERSE_ROOT",
+        default_value = "/",
+        value_name = "DIR"
+    )]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the host capabilities Verse uses; exit 0 when containers can run.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the daemon in the foreground (serves the API on the unix socket).
+    Daemon,
+    /// Manage images in the content-addressed store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Make a new generation from a spec file and bring every env to its declared state.
+    Apply {
+        /// The spec, usually verse.toml.
+        file: PathBuf,
+        /// Show what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the generations made by `verse apply`.
+    Generations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-activate an earlier generation (default: the one before the active one).
+    Rollback {
+        generation: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List envs: name, state, backend, image, limits, uptime.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an env.
+    Up { name: String },
+    /// Stop an env (SIGTERM, then SIGKILL after its stop_timeout). Its writes persist unless it is ephemeral.
+    Down { name: String },
+    /// Stop an env and delete it with its writable layer.
+    Rm { name: String },
+    /// Run a command inside a running env; exits with the command's exit code.
+    Exec {
+        /// Allocate a pseudo-terminal (for interactive programs).
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Extra environment variables, KEY=VALUE.
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Working directory inside the env.
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        name: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Open an interactive shell inside a running env.
+    Shell {
+        name: String,
+        /// The shell to run.
+        #[arg(long, default_value = "/bin/sh")]
+        shell: String,
+    },
+    /// Show an env's console output (its main process' stdout and stderr).
+    Logs {
+        name: String,
+        /// Keep printing new output until the env stops.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Run a one-off env from an image, without a spec (like `docker run`).
+    Run {
+        /// Remove the env and everything it wrote when the command exits.
+        #[arg(long)]
+        rm: bool,
+        /// Name the env (default: run-XXXXXXXX).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        image: String,
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Internal: the per-env supervisor, started by the daemon.
+    #[command(name = "__shim", hide = true)]
+    Shim { config: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import a directory or a tar (plain, gzip or zstd) as an image.
+    Import {
+        name: String,
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List images: name, layer root, size, file count.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash an image's layer and name every changed, added or missing path; exit 1 if any.
+    Verify {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The shim must stay single-threaded: no runtime, no logging threads.
+    if let Command::Shim { config } = &cli.command {
+        verse_runtime::run_shim(config);
+    }
+    let paths = verse_api::Paths::new(cli.root.clone());
+    match commands::dispatch(cli.command, paths) {
+        Ok(code) => code,
+        Err(error) => {
+            output::report(&error);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,14 +1,21 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The per-env shim and the daemon's side of talking to it.
+//!
+//! Every running environment has one small shim process. The shim owns the
+//! env's init process, its ptys and its log file, and answers a line-JSON +
+//! frame protocol on a unix socket. Shims run in their own session, so a
+//! `kill -9` of the daemon leaves environments running; a restarted daemon
+//! finds them again through their sockets.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod client;
+pub mod config;
+pub mod launch;
+pub mod protocol;
+pub mod record;
+mod shim;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use client::{ShimClient, ShimClientError};
+pub use config::{ID_BASE, ID_RANGE, ShimConfig, VolumeMount};
+pub use launch::{LaunchError, Launched, launch};
+pub use protocol::{ShimRequest, ShimResponse, ShimStatus};
+pub use record::{ExitRecord, ShimRecord};
+pub use shim::run_shim;

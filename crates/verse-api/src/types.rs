@@ -1,0 +1,206 @@
+//! Request and response bodies of the HTTP API (JSON).
+
+use serde::{Deserialize, Serialize};
+
+/// The one state vocabulary used everywhere (CLI, API, UI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvState {
+    Created,
+    Running,
+    Stopped,
+    Failed,
+    Paused,
+    Hibernated,
+}
+
+impl std::fmt::Display for EnvState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = match self {
+            EnvState::Created => "created",
+            EnvState::Running => "running",
+            EnvState::Stopped => "stopped",
+            EnvState::Failed => "failed",
+            EnvState::Paused => "paused",
+            EnvState::Hibernated => "hibernated",
+        };
+        f.write_str(word)
+    }
+}
+
+/// Where an env came from: the applied spec, or a one-off `verse run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Spec,
+    Run,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvInfo {
+    pub name: String,
+    pub state: EnvState,
+    pub backend: String,
+    pub image: String,
+    pub origin: Origin,
+    pub ephemeral: bool,
+    /// Declared cpu limit in cores.
+    pub cpu: Option<f64>,
+    /// Declared memory limit in bytes.
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    /// Host pid of the env's PID 1 while running.
+    pub pid: Option<u32>,
+    /// Unix seconds of the last start.
+    pub started_at: Option<i64>,
+    pub uptime_secs: Option<u64>,
+    /// Exit code of the env's main process once it stopped or failed.
+    pub exit_code: Option<i32>,
+    /// Why the env failed, when it did.
+    pub error: Option<String>,
+    /// Measured use while running.
+    pub cpu_usage_ns: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    /// The layer's root tree hash (BLAKE3, hex).
+    pub root: String,
+    pub size: u64,
+    pub files: u64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub name: String,
+    /// Absolute host path of a directory or a tar (plain, gzip, zstd).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub image: ImageInfo,
+    /// Bytes the store did not already hold.
+    pub new_bytes: u64,
+    pub millis: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PathChange {
+    pub path: String,
+    /// "changed", "added" or "missing".
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub image: String,
+    pub root: String,
+    pub changes: Vec<PathChange>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The name shown in diagnostics (usually the path the user gave).
+    pub file_name: String,
+    pub source: String,
+    /// Compute and return the plan without changing anything.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedAction {
+    pub env: String,
+    /// "create", "update", "start", "stop", "remove" or "unchanged".
+    pub action: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub generation: Option<u64>,
+    pub actions: Vec<PlannedAction>,
+    /// Envs that failed to reach their declared state, with the reason.
+    pub failures: Vec<PlannedAction>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerationInfo {
+    pub id: u64,
+    pub created_at: i64,
+    pub digest: String,
+    pub source_file: String,
+    pub active: bool,
+    pub envs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// Generation to re-activate; default: the one before the active one.
+    pub generation: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub tty: bool,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub image: String,
+    pub name: Option<String>,
+    /// Remove the env, its writable layer and its record when the command exits.
+    #[serde(default)]
+    pub rm: bool,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+/// A spec diagnostic, positioned in the user's file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Every non-2xx response carries this body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub hint: Option<String>,
+    #[serde(default)]
+    pub diagnostics: Vec<Diagnostic>,
+    /// Paths found changed when a layer failed verification.
+    #[serde(default)]
+    pub changes: Vec<PathChange>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub root: String,
+    pub pid: u32,
+}

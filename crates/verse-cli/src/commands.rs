@@ -1,0 +1,334 @@
+//! One function per subcommand.
+
+use crate::output::{self, bytes, duration, table};
+use crate::stream;
+use crate::{Command, ImageCommand};
+use anyhow::{Context, Result, bail};
+use std::process::ExitCode;
+use verse_api::{
+    ApplyReport, ApplyRequest, Client, EnvInfo, ExecRequest, GenerationInfo, ImageInfo,
+    ImportReport, ImportRequest, Paths, RollbackRequest, RunRequest, VerifyReport,
+};
+
+pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
+    match command {
+        Command::Doctor { json } => doctor(&paths, json),
+        Command::Daemon => daemon(paths),
+        command => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(client_command(command, Client::new(&paths)))
+        }
+    }
+}
+
+fn doctor(paths: &Paths, json: bool) -> Result<ExitCode> {
+    let report = verse_doctor::probe(&paths.root);
+    if json {
+        output::json(&report);
+    } else {
+        print!("{report}");
+    }
+    Ok(if report.containers_can_run() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn daemon(paths: Paths) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VERSE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "the daemon needs root (namespaces, cgroups and mounts); run it with sudo or as root"
+        );
+    }
+    let exe = std::env::current_exe().context("finding the verse binary for the shims")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(verse_daemon::serve(paths, exe))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_env_pairs(pairs: &[String]) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => bail!("`{pair}` is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
+    match command {
+        Command::Image(ImageCommand::Import { name, path, json }) => {
+            let path = absolute(&path)?;
+            let report: ImportReport = client
+                .post(
+                    "/v1/images",
+                    &ImportRequest {
+                        name,
+                        path: path.display().to_string(),
+                    },
+                )
+                .await?;
+            if json {
+                output::json(&report);
+            } else {
+                let image = &report.image;
+                println!(
+                    "imported {} from {}: {} files, {} ({} new) in {} ms",
+                    image.name,
+                    path.display(),
+                    image.files,
+                    bytes(image.size),
+                    bytes(report.new_bytes),
+                    report.millis
+                );
+                println!("layer root {}", image.root);
+            }
+        }
+        Command::Image(ImageCommand::Ls { json }) => {
+            let images: Vec<ImageInfo> = client.get("/v1/images").await?;
+            if json {
+                output::json(&images);
+            } else {
+                let rows: Vec<Vec<String>> = images
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.name.clone(),
+                            i.root.chars().take(16).collect(),
+                            bytes(i.size),
+                            i.files.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "ROOT", "SIZE", "FILES"], &rows);
+            }
+        }
+        Command::Image(ImageCommand::Verify { name, json }) => {
+            let report: VerifyReport = client.get(&format!("/v1/images/{name}/verify")).await?;
+            if json {
+                output::json(&report);
+            } else if report.changes.is_empty() {
+                println!(
+                    "ok: image {} matches its layer root {}",
+                    report.image, report.root
+                );
+            } else {
+                for change in &report.changes {
+                    println!("{:<8} {}  {}", change.kind, change.path, change.detail);
+                }
+                eprintln!(
+                    "image {}: {} path(s) differ from layer root {}",
+                    report.image,
+                    report.changes.len(),
+                    report.root
+                );
+            }
+            if !report.changes.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Apply {
+            file,
+            dry_run,
+            json,
+        } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let request = ApplyRequest {
+                file_name: file.display().to_string(),
+                source,
+                dry_run,
+            };
+            let report: ApplyReport = client.post("/v1/apply", &request).await?;
+            return Ok(print_apply(&report, json, dry_run));
+        }
+        Command::Generations { json } => {
+            let generations: Vec<GenerationInfo> = client.get("/v1/generations").await?;
+            if json {
+                output::json(&generations);
+            } else {
+                let rows: Vec<Vec<String>> = generations
+                    .iter()
+                    .map(|g| {
+                        vec![
+                            format!("{}{}", g.id, if g.active { " *" } else { "" }),
+                            ago(g.created_at),
+                            g.digest.chars().take(12).collect(),
+                            g.envs.join(","),
+                            g.source_file.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["GEN", "CREATED", "DIGEST", "ENVS", "FILE"], &rows);
+            }
+        }
+        Command::Rollback { generation, json } => {
+            let report: ApplyReport = client
+                .post("/v1/rollback", &RollbackRequest { generation })
+                .await?;
+            return Ok(print_apply(&report, json, false));
+        }
+        Command::Ls { json } => {
+            let envs: Vec<EnvInfo> = client.get("/v1/envs").await?;
+            if json {
+                output::json(&envs);
+            } else {
+                let rows: Vec<Vec<String>> = envs
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.name.clone(),
+                            match (e.state, e.exit_code) {
+                                (verse_api::EnvState::Failed, Some(code)) => {
+                                    format!("failed ({code})")
+                                }
+                                (state, _) => state.to_string(),
+                            },
+                            e.backend.clone(),
+                            e.image.clone(),
+                            e.cpu.map_or("-".into(), |c| format!("{c}")),
+                            e.memory.map_or("-".into(), bytes),
+                            e.uptime_secs.map_or("-".into(), duration),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "NAME", "STATE", "BACKEND", "IMAGE", "CPU", "MEMORY", "UPTIME",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        Command::Up { name } => {
+            let env: EnvInfo = client.post(&format!("/v1/envs/{name}/up"), &()).await?;
+            println!("{}: {}", env.name, env.state);
+        }
+        Command::Down { name } => {
+            let env: EnvInfo = client.post(&format!("/v1/envs/{name}/down"), &()).await?;
+            println!("{}: {}", env.name, env.state);
+        }
+        Command::Rm { name } => {
+            let _: serde_json::Value = client.delete(&format!("/v1/envs/{name}")).await?;
+            println!("{name}: removed");
+        }
+        Command::Exec {
+            tty,
+            env,
+            workdir,
+            name,
+            command,
+        } => {
+            let (rows, cols) = stream::terminal_size();
+            let request = ExecRequest {
+                argv: command,
+                env: parse_env_pairs(&env)?,
+                tty,
+                cwd: workdir,
+                rows,
+                cols,
+            };
+            return stream::exec(&client, &name, request).await;
+        }
+        Command::Shell { name, shell } => {
+            let (rows, cols) = stream::terminal_size();
+            let tty = stream::stdin_is_tty();
+            let request = ExecRequest {
+                argv: vec![shell, "-l".into()],
+                env: Vec::new(),
+                tty,
+                cwd: None,
+                rows,
+                cols,
+            };
+            return stream::exec(&client, &name, request).await;
+        }
+        Command::Logs { name, follow } => stream::logs(&client, &name, follow).await?,
+        Command::Run {
+            rm,
+            name,
+            tty,
+            env,
+            image,
+            command,
+        } => {
+            let (rows, cols) = stream::terminal_size();
+            let request = RunRequest {
+                image,
+                name,
+                rm,
+                argv: command,
+                env: parse_env_pairs(&env)?,
+                tty,
+                rows,
+                cols,
+            };
+            return stream::run(&client, request).await;
+        }
+        Command::Doctor { .. } | Command::Daemon | Command::Shim { .. } => {
+            unreachable!("handled before")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
+    if json {
+        output::json(report);
+    } else {
+        for action in &report.actions {
+            let detail = if action.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", action.detail)
+            };
+            let verb = if dry_run {
+                format!("would {}", action.action)
+            } else {
+                action.action.clone()
+            };
+            println!("{:<10} {}{}", action.env, verb, detail);
+        }
+        for failure in &report.failures {
+            eprintln!(
+                "{:<10} FAILED to {}: {}",
+                failure.env, failure.action, failure.detail
+            );
+        }
+        if let Some(generation) = report.generation {
+            println!("generation {generation} is active");
+        }
+    }
+    if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn ago(unix: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format!("{} ago", duration((now - unix).max(0) as u64))
+}

@@ -1,0 +1,561 @@
+//! The HTTP API: resources under `/v1`, JSON bodies, upgrades for streams.
+
+use crate::Daemon;
+use crate::db::{EnvPlan, EnvRow, now};
+use crate::error::{ApiError, ApiResult};
+use crate::{lifecycle, reconcile};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use verse_api::frame::{Kind, tokio_io};
+use verse_api::{
+    ApplyReport, ApplyRequest, DaemonInfo, Diagnostic, EnvInfo, ExecRequest, GenerationInfo,
+    ImageInfo, ImportReport, ImportRequest, Origin, RollbackRequest, RunRequest, VerifyReport,
+};
+use verse_runtime::ShimRequest;
+
+type Shared = State<Arc<Daemon>>;
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/info", get(daemon_info))
+        .route("/v1/envs", get(list_envs))
+        .route("/v1/envs/{name}", get(show_env).delete(remove_env))
+        .route("/v1/envs/{name}/up", post(up))
+        .route("/v1/envs/{name}/down", post(down))
+        .route("/v1/envs/{name}/exec", post(exec))
+        .route("/v1/envs/{name}/logs", get(logs))
+        .route("/v1/run", post(run))
+        .route("/v1/apply", post(apply))
+        .route("/v1/generations", get(generations))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/images", get(list_images).post(import_image))
+        .route("/v1/images/{name}/verify", get(verify_image))
+        .with_state(daemon)
+}
+
+async fn daemon_info(State(daemon): Shared) -> Json<DaemonInfo> {
+    Json(DaemonInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        root: daemon.paths.root.display().to_string(),
+        pid: std::process::id(),
+    })
+}
+
+fn find_env(daemon: &Daemon, name: &str) -> ApiResult<EnvRow> {
+    daemon.db.env(name)?.ok_or_else(|| {
+        ApiError::not_found(format!("no env named `{name}`"))
+            .hint("`verse ls` lists the envs this daemon knows")
+    })
+}
+
+async fn list_envs(State(daemon): Shared) -> ApiResult<Json<Vec<EnvInfo>>> {
+    let mut out = Vec::new();
+    for row in daemon.db.envs()? {
+        out.push(lifecycle::info(&daemon, &row).await);
+    }
+    Ok(Json(out))
+}
+
+async fn show_env(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+    let row = find_env(&daemon, &name)?;
+    Ok(Json(lifecycle::info(&daemon, &row).await))
+}
+
+async fn up(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+    let _changes = daemon.changes.lock().await;
+    let row = find_env(&daemon, &name)?;
+    daemon.db.set_desired(&name, "running")?;
+    if !lifecycle::is_running(&daemon, &name).await {
+        lifecycle::start(&daemon, &row, false).await?;
+    }
+    Ok(Json(lifecycle::info(&daemon, &row).await))
+}
+
+async fn down(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+    let _changes = daemon.changes.lock().await;
+    let row = find_env(&daemon, &name)?;
+    daemon.db.set_desired(&name, "stopped")?;
+    lifecycle::stop(&daemon, &name, row.plan.stop_timeout_ms).await?;
+    let row = find_env(&daemon, &name)?;
+    Ok(Json(lifecycle::info(&daemon, &row).await))
+}
+
+async fn remove_env(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let _changes = daemon.changes.lock().await;
+    let row = find_env(&daemon, &name)?;
+    lifecycle::remove(&daemon, &row).await?;
+    Ok(Json(serde_json::json!({ "removed": name })))
+}
+
+/// Splits an upgrade request into its JSON body and the pending upgrade.
+async fn upgrade_parts<T: for<'de> Deserialize<'de>>(
+    mut req: Request,
+) -> ApiResult<(T, hyper::upgrade::OnUpgrade)> {
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("verse-stream"));
+    if !wants_upgrade {
+        return Err(ApiError::bad_request(
+            "this endpoint streams: send `Connection: upgrade` and `Upgrade: verse-stream`",
+        ));
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    let body = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("bad request body: {e}")))?;
+    Ok((body, on_upgrade))
+}
+
+fn switching_protocols() -> Response {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "verse-stream")
+        .body(Body::empty())
+        .expect("static response is valid")
+}
+
+async fn exec(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (request, on_upgrade): (ExecRequest, _) = upgrade_parts(req).await?;
+    find_env(&daemon, &name)?;
+    if request.argv.is_empty() {
+        return Err(
+            ApiError::bad_request("no command given").hint("verse exec NAME -- COMMAND [ARGS...]")
+        );
+    }
+    let (_, mut shim) = lifecycle::shim_client(&daemon, &name)
+        .request(&ShimRequest::Exec(request))
+        .await
+        .map_err(|e| match e {
+            verse_runtime::ShimClientError::Gone(_) => {
+                ApiError::conflict(format!("env `{name}` is not running"))
+                    .hint(format!("start it with `verse up {name}`"))
+            }
+            other => ApiError::bad_request(format!("exec in `{name}`: {other}")),
+        })?;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut shim).await;
+            }
+            Err(e) => tracing::warn!("exec upgrade failed: {e}"),
+        }
+    });
+    Ok(switching_protocols())
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
+    let (request, on_upgrade): (RunRequest, _) = upgrade_parts(req).await?;
+    if request.argv.is_empty() {
+        return Err(
+            ApiError::bad_request("no command given").hint("verse run IMAGE -- COMMAND [ARGS...]")
+        );
+    }
+    let name = match request.name.clone() {
+        Some(name) if !valid_env_name(&name) => {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is not a valid env name: use lowercase letters, digits and '-', starting with a letter or digit, at most 63"
+            )));
+        }
+        Some(name) => name,
+        None => format!("run-{:08x}", rand_u32()),
+    };
+    let row = EnvRow {
+        name: name.clone(),
+        origin: Origin::Run,
+        plan: EnvPlan {
+            image: request.image.clone(),
+            backend: "container".into(),
+            cpu: None,
+            memory: None,
+            pids: None,
+            ephemeral: request.rm,
+            command: Some(request.argv.clone()),
+            env: request.env.clone(),
+            hostname: name.clone(),
+            volumes: Vec::new(),
+            workdir: "/".into(),
+            uid: 0,
+            gid: 0,
+            stop_timeout_ms: 10_000,
+        },
+        desired: "running".into(),
+        remove_on_exit: request.rm,
+        created_at: now(),
+    };
+    {
+        let _changes = daemon.changes.lock().await;
+        if daemon.db.env(&name)?.is_some() {
+            return Err(
+                ApiError::conflict(format!("an env named `{name}` already exists"))
+                    .hint("pick another --name, or remove it with `verse rm`"),
+            );
+        }
+        if daemon.db.image(&request.image)?.is_none() {
+            return Err(
+                ApiError::not_found(format!("no image named `{}`", request.image)).hint(format!(
+                    "import it with `verse image import {} PATH`; `verse image ls` lists images",
+                    request.image
+                )),
+            );
+        }
+        daemon.db.put_env(&row)?;
+        if let Err(e) = lifecycle::start(&daemon, &row, true).await {
+            let _ = lifecycle::remove(&daemon, &row).await;
+            return Err(e);
+        }
+    }
+    let attach = ShimRequest::Attach {
+        tty: request.tty,
+        rows: request.rows,
+        cols: request.cols,
+    };
+    let shim = match lifecycle::shim_client(&daemon, &name)
+        .request(&attach)
+        .await
+    {
+        Ok((_, shim)) => shim,
+        Err(e) => {
+            let _ = lifecycle::remove(&daemon, &row).await;
+            return Err(ApiError::bad_request(format!(
+                "starting `{}` in env `{name}`: {e}",
+                request.argv[0]
+            )));
+        }
+    };
+    let daemon = Arc::clone(&daemon);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!("run upgrade failed: {e}");
+                return;
+            }
+        };
+        let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(upgraded));
+        let (mut shim_read, mut shim_write) = tokio::io::split(shim);
+        let to_shim = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
+            let _ = shim_write.shutdown().await;
+        });
+        // Relay frames to the client, but forget a `--rm` env before its
+        // exit code goes out, so a client that looks next finds nothing.
+        while let Ok(Some(frame)) = tokio_io::read_frame(&mut shim_read).await {
+            let last = matches!(frame.kind, Kind::Exit | Kind::Error);
+            if last && row.remove_on_exit {
+                let _ = daemon.db.remove_env(&row.name);
+            }
+            if tokio_io::write_frame(&mut client_write, &frame)
+                .await
+                .is_err()
+                || last
+            {
+                break;
+            }
+        }
+        if row.remove_on_exit {
+            let _ = daemon.db.remove_env(&row.name);
+        }
+        let _ = client_write.shutdown().await;
+        to_shim.abort();
+    });
+    Ok(switching_protocols())
+}
+
+fn rand_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        bytes = (nanos ^ std::process::id()).to_le_bytes();
+    }
+    u32::from_le_bytes(bytes)
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+async fn logs(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult<Response> {
+    find_env(&daemon, &name)?;
+    let path = daemon.paths.env_dir(&name).join("console.log");
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(ApiError::internal(format!(
+                "reading {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    struct Tail {
+        file: Option<tokio::fs::File>,
+        path: std::path::PathBuf,
+        follow: bool,
+        daemon: Arc<Daemon>,
+        name: String,
+    }
+    let state = Tail {
+        file,
+        path,
+        follow: query.follow,
+        daemon,
+        name,
+    };
+    let stream = futures_util::stream::unfold(state, |mut tail| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if tail.file.is_none() {
+                tail.file = tokio::fs::File::open(&tail.path).await.ok();
+            }
+            if let Some(file) = tail.file.as_mut() {
+                match file.read(&mut buf).await {
+                    Ok(n) if n > 0 => {
+                        buf.truncate(n);
+                        return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), tail));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Some((Err(e), tail)),
+                }
+            }
+            if !tail.follow || !lifecycle::is_running(&tail.daemon, &tail.name).await {
+                // One last read catches what the env wrote as it stopped.
+                if let Some(file) = tail.file.as_mut()
+                    && let Ok(n) = file.read(&mut buf).await
+                    && n > 0
+                {
+                    buf.truncate(n);
+                    tail.follow = false;
+                    return Some((Ok(bytes::Bytes::from(buf)), tail));
+                }
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Some(file) = tail.file.as_mut() {
+                let _ = file.seek(std::io::SeekFrom::Current(0)).await;
+            }
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from_stream(stream))
+        .expect("valid response"))
+}
+
+fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
+    let diagnostics: Vec<Diagnostic> = errors
+        .iter()
+        .map(|e| Diagnostic {
+            file: e.file.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message.clone(),
+        })
+        .collect();
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, errors.to_string())
+        .hint("nothing was changed")
+        .diagnostics(diagnostics)
+}
+
+async fn apply(
+    State(daemon): Shared,
+    Json(request): Json<ApplyRequest>,
+) -> ApiResult<Json<ApplyReport>> {
+    let spec = verse_spec::parse_str(&request.source, &request.file_name).map_err(spec_errors)?;
+    let _changes = daemon.changes.lock().await;
+    reconcile::check_images(&daemon, &spec, &request.file_name, &request.source)?;
+    let actions = reconcile::plan(&daemon, &spec).await?;
+    if request.dry_run {
+        return Ok(Json(ApplyReport {
+            generation: None,
+            actions: actions.into_iter().map(|(a, _)| a).collect(),
+            failures: Vec::new(),
+        }));
+    }
+    let envs: Vec<String> = spec.envs.keys().cloned().collect();
+    let generation = daemon.db.add_generation(
+        &spec.digest(),
+        &request.file_name,
+        &spec.canonical_json(),
+        &envs,
+    )?;
+    let mut report = reconcile::execute(&daemon, actions).await?;
+    report.generation = Some(generation);
+    Ok(Json(report))
+}
+
+async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo>>> {
+    Ok(Json(daemon.db.generations()?))
+}
+
+async fn rollback(
+    State(daemon): Shared,
+    Json(request): Json<RollbackRequest>,
+) -> ApiResult<Json<ApplyReport>> {
+    let _changes = daemon.changes.lock().await;
+    let all = daemon.db.generations()?;
+    let active = all.iter().find(|g| g.active).map(|g| g.id);
+    let target = match request.generation {
+        Some(id) => id,
+        None => {
+            let Some(active) = active else {
+                return Err(ApiError::conflict("no generation has been applied yet")
+                    .hint("run `verse apply FILE` first"));
+            };
+            all.iter()
+                .rev()
+                .map(|g| g.id)
+                .find(|id| *id < active)
+                .ok_or_else(|| {
+                    ApiError::conflict(format!(
+                        "generation {active} is the oldest; there is nothing to roll back to"
+                    ))
+                })?
+        }
+    };
+    let json = daemon.db.generation_spec(target)?.ok_or_else(|| {
+        let known: Vec<String> = all.iter().map(|g| g.id.to_string()).collect();
+        ApiError::not_found(format!(
+            "no generation {target} (known: {})",
+            known.join(", ")
+        ))
+    })?;
+    let spec: verse_spec::Spec = serde_json::from_str(&json)
+        .map_err(|e| ApiError::internal(format!("generation {target} is unreadable: {e}")))?;
+    let actions = reconcile::plan(&daemon, &spec).await?;
+    daemon.db.activate_generation(target)?;
+    let mut report = reconcile::execute(&daemon, actions).await?;
+    report.generation = Some(target);
+    Ok(Json(report))
+}
+
+async fn list_images(State(daemon): Shared) -> ApiResult<Json<Vec<ImageInfo>>> {
+    Ok(Json(daemon.db.images()?))
+}
+
+fn valid_image_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-:".contains(b))
+}
+
+async fn import_image(
+    State(daemon): Shared,
+    Json(request): Json<ImportRequest>,
+) -> ApiResult<Json<ImportReport>> {
+    if !valid_image_name(&request.name) {
+        return Err(ApiError::bad_request(format!(
+            "`{}` is not a valid image name: use lowercase letters, digits and . _ - :",
+            request.name
+        )));
+    }
+    let path = std::path::PathBuf::from(&request.path);
+    if !path.is_absolute() {
+        return Err(ApiError::bad_request(format!(
+            "the import path must be absolute, got `{}`",
+            request.path
+        )));
+    }
+    let metadata = std::fs::metadata(&path)
+        .map_err(|e| ApiError::bad_request(format!("cannot read {}: {e}", path.display())))?;
+    let started = Instant::now();
+    let worker = Arc::clone(&daemon);
+    let layer = tokio::task::spawn_blocking(move || {
+        let mut progress = verse_store::NoProgress;
+        if metadata.is_dir() {
+            worker.store.import_dir(&path, &mut progress)
+        } else {
+            worker.store.import_tar(&path, &mut progress)
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::bad_request(format!("importing {}: {e}", request.path))
+            .hint("nothing was added to the store")
+    })?;
+    let image = ImageInfo {
+        name: request.name.clone(),
+        root: layer.root.to_string(),
+        size: layer.size,
+        files: layer.files,
+        created_at: now(),
+    };
+    daemon.db.put_image(&image)?;
+    Ok(Json(ImportReport {
+        image,
+        new_bytes: layer.new_bytes,
+        millis: started.elapsed().as_millis() as u64,
+    }))
+}
+
+async fn verify_image(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+) -> ApiResult<Json<VerifyReport>> {
+    let image = daemon.db.image(&name)?.ok_or_else(|| {
+        ApiError::not_found(format!("no image named `{name}`"))
+            .hint("`verse image ls` lists images")
+    })?;
+    let root: verse_store::Hash = image
+        .root
+        .parse()
+        .map_err(|e| ApiError::internal(format!("image `{name}` has a bad root hash: {e}")))?;
+    let worker = Arc::clone(&daemon);
+    let changes = tokio::task::spawn_blocking(move || worker.store.verify(&root))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(VerifyReport {
+        image: name,
+        root: image.root,
+        changes: changes.into_iter().map(lifecycle::to_path_change).collect(),
+    }))
+}

@@ -1,0 +1,307 @@
+//! The daemon's state in SQLite: images, envs and generations.
+//!
+//! Whether an env runs is never stored here: the shims are the truth about
+//! running processes. This holds what was declared and created.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+use verse_api::{GenerationInfo, ImageInfo, Origin};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("state database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state database holds a record it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// Everything the daemon needs to run one env, resolved from a spec entry or
+/// a `verse run` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvPlan {
+    pub image: String,
+    pub backend: String,
+    pub cpu: Option<f64>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub ephemeral: bool,
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub hostname: String,
+    pub volumes: Vec<(String, String, bool)>,
+    pub workdir: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub stop_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvRow {
+    pub name: String,
+    pub origin: Origin,
+    pub plan: EnvPlan,
+    /// "running" or "stopped": what the user last asked for.
+    pub desired: String,
+    /// `verse run --rm`: forget the env when its command ends.
+    pub remove_on_exit: bool,
+    pub created_at: i64,
+}
+
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS images (
+    name TEXT PRIMARY KEY,
+    root TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS envs (
+    name TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    desired TEXT NOT NULL,
+    remove_on_exit INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS generations (
+    id INTEGER PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    source_file TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    envs TEXT NOT NULL,
+    active INTEGER NOT NULL
+);
+";
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let conn = Connection::open(path).map_err(|source| DbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        // WAL + NORMAL: durable across crashes of the daemon (not of the host's
+        // power), and no fsync on the hot path of `verse run`.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn put_image(&self, image: &ImageInfo) -> Result<(), DbError> {
+        self.lock().execute(
+            "INSERT INTO images (name, root, size, files, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO UPDATE SET root = ?2, size = ?3, files = ?4, created_at = ?5",
+            params![
+                image.name,
+                image.root,
+                image.size as i64,
+                image.files as i64,
+                image.created_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageInfo>, DbError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT name, root, size, files, created_at FROM images ORDER BY name")?;
+        let rows = stmt.query_map([], image_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn image(&self, name: &str) -> Result<Option<ImageInfo>, DbError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT name, root, size, files, created_at FROM images WHERE name = ?1",
+                [name],
+                image_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn put_env(&self, row: &EnvRow) -> Result<(), DbError> {
+        let plan = serde_json::to_string(&row.plan).expect("plan serialises");
+        self.lock().execute(
+            "INSERT INTO envs (name, origin, plan, desired, remove_on_exit, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(name) DO UPDATE SET origin = ?2, plan = ?3, desired = ?4, remove_on_exit = ?5",
+            params![row.name, origin_word(row.origin), plan, row.desired, row.remove_on_exit, row.created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_desired(&self, name: &str, desired: &str) -> Result<(), DbError> {
+        self.lock().execute(
+            "UPDATE envs SET desired = ?2 WHERE name = ?1",
+            params![name, desired],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_env(&self, name: &str) -> Result<(), DbError> {
+        self.lock()
+            .execute("DELETE FROM envs WHERE name = ?1", [name])?;
+        Ok(())
+    }
+
+    pub fn env(&self, name: &str) -> Result<Option<EnvRow>, DbError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT name, origin, plan, desired, remove_on_exit, created_at FROM envs WHERE name = ?1",
+                [name],
+                raw_env,
+            )
+            .optional()?;
+        row.map(env_from_raw).transpose()
+    }
+
+    pub fn envs(&self) -> Result<Vec<EnvRow>, DbError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT name, origin, plan, desired, remove_on_exit, created_at FROM envs ORDER BY name")?;
+        let raws = stmt
+            .query_map([], raw_env)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(env_from_raw).collect()
+    }
+
+    /// Records a new generation and makes it the active one.
+    pub fn add_generation(
+        &self,
+        digest: &str,
+        source_file: &str,
+        spec_json: &str,
+        envs: &[String],
+    ) -> Result<u64, DbError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("UPDATE generations SET active = 0", [])?;
+        tx.execute(
+            "INSERT INTO generations (created_at, digest, source_file, spec, envs, active) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            params![now(), digest, source_file, spec_json, serde_json::to_string(envs).expect("serialises")],
+        )?;
+        let id = tx.last_insert_rowid() as u64;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub fn activate_generation(&self, id: u64) -> Result<(), DbError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("UPDATE generations SET active = 0", [])?;
+        tx.execute(
+            "UPDATE generations SET active = 1 WHERE id = ?1",
+            [id as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn generations(&self) -> Result<Vec<GenerationInfo>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, created_at, digest, source_file, envs, active FROM generations ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            let envs: String = row.get(4)?;
+            Ok(GenerationInfo {
+                id: row.get::<_, i64>(0)? as u64,
+                created_at: row.get(1)?,
+                digest: row.get(2)?,
+                source_file: row.get(3)?,
+                envs: serde_json::from_str(&envs).unwrap_or_default(),
+                active: row.get::<_, i64>(5)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The spec JSON a generation recorded.
+    pub fn generation_spec(&self, id: u64) -> Result<Option<String>, DbError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT spec FROM generations WHERE id = ?1",
+                [id as i64],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+}
+
+type RawEnv = (String, String, String, String, bool, i64);
+
+fn raw_env(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEnv> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn env_from_raw(
+    (name, origin, plan, desired, remove_on_exit, created_at): RawEnv,
+) -> Result<EnvRow, DbError> {
+    let plan =
+        serde_json::from_str(&plan).map_err(|e| DbError::Corrupt(format!("env {name}: {e}")))?;
+    let origin = if origin == "run" {
+        Origin::Run
+    } else {
+        Origin::Spec
+    };
+    Ok(EnvRow {
+        name,
+        origin,
+        plan,
+        desired,
+        remove_on_exit,
+        created_at,
+    })
+}
+
+fn image_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageInfo> {
+    Ok(ImageInfo {
+        name: row.get(0)?,
+        root: row.get(1)?,
+        size: row.get::<_, i64>(2)? as u64,
+        files: row.get::<_, i64>(3)? as u64,
+        created_at: row.get(4)?,
+    })
+}
+
+fn origin_word(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Spec => "spec",
+        Origin::Run => "run",
+    }
+}
+
+pub fn now() -> i64 {
+    verse_runtime::record::now_unix()
+}

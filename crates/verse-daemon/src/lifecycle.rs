@@ -1,0 +1,302 @@
+//! Starting, stopping, removing and observing envs.
+
+use crate::Daemon;
+use crate::db::{EnvRow, now};
+use crate::error::{ApiError, ApiResult};
+use std::path::PathBuf;
+use std::sync::Arc;
+use verse_api::{EnvInfo, EnvState, PathChange};
+use verse_runtime::{
+    ExitRecord, ID_BASE, Launched, ShimClient, ShimConfig, ShimRecord, ShimRequest, VolumeMount,
+};
+
+/// The main process of an env whose spec names no command: a shell that
+/// waits and ends cleanly on SIGTERM (PID 1 ignores signals it has no handler for).
+pub const IDLE_COMMAND: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
+
+pub fn shim_client(daemon: &Daemon, name: &str) -> ShimClient {
+    ShimClient::new(&daemon.paths.shim_socket(name))
+}
+
+pub fn cgroup_path(daemon: &Daemon, name: &str) -> String {
+    format!("{}/{}", daemon.paths.instance_tag(), name)
+}
+
+/// What `verse ls` shows for one env.
+pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
+    let mut info = EnvInfo {
+        name: row.name.clone(),
+        state: EnvState::Created,
+        backend: row.plan.backend.clone(),
+        image: row.plan.image.clone(),
+        origin: row.origin,
+        ephemeral: row.plan.ephemeral,
+        cpu: row.plan.cpu,
+        memory: row.plan.memory,
+        pids: row.plan.pids,
+        pid: None,
+        started_at: None,
+        uptime_secs: None,
+        exit_code: None,
+        error: None,
+        cpu_usage_ns: None,
+        memory_bytes: None,
+    };
+    let env_dir = daemon.paths.env_dir(&row.name);
+    match shim_client(daemon, &row.name)
+        .call(&ShimRequest::Status)
+        .await
+    {
+        Ok(response) => {
+            let status = response.status.unwrap_or_default();
+            if let Some(pid) = status.init_pid {
+                info.state = EnvState::Running;
+                info.pid = Some(pid);
+                info.started_at = status.started_at;
+                info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
+                info.cpu_usage_ns = status.cpu_usage_ns;
+                info.memory_bytes = status.memory_bytes;
+            }
+        }
+        Err(_) => {
+            if ShimRecord::load(&env_dir).is_some() {
+                // A record of a started env without a shim: the shim died
+                // without cleaning up (killed, or the host lost power).
+                info.state = EnvState::Failed;
+                info.error = Some("the env's shim ended unexpectedly".into());
+            } else if let Some(exit) = ExitRecord::load(&env_dir) {
+                info.exit_code = exit.exit_code;
+                info.error = exit.error.clone();
+                let asked_to_stop = row.desired == "stopped";
+                info.state = if exit.error.is_some()
+                    || (!asked_to_stop && exit.exit_code.is_some_and(|c| c != 0))
+                {
+                    EnvState::Failed
+                } else {
+                    EnvState::Stopped
+                };
+            }
+        }
+    }
+    info
+}
+
+pub async fn is_running(daemon: &Daemon, name: &str) -> bool {
+    match shim_client(daemon, name).call(&ShimRequest::Status).await {
+        Ok(response) => response.status.is_some_and(|s| s.init_pid.is_some()),
+        Err(_) => false,
+    }
+}
+
+/// Starts an env. In attach mode the env waits for a client to attach
+/// (`verse run`) before its command starts.
+pub async fn start(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResult<Launched> {
+    if is_running(daemon, &row.name).await {
+        return Err(ApiError::conflict(format!(
+            "env `{}` is already running",
+            row.name
+        )));
+    }
+    let image = daemon.db.image(&row.plan.image)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "env `{}` uses image `{}`, which is not in the store",
+            row.name, row.plan.image
+        ))
+        .hint(format!(
+            "import it with `verse image import {} PATH`",
+            row.plan.image
+        ))
+    })?;
+    let daemon = Arc::clone(daemon);
+    let row = row.clone();
+    tokio::task::spawn_blocking(move || start_blocking(&daemon, &row, &image.root, attach))
+        .await
+        .map_err(ApiError::internal)?
+}
+
+fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> ApiResult<Launched> {
+    let plan = &row.plan;
+    let root: verse_store::Hash = root.parse().map_err(|e| {
+        ApiError::internal(format!("image `{}` has a bad root hash: {e}", plan.image))
+    })?;
+    let checkout = daemon.store.checkout(&root, ID_BASE).map_err(|e| {
+        ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
+            "`verse image verify {}` names what is wrong",
+            plan.image
+        ))
+    })?;
+    // Tampering with any file of a layer is caught here, before an env runs on it.
+    if let Err(changes) = daemon.store.quick_check(&root, ID_BASE) {
+        let first = changes
+            .first()
+            .map(|c| format!("{} {}", c.path, c.detail))
+            .unwrap_or_default();
+        return Err(ApiError::conflict(format!(
+            "image `{}` failed verification: {} path(s) changed on disk (first: {first}); refusing to start `{}` on it",
+            plan.image,
+            changes.len(),
+            row.name
+        ))
+        .hint(format!("see every change with `verse image verify {}`; re-import the image to repair it", plan.image))
+        .changes(changes.into_iter().map(to_path_change).collect()));
+    }
+
+    let env_dir = daemon.paths.env_dir(&row.name);
+    prepare_env_dir(&env_dir)
+        .map_err(|e| ApiError::internal(format!("preparing {}: {e}", env_dir.display())))?;
+    let mut volumes = Vec::new();
+    for (path, host, readonly) in &plan.volumes {
+        let host = PathBuf::from(host);
+        if !host.is_dir() {
+            return Err(ApiError::bad_request(format!(
+                "env `{}`: volume source {} is not a directory on this host",
+                row.name,
+                host.display()
+            ))
+            .hint("create it first, or fix the path in the spec"));
+        }
+        volumes.push(VolumeMount {
+            host,
+            path: path.into(),
+            readonly: *readonly,
+        });
+    }
+    let argv = plan
+        .command
+        .clone()
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), IDLE_COMMAND.into()]);
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        (
+            "HOME".to_string(),
+            if plan.uid == 0 {
+                "/root".into()
+            } else {
+                "/".into()
+            },
+        ),
+        ("HOSTNAME".to_string(), plan.hostname.clone()),
+    ];
+    for (key, value) in &plan.env {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    let config = ShimConfig {
+        name: row.name.clone(),
+        env_dir: env_dir.clone(),
+        socket: daemon.paths.shim_socket(&row.name),
+        lowers: vec![checkout],
+        volumes,
+        hostname: plan.hostname.clone(),
+        argv,
+        env,
+        cwd: plan.workdir.clone().into(),
+        uid: plan.uid,
+        gid: plan.gid,
+        id_base: ID_BASE,
+        cgroup: cgroup_path(daemon, &row.name),
+        cpu: plan.cpu,
+        memory: plan.memory,
+        pids: plan.pids,
+        stop_timeout_ms: plan.stop_timeout_ms,
+        ephemeral: plan.ephemeral,
+        remove_on_exit: row.remove_on_exit,
+        attach,
+    };
+    verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
+        ApiError::internal(format!("starting env `{}`: {e}", row.name)).hint(format!(
+            "the shim's own log is {}",
+            env_dir.join("shim.log").display()
+        ))
+    })
+}
+
+pub fn to_path_change(change: verse_store::Change) -> PathChange {
+    let kind = match change.kind {
+        verse_store::ChangeKind::Changed => "changed",
+        verse_store::ChangeKind::Added => "added",
+        verse_store::ChangeKind::Missing => "missing",
+    };
+    PathChange {
+        path: change.path,
+        kind: kind.into(),
+        detail: change.detail,
+    }
+}
+
+/// Creates the env's directories; the writable layer belongs to the env's root.
+fn prepare_env_dir(env_dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(env_dir.join("rootfs"))?;
+    for sub in ["upper", "work"] {
+        let dir = env_dir.join(sub);
+        if !dir.exists() {
+            std::fs::create_dir(&dir)?;
+            std::os::unix::fs::chown(&dir, Some(ID_BASE), Some(ID_BASE))?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops an env: SIGTERM, then SIGKILL after `timeout_ms`. Returns once it
+/// has stopped; a stopped env is left as it is.
+pub async fn stop(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResult<()> {
+    match shim_client(daemon, name)
+        .call(&ShimRequest::Stop { timeout_ms })
+        .await
+    {
+        Ok(_) | Err(verse_runtime::ShimClientError::Gone(_)) => {}
+        Err(e) => return Err(ApiError::internal(format!("stopping env `{name}`: {e}"))),
+    }
+    // The shim answers after its cleanup; wait for its socket to go, so a
+    // caller that looks next sees no trace of the running env.
+    let socket = daemon.paths.shim_socket(name);
+    for _ in 0..200 {
+        if !socket.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Stops and deletes an env: its writable layer, records, cgroup and row.
+pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
+    stop(daemon, &row.name, row.plan.stop_timeout_ms).await?;
+    // A shim that died uncleanly may have left its cgroup behind.
+    if let Ok(Some(cgroup)) = verse_sandbox::Cgroup::open(&cgroup_path(daemon, &row.name)) {
+        let _ = cgroup.kill_all();
+        let _ = cgroup.remove();
+    }
+    let env_dir = daemon.paths.env_dir(&row.name);
+    if env_dir.exists() {
+        std::fs::remove_dir_all(&env_dir)
+            .map_err(|e| ApiError::internal(format!("removing {}: {e}", env_dir.display())))?;
+    }
+    let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
+    daemon.db.remove_env(&row.name)?;
+    Ok(())
+}
+
+/// At daemon start: find the shims of running envs again and tidy what a
+/// crash left behind.
+pub async fn reattach(daemon: &Daemon) {
+    let rows = match daemon.db.envs() {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!("reading envs: {e}");
+            return;
+        }
+    };
+    for row in rows {
+        let running = is_running(daemon, &row.name).await;
+        if running {
+            tracing::info!(env = %row.name, "reattached to running env");
+        } else if row.remove_on_exit {
+            tracing::info!(env = %row.name, "removing finished one-off env");
+            let _ = remove(daemon, &row).await;
+        }
+    }
+}

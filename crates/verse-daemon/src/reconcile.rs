@@ -1,0 +1,206 @@
+//! Bringing envs to a spec's declared state, and generations.
+
+use crate::Daemon;
+use crate::db::{EnvPlan, EnvRow, now};
+use crate::error::{ApiError, ApiResult};
+use crate::lifecycle;
+use axum::http::StatusCode;
+use std::sync::Arc;
+use verse_api::{ApplyReport, Diagnostic, Origin, PlannedAction};
+use verse_spec::{EnvSpec, Spec};
+
+/// How a spec entry runs.
+pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
+    let (uid, gid) = env.user.as_ref().map_or((0, 0), |u| (u.uid, u.gid));
+    EnvPlan {
+        image: env.image.clone(),
+        backend: "container".into(),
+        cpu: env.cpu,
+        memory: env.memory,
+        pids: env.pids,
+        ephemeral: env.ephemeral,
+        command: env.command.clone(),
+        env: env
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        hostname: env.hostname.clone(),
+        volumes: env
+            .volumes
+            .iter()
+            .map(|v| (v.path.clone(), v.host.clone(), v.readonly))
+            .collect(),
+        workdir: env.workdir.clone().unwrap_or_else(|| "/".to_string()),
+        uid,
+        gid,
+        stop_timeout_ms: env.stop_timeout_ms,
+    }
+}
+
+/// Checks what the spec parser cannot: that every image it names exists.
+pub fn check_images(daemon: &Daemon, spec: &Spec, file_name: &str, source: &str) -> ApiResult<()> {
+    let known: Vec<String> = daemon.db.images()?.into_iter().map(|i| i.name).collect();
+    let mut diagnostics = Vec::new();
+    for (name, env) in &spec.envs {
+        if !known.contains(&env.image) {
+            let (line, column) = locate_image(source, name, &env.image);
+            let allowed = if known.is_empty() {
+                "the store holds no images yet".to_string()
+            } else {
+                format!("known images: {}", known.join(", "))
+            };
+            diagnostics.push(Diagnostic {
+                file: file_name.to_string(),
+                line,
+                column,
+                message: format!(
+                    "env `{name}`: image `{}` is not in the store ({allowed}); import it with `verse image import {} PATH`",
+                    env.image, env.image
+                ),
+            });
+        }
+    }
+    if diagnostics.is_empty() {
+        return Ok(());
+    }
+    let summary = diagnostics
+        .iter()
+        .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, summary)
+        .hint("nothing was changed")
+        .diagnostics(diagnostics))
+}
+
+/// Finds `image = "NAME"` inside `[env.ENV]` for a positioned message.
+fn locate_image(source: &str, env: &str, image: &str) -> (usize, usize) {
+    let mut in_env = false;
+    for (index, line) in source.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            let header = trimmed
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .replace(' ', "");
+            in_env = header == format!("env.{env}") || header == format!("env.\"{env}\"");
+            continue;
+        }
+        if in_env && trimmed.starts_with("image") && line.contains(&format!("\"{image}\"")) {
+            let column = line.find(&format!("\"{image}\"")).unwrap_or(0) + 1;
+            return (index + 1, column);
+        }
+    }
+    (1, 1)
+}
+
+/// Computes what must change to reach `spec`.
+pub async fn plan(daemon: &Daemon, spec: &Spec) -> ApiResult<Vec<(PlannedAction, Option<EnvRow>)>> {
+    let rows = daemon.db.envs()?;
+    let mut actions = Vec::new();
+    for (name, env) in &spec.envs {
+        let plan = plan_from_spec(env);
+        let existing = rows.iter().find(|r| &r.name == name);
+        let row = EnvRow {
+            name: name.clone(),
+            origin: Origin::Spec,
+            plan: plan.clone(),
+            desired: "running".into(),
+            remove_on_exit: false,
+            created_at: existing.map_or_else(now, |r| r.created_at),
+        };
+        let (action, detail) = match existing {
+            None => ("create", format!("new env on image `{}`", plan.image)),
+            Some(old) if old.origin == Origin::Run => {
+                return Err(ApiError::conflict(format!(
+                    "the spec declares env `{name}`, but a one-off env from `verse run` has that name"
+                ))
+                .hint(format!("remove it with `verse rm {name}`, or rename the env in the spec")));
+            }
+            Some(old) if old.plan != plan => ("update", describe_change(&old.plan, &plan)),
+            Some(_) if !lifecycle::is_running(daemon, name).await => {
+                ("start", "not running".into())
+            }
+            Some(_) => ("unchanged", String::new()),
+        };
+        actions.push((
+            PlannedAction {
+                env: name.clone(),
+                action: action.into(),
+                detail,
+            },
+            Some(row),
+        ));
+    }
+    for old in rows
+        .iter()
+        .filter(|r| r.origin == Origin::Spec && !spec.envs.contains_key(&r.name))
+    {
+        actions.push((
+            PlannedAction {
+                env: old.name.clone(),
+                action: "remove".into(),
+                detail: "no longer in the spec".into(),
+            },
+            None,
+        ));
+    }
+    Ok(actions)
+}
+
+fn describe_change(old: &EnvPlan, new: &EnvPlan) -> String {
+    let old = serde_json::to_value(old).unwrap_or_default();
+    let new = serde_json::to_value(new).unwrap_or_default();
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return String::new();
+    };
+    let changed: Vec<&str> = new
+        .keys()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(String::as_str)
+        .collect();
+    format!("changed: {}", changed.join(", "))
+}
+
+/// Carries out a plan. Every env is attempted; failures are reported, not fatal.
+pub async fn execute(
+    daemon: &Arc<Daemon>,
+    actions: Vec<(PlannedAction, Option<EnvRow>)>,
+) -> ApiResult<ApplyReport> {
+    let mut report = ApplyReport {
+        generation: None,
+        actions: Vec::new(),
+        failures: Vec::new(),
+    };
+    for (action, row) in actions {
+        let result = match (action.action.as_str(), &row) {
+            ("remove", _) => match daemon.db.env(&action.env)? {
+                Some(old) => lifecycle::remove(daemon, &old).await,
+                None => Ok(()),
+            },
+            ("update", Some(row)) => {
+                let old_timeout = daemon
+                    .db
+                    .env(&row.name)?
+                    .map_or(10_000, |r| r.plan.stop_timeout_ms);
+                lifecycle::stop(daemon, &row.name, old_timeout).await?;
+                daemon.db.put_env(row)?;
+                lifecycle::start(daemon, row, false).await.map(drop)
+            }
+            ("create" | "start", Some(row)) => {
+                daemon.db.put_env(row)?;
+                lifecycle::start(daemon, row, false).await.map(drop)
+            }
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => report.actions.push(action),
+            Err(e) => report.failures.push(PlannedAction {
+                detail: e.body.error,
+                ..action
+            }),
+        }
+    }
+    Ok(report)
+}

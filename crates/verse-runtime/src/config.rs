@@ -1,0 +1,69 @@
+//! What the daemon tells a shim to run (written as JSON next to the env).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Host uid and gid that an env's root (id 0) maps to. Each env's ids
+/// 0..65536 map to ID_BASE..ID_BASE+65536 on the host: far above any real
+/// account, so a process that escaped its env would own nothing of the host's.
+pub const ID_BASE: u32 = 100_000_000;
+
+/// Length of the id range mapped into each env.
+pub const ID_RANGE: u32 = 65_536;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeMount {
+    pub host: PathBuf,
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub name: String,
+    /// The env's directory: upper/, work/, rootfs/, console.log, records.
+    pub env_dir: PathBuf,
+    pub socket: PathBuf,
+    /// Read-only layer checkouts, top-most first.
+    pub lowers: Vec<PathBuf>,
+    pub volumes: Vec<VolumeMount>,
+    pub hostname: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    /// Host uid/gid that container id 0 maps to; the range is 65536 long.
+    pub id_base: u32,
+    /// Cgroup path relative to each hierarchy root, e.g. `verse/novel`.
+    pub cgroup: String,
+    pub cpu: Option<f64>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub stop_timeout_ms: u64,
+    /// Discard the writable layer when the env stops.
+    pub ephemeral: bool,
+    /// Remove the whole env directory when the env stops (`verse run --rm`).
+    pub remove_on_exit: bool,
+    /// Start the env only when a client attaches, with its stdio streamed to
+    /// that client (`verse run`). Otherwise stdio is /dev/null and the log file.
+    pub attach: bool,
+}
+
+impl ShimConfig {
+    pub fn upper(&self) -> PathBuf {
+        self.env_dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.env_dir.join("work")
+    }
+    pub fn mountpoint(&self) -> PathBuf {
+        self.env_dir.join("rootfs")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.env_dir.join("console.log")
+    }
+    pub fn config_path(env_dir: &std::path::Path) -> PathBuf {
+        env_dir.join("shim-config.json")
+    }
+}

@@ -1,0 +1,59 @@
+//! The shim's control protocol: one JSON request line, one JSON response
+//! line, then (for exec and attach) frames in both directions.
+
+use serde::{Deserialize, Serialize};
+use verse_api::ExecRequest;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ShimRequest {
+    Status,
+    /// SIGTERM the env's init, SIGKILL everything after `timeout_ms`; the
+    /// response comes when the env has stopped.
+    Stop {
+        timeout_ms: u64,
+    },
+    /// Start the env (attach mode) with its stdio on this connection.
+    Attach {
+        tty: bool,
+        rows: u16,
+        cols: u16,
+    },
+    Exec(ExecRequest),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShimStatus {
+    pub init_pid: Option<u32>,
+    pub started_at: Option<i64>,
+    pub cpu_usage_ns: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShimResponse {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub status: Option<ShimStatus>,
+    /// Pid of the started process (exec, attach).
+    pub pid: Option<u32>,
+    /// Exit code (stop).
+    pub exit_code: Option<i32>,
+}
+
+impl ShimResponse {
+    pub fn ok() -> Self {
+        Self {
+            ok: true,
+            ..Self::default()
+        }
+    }
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            error: Some(message.into()),
+            ..Self::default()
+        }
+    }
+}
