@@ -1,14 +1,105 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Isolation primitives of Verse's container backend: our own runtime built directly on
+//! namespaces, overlayfs, cgroups, capabilities, no_new_privs, Landlock and seccomp.
+//!
+//! - [`spawn`] starts an environment (its PID 1) from a [`ContainerConfig`];
+//! - [`exec`] starts another process inside a running environment;
+//! - [`Cgroup`] creates, limits, inspects, kills and removes an environment's cgroup
+//!   (v2 when `/sys/fs/cgroup` is cgroup2, v1 otherwise).
+//!
+//! `spawn` and `exec` fork with raw clone(2) and **must be called from a single-threaded
+//! process** (Verse's per-env shim).
+//!
+//! ID mapping: container uid `u` is host uid `host_id + u` (the store shifts file owners
+//! accordingly), e.g. `IdMap { container_id: 0, host_id: 100_000_000, size: 65536 }`.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+mod cgroup;
+mod child;
+mod error;
+mod exec;
+mod mounts;
+mod process;
+mod security;
+mod spawn;
+
+pub use cgroup::{Cgroup, CgroupStats, CgroupVersion, Limits, cgroup_version};
+pub use error::SandboxError;
+pub use exec::exec;
+pub use nix::unistd::Pid;
+pub use security::ALLOWED_CAPS;
+pub use spawn::spawn;
+
+/// One contiguous id range of a user namespace mapping (used for uids and gids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// First id inside the env.
+    pub container_id: u32,
+    /// Host id that `container_id` maps to.
+    pub host_id: u32,
+    /// Number of ids mapped.
+    pub size: u32,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A host path bind-mounted into the env (always nosuid,nodev).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Host path (file or directory).
+    pub source: PathBuf,
+    /// Absolute path inside the env; created if missing. /, /proc, /sys, /dev are refused.
+    pub target: PathBuf,
+    /// Mount read-only.
+    pub readonly: bool,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+/// The env's root filesystem: an overlay of read-only layers and a per-env upper dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootfs {
+    /// Read-only layers, top-most first.
+    pub lowers: Vec<PathBuf>,
+    /// Writable layer (owned by the mapped root, e.g. host uid 100000000).
+    pub upper: PathBuf,
+    /// Overlay work dir, on the same filesystem as `upper`.
+    pub work: PathBuf,
+    /// An empty host directory; the overlay is mounted on it only inside the env's
+    /// private mount namespace, so the host never sees it mounted.
+    pub mountpoint: PathBuf,
+}
+
+/// Everything [`spawn`] needs.
+#[derive(Debug)]
+pub struct ContainerConfig {
+    pub rootfs: Rootfs,
+    pub volumes: Vec<BindMount>,
+    pub hostname: String,
+    /// The command; `argv[0]` is looked up in `PATH` from `env` when it has no slash.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the env (absolute).
+    pub cwd: PathBuf,
+    pub uid_map: IdMap,
+    pub gid_map: IdMap,
+    /// Already created, with limits, by the caller; PID 1 is put in it before it runs.
+    pub cgroup: Cgroup,
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Everything [`exec`] needs.
+#[derive(Debug)]
+pub struct ExecConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// User and group inside the env.
+    pub uid: u32,
+    pub gid: u32,
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// `stdin` is a pty slave: the command gets it as controlling terminal (setsid +
+    /// TIOCSCTTY).
+    pub tty: bool,
 }
