@@ -41,6 +41,11 @@ const NAMESPACES: [(&str, CloneFlags); 7] = [
 /// real exit status, and signals sent to the pid reach the command itself. Inside the env
 /// its parent pid reads 0 (its parent lives outside the pid namespace).
 ///
+/// Reaping matters: when the env's PID 1 dies, the kernel kills the rest of its pid
+/// namespace and PID 1 only finishes exiting once every one of them has been reaped, so
+/// the caller should reap with `waitpid(-1, ..)` (any child) rather than waiting for PID 1
+/// alone while exec'd processes are still its unreaped children.
+///
 /// Like [`crate::spawn`], **must be called from a single-threaded process**.
 pub fn exec(init_pid: Pid, cgroup: &Cgroup, config: ExecConfig) -> Result<Pid, SandboxError> {
     if !config.cwd.is_absolute() {

@@ -523,6 +523,87 @@ fn t_exec() -> TestResult {
     Ok(())
 }
 
+fn t_exec_tty() -> TestResult {
+    let env = Env::new(&Limits::default());
+    let init = spawn(env.config(&["sleep", "30"])).map_err(|e| e.to_string())?;
+    let pty = nix::pty::openpty(None, None).map_err(|e| e.to_string())?;
+    let (stdout, stderr) = env.out_files("exec");
+    let cfg = ExecConfig {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "[ -t 0 ] && echo isatty; cut -d' ' -f6,7 /proc/self/stat".into(),
+        ],
+        env: vec![],
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        stdin: pty.slave,
+        stdout,
+        stderr,
+        tty: true,
+    };
+    let pid = exec(init, env.cg(), cfg).map_err(|e| e.to_string())?;
+    let st = wait(pid, Duration::from_secs(10));
+    let (out, err) = env.output("exec");
+    check!(exited(&st) == Some(0), "{st:?}: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    check!(
+        lines.first() == Some(&"isatty"),
+        "stdin is not a tty: {out}"
+    );
+    // Field 7 (tty_nr) is non-zero once the pty is the controlling terminal; field 6 is
+    // the session, which the command leads (it equals the shell's pid, not 0).
+    let f: Vec<&str> = lines.get(1).unwrap_or(&"").split(' ').collect();
+    check!(f.len() == 2 && f[1] != "0", "no controlling tty: {out}");
+    drop(pty.master);
+    Ok(())
+}
+
+/// A host directory handed in as a file descriptor (here: stdin) must be useless inside
+/// the env: Landlock only allows access beneath the env's own root.
+fn t_landlock_blocks_outside_fds() -> TestResult {
+    if landlock_abi() < 1 {
+        return skip("Landlock not enabled in this kernel");
+    }
+    let env = Env::new(&Limits::default());
+    let secret = env.path("hostdir");
+    fs::create_dir(&secret).unwrap();
+    fs::write(secret.join("secret"), "host secret").unwrap();
+    let mut cfg = env.config(&[
+        "sh",
+        "-c",
+        "cat /proc/self/fd/0/secret; ls /proc/self/fd/0/",
+    ]);
+    cfg.stdin = File::open(&secret).unwrap().into();
+    let pid = spawn(cfg).map_err(|e| e.to_string())?;
+    let st = wait(pid, Duration::from_secs(10));
+    let (out, err) = env.output("init");
+    check!(
+        !out.contains("host secret") && !out.contains("secret"),
+        "read through a host fd: {out}"
+    );
+    check!(
+        exited(&st) != Some(0) && err.contains("denied"),
+        "{st:?}: {err}"
+    );
+    Ok(())
+}
+
+fn landlock_abi() -> i64 {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
+    // returns the ABI version (or -1).
+    unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, 0usize, 0usize, 1u32) }
+}
+
+fn skip(why: &str) -> TestResult {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        return Err(format!("required feature missing (CI=true): {why}"));
+    }
+    eprintln!("\n!!! SKIPPED: {why} !!!\n");
+    Ok(())
+}
+
 fn t_remove_leaves_nothing() -> TestResult {
     let mut env = Env::new(&Limits {
         memory: Some(64 << 20),
@@ -719,6 +800,8 @@ fn main() -> ExitCode {
         ("memory_limit", t_memory_limit),
         ("pids_limit_and_kill_all", t_pids_limit_and_kill_all),
         ("exec", t_exec),
+        ("exec_tty", t_exec_tty),
+        ("landlock_blocks_outside_fds", t_landlock_blocks_outside_fds),
         ("remove_leaves_nothing", t_remove_leaves_nothing),
         ("failing_steps_leave_nothing", t_failing_steps_leave_nothing),
     ];
