@@ -75,7 +75,7 @@ enum Layout {
     },
 }
 
-fn is_cgroup2(path: &str) -> bool {
+fn is_cgroup2(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
@@ -83,11 +83,11 @@ fn is_cgroup2(path: &str) -> bool {
 
 /// Mount points of our v1 controllers, canonicalized (so `cpu` and `cpuacct` co-mounted via
 /// symlinks resolve to the same directory).
-fn v1_mounts() -> Vec<(&'static str, PathBuf)> {
+fn v1_mounts(root: &Path) -> Vec<(&'static str, PathBuf)> {
     V1_CONTROLLERS
         .iter()
         .filter_map(|c| {
-            let p = fs::canonicalize(Path::new(CGROUP_ROOT).join(c)).ok()?;
+            let p = fs::canonicalize(root.join(c)).ok()?;
             let is_cgroup = nix::sys::statfs::statfs(&p)
                 .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP_SUPER_MAGIC)
                 .unwrap_or(false);
@@ -98,15 +98,19 @@ fn v1_mounts() -> Vec<(&'static str, PathBuf)> {
 
 /// Detects the host's cgroup layout.
 pub fn cgroup_version() -> CgroupVersion {
-    if is_cgroup2(CGROUP_ROOT) {
-        let controllers = fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers"))
+    let root = Path::new(CGROUP_ROOT);
+    if is_cgroup2(root) {
+        let controllers = fs::read_to_string(root.join("cgroup.controllers"))
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_owned)
             .collect();
         CgroupVersion::V2 { controllers }
     } else {
-        let controllers = v1_mounts().into_iter().map(|(c, _)| c.to_owned()).collect();
+        let controllers = v1_mounts(root)
+            .into_iter()
+            .map(|(c, _)| c.to_owned())
+            .collect();
         CgroupVersion::V1 { controllers }
     }
 }
@@ -155,13 +159,25 @@ impl Cgroup {
     /// Creates the cgroup (and its parents) and applies `limits`. An existing cgroup of the
     /// same path is reused and its limits overwritten.
     pub fn create(relative_path: &str, limits: &Limits) -> Result<Self, SandboxError> {
+        Self::create_in(Path::new(CGROUP_ROOT), relative_path, limits)
+    }
+
+    /// Like [`Cgroup::create`], under another hierarchy root: a cgroup2 mount (e.g. a
+    /// delegated subtree, or `/sys/fs/cgroup/unified` on hybrid hosts) or a directory
+    /// holding v1 controller mounts.
+    pub fn create_in(
+        root: &Path,
+        relative_path: &str,
+        limits: &Limits,
+    ) -> Result<Self, SandboxError> {
         validate_relative(relative_path)?;
-        let cg = Self::at(relative_path);
+        let cg = Self::at(root, relative_path);
+        let existed = cg.dirs().iter().any(|d| d.exists());
         match &cg.layout {
             Layout::V2 { dir } => {
                 // Controllers must be enabled in every ancestor's subtree_control for the
                 // limit files to exist in our directory.
-                let mut cur = PathBuf::from(CGROUP_ROOT);
+                let mut cur = root.to_path_buf();
                 for comp in relative_path.split('/') {
                     cg.enable_v2_controllers(&cur)?;
                     cur.push(comp);
@@ -180,25 +196,36 @@ impl Cgroup {
                 }
             }
         }
-        cg.set_limits(limits)?;
+        if let Err(e) = cg.set_limits(limits) {
+            // Do not leave a half-configured cgroup behind (unless it was there before).
+            if !existed {
+                let _ = cg.clone().remove();
+            }
+            return Err(e);
+        }
         Ok(cg)
     }
 
     /// Reattaches to an existing cgroup; `Ok(None)` when it does not exist.
     pub fn open(relative_path: &str) -> Result<Option<Self>, SandboxError> {
+        Self::open_in(Path::new(CGROUP_ROOT), relative_path)
+    }
+
+    /// Like [`Cgroup::open`], under another hierarchy root (see [`Cgroup::create_in`]).
+    pub fn open_in(root: &Path, relative_path: &str) -> Result<Option<Self>, SandboxError> {
         validate_relative(relative_path)?;
-        let cg = Self::at(relative_path);
+        let cg = Self::at(root, relative_path);
         Ok(cg.dirs().iter().any(|d| d.is_dir()).then_some(cg))
     }
 
-    fn at(relative: &str) -> Self {
-        let layout = if is_cgroup2(CGROUP_ROOT) {
+    fn at(root: &Path, relative: &str) -> Self {
+        let layout = if is_cgroup2(root) {
             Layout::V2 {
-                dir: Path::new(CGROUP_ROOT).join(relative),
+                dir: root.join(relative),
             }
         } else {
             Layout::V1 {
-                dirs: v1_mounts()
+                dirs: v1_mounts(root)
                     .into_iter()
                     .map(|(c, m)| (c, m.join(relative)))
                     .collect(),
