@@ -15,8 +15,12 @@ if ! dpkg -s busybox-static >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >&2
 fi
 mkdir -p "$(dirname "$dest")"
-stamp="$dest/.verse-rootfs-$(sha256sum "$bb" | cut -c1-16)"
-if [ -f "$stamp" ]; then echo "$dest"; exit 0; fi
+# The stamp lives beside the tree, not in it, so the tree is exactly the rootfs.
+want=$(cat "$bb" "$0" | sha256sum | cut -c1-16)
+# Tests call this concurrently: one builds, the others wait and reuse.
+exec 9>"$dest.lock"
+flock 9
+if [ -d "$dest" ] && [ "$(cat "$dest.stamp" 2>/dev/null)" = "$want" ]; then echo "$dest"; exit 0; fi
 tmp=$(mktemp -d "${dest}.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,proc,sys,dev,home,var/log,run}
@@ -41,9 +45,9 @@ G
 mkdir -p "$tmp/home/user" && chown 1000:1000 "$tmp/home/user"
 echo busybox > "$tmp/etc/hostname"
 echo "Welcome to a Verse environment (busybox)." > "$tmp/etc/motd"
-touch "$tmp/.verse-rootfs-$(sha256sum "$bb" | cut -c1-16)"
-rm -rf "$dest" "$dest.tar"
+rm -rf "$dest" "$dest.tar" "$dest.stamp"
 mv "$tmp" "$dest"
 trap - EXIT
-tar -C "$dest" --exclude='./.verse-rootfs-*' -cf "$dest.tar" .
+tar -C "$dest" -cf "$dest.tar" .
+echo "$want" > "$dest.stamp"
 echo "$dest"

@@ -29,7 +29,7 @@ fn doctor(paths: &Paths, json: bool) -> Result<ExitCode> {
     if json {
         output::json(&report);
     } else {
-        print!("{report}");
+        println!("{}", report.to_string().trim_end());
     }
     Ok(if report.containers_can_run() {
         ExitCode::SUCCESS

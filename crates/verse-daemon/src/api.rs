@@ -156,13 +156,32 @@ async fn exec(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let mut client = TokioIo::new(upgraded);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut shim).await;
+                relay(TokioIo::new(upgraded), shim).await;
             }
             Err(e) => tracing::warn!("exec upgrade failed: {e}"),
         }
     });
     Ok(switching_protocols())
+}
+
+/// Copies bytes both ways until the shim side ends. Unlike
+/// `copy_bidirectional`, a failed write towards the shim (it closed after the
+/// process exited, while the client still sent input) does not cut off what
+/// the shim still has to say: its output and exit code always reach the client.
+async fn relay<C, S>(client: C, shim: S)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut shim_read, mut shim_write) = tokio::io::split(shim);
+    let to_shim = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
+        let _ = shim_write.shutdown().await;
+    });
+    let _ = tokio::io::copy(&mut shim_read, &mut client_write).await;
+    let _ = client_write.shutdown().await;
+    to_shim.abort();
 }
 
 fn valid_env_name(name: &str) -> bool {
@@ -509,11 +528,20 @@ async fn import_image(
     let worker = Arc::clone(&daemon);
     let layer = tokio::task::spawn_blocking(move || {
         let mut progress = verse_store::NoProgress;
-        if metadata.is_dir() {
+        let layer = if metadata.is_dir() {
             worker.store.import_dir(&path, &mut progress)
         } else {
             worker.store.import_tar(&path, &mut progress)
+        }?;
+        // Re-importing is how a user repairs a layer whose checkout was
+        // tampered with: drop checkouts that no longer match, so the next
+        // start builds them afresh from the verified objects.
+        for (uid_base, _) in worker.store.checkouts_of(&layer.root)? {
+            if worker.store.quick_check(&layer.root, uid_base).is_err() {
+                worker.store.remove_checkout(&layer.root, uid_base)?;
+            }
         }
+        Ok::<_, verse_store::StoreError>(layer)
     })
     .await
     .map_err(ApiError::internal)?

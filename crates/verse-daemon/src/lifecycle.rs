@@ -119,27 +119,34 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
     let root: verse_store::Hash = root.parse().map_err(|e| {
         ApiError::internal(format!("image `{}` has a bad root hash: {e}", plan.image))
     })?;
+    // Tampering with any file of a layer is caught here, before an env runs
+    // on it. An existing checkout is checked, never silently rebuilt: the
+    // user learns what changed and repairs it by re-importing the image.
+    if daemon.store.checkout_path(&root, ID_BASE).exists()
+        && let Err(changes) = daemon.store.quick_check(&root, ID_BASE)
+    {
+        let first = changes
+            .first()
+            .map(|c| format!("{} ({})", c.path, c.detail))
+            .unwrap_or_default();
+        return Err(ApiError::conflict(format!(
+            "image `{}` failed verification: {} path(s) changed on disk, first {first}; refusing to start `{}` on it",
+            plan.image,
+            changes.len(),
+            row.name
+        ))
+        .hint(format!(
+            "see every change with `verse image verify {}`; re-import the image to repair it",
+            plan.image
+        ))
+        .changes(changes.into_iter().map(to_path_change).collect()));
+    }
     let checkout = daemon.store.checkout(&root, ID_BASE).map_err(|e| {
         ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
             "`verse image verify {}` names what is wrong",
             plan.image
         ))
     })?;
-    // Tampering with any file of a layer is caught here, before an env runs on it.
-    if let Err(changes) = daemon.store.quick_check(&root, ID_BASE) {
-        let first = changes
-            .first()
-            .map(|c| format!("{} {}", c.path, c.detail))
-            .unwrap_or_default();
-        return Err(ApiError::conflict(format!(
-            "image `{}` failed verification: {} path(s) changed on disk (first: {first}); refusing to start `{}` on it",
-            plan.image,
-            changes.len(),
-            row.name
-        ))
-        .hint(format!("see every change with `verse image verify {}`; re-import the image to repair it", plan.image))
-        .changes(changes.into_iter().map(to_path_change).collect()));
-    }
 
     let env_dir = daemon.paths.env_dir(&row.name);
     prepare_env_dir(&env_dir)

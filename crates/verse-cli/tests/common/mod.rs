@@ -1,0 +1,278 @@
+//! Harness for end-to-end tests: a real `verse daemon` on a temporary
+//! VERSE_ROOT, driven through the real `verse` binary, running real envs on a
+//! busybox rootfs built from Debian's busybox-static.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const VERSE: &str = env!("CARGO_BIN_EXE_verse");
+
+/// Returns false (and says why, loudly) when this host cannot run the test;
+/// under CI=true a missing capability is a failure, never a skip.
+pub fn can_run() -> bool {
+    let missing = if !nix_is_root() {
+        Some("not running as root (namespaces, cgroups and mounts need it)")
+    } else if !Path::new("/proc/self/ns/user").exists() {
+        Some("the kernel has no user namespaces")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and this host cannot run end-to-end tests: {reason}")
+        }
+        Some(reason) => {
+            eprintln!(
+                "\n!!! SKIPPED: {reason}; run the tests as root to exercise real environments !!!\n"
+            );
+            false
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The busybox rootfs directory, built once per test binary by the script.
+pub fn busybox_rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
+        let out = Command::new(&script)
+            .output()
+            .expect("running scripts/busybox-rootfs.sh");
+        assert!(
+            out.status.success(),
+            "busybox-rootfs.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+pub struct Verse {
+    pub root: tempfile::TempDir,
+    daemon: Option<Child>,
+}
+
+impl Verse {
+    /// A daemon on a fresh root, with the busybox image imported as `busybox`.
+    pub fn start() -> Verse {
+        let root = tempfile::Builder::new()
+            .prefix("verse-e2e-")
+            .tempdir()
+            .expect("temp root");
+        let mut verse = Verse { root, daemon: None };
+        verse.start_daemon();
+        let out = verse.ok(&[
+            "image",
+            "import",
+            "busybox",
+            busybox_rootfs().to_str().unwrap(),
+        ]);
+        assert!(out.contains("imported busybox"), "{out}");
+        verse
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.root().join("run/verse/verse.sock")
+    }
+
+    pub fn start_daemon(&mut self) {
+        let log = std::fs::File::create(self.root().join("daemon.log")).unwrap();
+        let child = Command::new(VERSE)
+            .arg("daemon")
+            .env("VERSE_ROOT", self.root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting verse daemon");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the daemon did not come up: {}", self.daemon_log());
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
+    /// `kill -9` the daemon, as a crash would.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.root().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(VERSE);
+        command
+            .args(args)
+            .env("VERSE_ROOT", self.root())
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running verse")
+    }
+
+    /// Runs verse, expecting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`verse {}` failed with {:?}\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs verse with `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `verse exec ENV -- sh -c SCRIPT`, returning (exit code, stdout, stderr).
+    pub fn sh(&self, env: &str, script: &str) -> (i32, String, String) {
+        let out = self.run(&["exec", env, "--", "/bin/sh", "-c", script]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn write_spec(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.root().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn apply(&self, text: &str) -> String {
+        let path = self.write_spec("verse.toml", text);
+        self.ok(&["apply", path.to_str().unwrap()])
+    }
+
+    pub fn envs(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["ls", "--json"])).unwrap()
+    }
+
+    pub fn env(&self, name: &str) -> serde_json::Value {
+        self.envs()
+            .into_iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no env {name} in ls"))
+    }
+
+    pub fn env_dir(&self, name: &str) -> PathBuf {
+        self.root().join("var/lib/verse/envs").join(name)
+    }
+
+    /// Host cgroup directories of an env, on whichever hierarchies exist.
+    pub fn cgroup_dirs(&self, name: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return found;
+        };
+        let mut roots: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        roots.push(PathBuf::from("/sys/fs/cgroup"));
+        for hierarchy in roots {
+            if let Ok(tags) = std::fs::read_dir(&hierarchy) {
+                for tag in tags.flatten() {
+                    if tag.file_name().to_string_lossy().starts_with("verse") {
+                        let dir = tag.path().join(name);
+                        if dir.exists() {
+                            found.push(dir);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Mounts anywhere on the host that mention this root.
+    pub fn host_mounts(&self) -> Vec<String> {
+        let root = self.root().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Verse {
+    fn drop(&mut self) {
+        // Remove every env so no process, cgroup or mount outlives the test.
+        if self.daemon.is_some() {
+            if let Ok(out) = self.command(&["ls", "--json"]).output()
+                && let Ok(envs) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            {
+                for env in envs {
+                    let _ = self
+                        .command(&["rm", env["name"].as_str().unwrap_or_default()])
+                        .output();
+                }
+            }
+            self.kill_daemon();
+        }
+    }
+}
+
+pub fn pid_alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
