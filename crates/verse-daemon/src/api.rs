@@ -143,7 +143,7 @@ async fn exec(
             ApiError::bad_request("no command given").hint("verse exec NAME -- COMMAND [ARGS...]")
         );
     }
-    let (_, mut shim) = lifecycle::shim_client(&daemon, &name)
+    let (_, shim) = lifecycle::shim_client(&daemon, &name)
         .request(&ShimRequest::Exec(request))
         .await
         .map_err(|e| match e {
