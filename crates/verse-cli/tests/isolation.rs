@@ -163,3 +163,21 @@ fn pids_limit_stops_a_fork_bomb() {
     let (code, out, _) = verse.sh("iso", "echo recovered");
     assert_eq!((code, out.trim()), (0, "recovered"));
 }
+
+#[test]
+fn the_declared_user_runs_the_main_process_and_execs() {
+    if !can_run() {
+        return;
+    }
+    let verse = Verse::start();
+    verse.apply("[env.plain]\nimage = \"busybox\"\nuser = \"1000\"\nworkdir = \"/home/user\"\n");
+    let (_, uid_of_init, _) = verse.sh("plain", "awk '/^Uid:/ {print $2}' /proc/1/status");
+    assert_eq!(uid_of_init.trim(), "1000");
+    let (_, who, _) = verse.sh("plain", "id -u; pwd");
+    assert_eq!(who, "1000\n/home/user\n");
+    let (code, _, _) = verse.sh("plain", "touch /root/not-mine");
+    assert_ne!(code, 0, "uid 1000 wrote into root's home");
+    // Signals behave as in a fresh process: SIGPIPE ends `yes` once `head` is done.
+    let (code, out, _) = verse.sh("plain", "yes | head -n 2");
+    assert_eq!((code, out.as_str()), (0, "y\ny\n"));
+}

@@ -271,6 +271,8 @@ impl Shim {
             argv: c.argv.clone(),
             env: c.env.clone(),
             cwd: c.cwd.clone(),
+            uid: c.uid,
+            gid: c.gid,
             uid_map: sandbox::IdMap {
                 container_id: 0,
                 host_id: c.id_base,

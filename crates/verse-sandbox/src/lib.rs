@@ -78,6 +78,9 @@ pub struct ContainerConfig {
     pub env: Vec<(String, String)>,
     /// Working directory inside the env (absolute).
     pub cwd: PathBuf,
+    /// User and group of the command inside the env (0 = the env's root).
+    pub uid: u32,
+    pub gid: u32,
     pub uid_map: IdMap,
     pub gid_map: IdMap,
     /// Already created, with limits, by the caller; PID 1 is put in it before it runs.

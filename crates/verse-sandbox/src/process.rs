@@ -19,6 +19,20 @@ pub(crate) fn become_root() -> StepResult<()> {
     Ok(())
 }
 
+/// Gives the command the signal state a fresh process expects. Ignored
+/// signals stay ignored across execve and the mask is inherited: the Rust
+/// runtime of our caller ignores SIGPIPE, which would make `yes | head` in the
+/// env spin on EPIPE instead of ending.
+fn reset_signals() -> StepResult<()> {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+    // SAFETY: installing SIG_DFL runs no handler code; this process is single-
+    // threaded and about to execve.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.step(|| "reset SIGPIPE".into())?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .step(|| "clear the signal mask".into())?;
+    Ok(())
+}
+
 /// Caps → no_new_privs → Landlock → target user → cwd → seccomp (last) → execve.
 pub(crate) fn restrict_and_exec(
     cwd: &Path,
@@ -41,6 +55,7 @@ pub(crate) fn restrict_and_exec(
             .step(|| format!("setresuid {uid}"))?;
     }
     chdir(cwd).step(|| format!("chdir {}", cwd.display()))?;
+    reset_signals()?;
     cloexec_all_fds()?;
     seccomp.apply()?;
     Err(cmd.exec())

@@ -161,5 +161,5 @@ fn spawn_child(
     chan.send(&[USERNS_READY]).step(|| "notify parent".into())?;
     chan.wait_for(MAPS_WRITTEN, "id maps")?;
     process::become_root()?;
-    process::restrict_and_exec(&config.cwd, 0, 0, cmd, seccomp)
+    process::restrict_and_exec(&config.cwd, config.uid, config.gid, cmd, seccomp)
 }

@@ -144,6 +144,8 @@ impl Env {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![("PATH".into(), "/bin:/sbin:/usr/bin:/usr/sbin".into())],
             cwd: "/".into(),
+            uid: 0,
+            gid: 0,
             uid_map: MAP,
             gid_map: MAP,
             cgroup: self.cg().clone(),
@@ -865,13 +867,31 @@ fn main() -> ExitCode {
         ("remove_leaves_nothing", t_remove_leaves_nothing),
         ("failing_steps_leave_nothing", t_failing_steps_leave_nothing),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The libtest protocol cargo-nextest speaks: `--list --format terse`
+    // (and `--ignored`, of which we have none), then `--exact NAME`.
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            for (name, _) in &tests {
+                println!("{name}: test");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let selected: Vec<_> = tests
         .into_iter()
-        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .filter(|(n, _)| {
+            filter.is_empty()
+                || filter.iter().any(|f| {
+                    if exact {
+                        n == f
+                    } else {
+                        n.contains(f.as_str())
+                    }
+                })
+        })
         .collect();
 
     if let Some(why) = missing_features() {

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian machine (as root) to a running Verse:
+# installs what it needs, builds verse, starts the daemon, imports the bundled
+# busybox image, applies examples/quickstart.toml and runs a command inside.
+#
+#   sudo ./scripts/quickstart.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "quickstart: run as root (Verse uses namespaces, cgroups and mounts): sudo $0" >&2
+  exit 1
+fi
+if ! command -v cargo >/dev/null; then
+  echo "quickstart: no Rust toolchain found; install one with rustup (https://rustup.rs), then re-run" >&2
+  exit 1
+fi
+
+say "installing system packages"
+"$here/scripts/install-deps.sh"
+
+say "building verse (release)"
+cargo build --release -p verse-cli
+install -m 0755 target/release/verse /usr/local/bin/verse
+
+say "starting the daemon (log: /var/log/verse.log)"
+if [ -f /run/verse/verse.pid ] && kill -0 "$(cat /run/verse/verse.pid)" 2>/dev/null; then
+  kill "$(cat /run/verse/verse.pid)"   # envs keep running; the new daemon reattaches
+  sleep 0.5
+fi
+nohup /usr/local/bin/verse daemon >>/var/log/verse.log 2>&1 &
+for _ in $(seq 100); do
+  verse ls >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+say "importing the busybox image"
+rootfs=$("$here/scripts/busybox-rootfs.sh")
+verse image import busybox "$rootfs"
+
+say "applying examples/quickstart.toml"
+verse apply examples/quickstart.toml
+verse ls
+
+say "running a command inside the env 'novel'"
+verse exec novel -- /bin/sh -c 'echo "$GREETING, from $(hostname) (pid 1 here is: $(cat /proc/1/comm))"'
+
+cat <<'MSG'
+
+Verse is running. Next:
+  verse shell novel            an interactive shell inside the env
+  verse run --rm busybox -- uname -a
+  verse logs scratch           the console of the other env
+  verse doctor                 what this host can do
+MSG

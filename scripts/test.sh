@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as root on a Debian machine: unit tests of every crate
+# and end-to-end tests that start real daemons and run real environments.
+#
+#   sudo ./scripts/test.sh
+#
+# With CI=true a test that cannot run here (not root, a missing kernel
+# feature) fails instead of skipping.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+"$here/scripts/install-deps.sh"
+if ! command -v cargo >/dev/null; then
+  echo "test: no Rust toolchain found; install one with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
+"$here/scripts/busybox-rootfs.sh" >/dev/null
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
