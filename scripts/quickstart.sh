@@ -27,11 +27,13 @@ cargo build --release -p verse-cli
 install -m 0755 target/release/verse /usr/local/bin/verse
 
 say "starting the daemon (log: /var/log/verse.log)"
-if [ -f /run/verse/verse.pid ] && kill -0 "$(cat /run/verse/verse.pid)" 2>/dev/null; then
-  kill "$(cat /run/verse/verse.pid)"   # envs keep running; the new daemon reattaches
+pidfile="${VERSE_ROOT:-/}/run/verse/verse.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  kill "$(cat "$pidfile")"   # envs keep running; the new daemon reattaches to them
   sleep 0.5
 fi
-nohup /usr/local/bin/verse daemon >>/var/log/verse.log 2>&1 &
+# Its own session: the daemon outlives the shell that started it.
+setsid -f /usr/local/bin/verse daemon >>/var/log/verse.log 2>&1 </dev/null
 for _ in $(seq 100); do
   verse ls >/dev/null 2>&1 && break
   sleep 0.1
