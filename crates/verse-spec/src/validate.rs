@@ -720,7 +720,9 @@ impl<'s> Validator<'s> {
     }
 
     fn user(&mut self, item: &Item<'_>) -> Option<UserSpec> {
-        const MAX_ID: u64 = u32::MAX as u64 - 1;
+        // An env maps ids 0..65536 of its own onto the host; ids above
+        // that range exist nowhere inside the env.
+        const MAX_ID: u64 = 65_535;
         let parse_id = |s: &str| {
             s.parse::<u64>()
                 .ok()

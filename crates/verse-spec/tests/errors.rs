@@ -416,7 +416,8 @@ fn workdir_errors() {
 
 #[test]
 fn user_errors() {
-    let hint = "write \"root\", a uid such as \"1000\", or \"uid:gid\" such as \"1000:100\" (ids 0-4294967294)";
+    let hint =
+        "write \"root\", a uid such as \"1000\", or \"uid:gid\" such as \"1000:100\" (ids 0-65535)";
     assert_eq!(
         one_in_env("user = \"alice\""),
         format!(
@@ -427,6 +428,8 @@ fn user_errors() {
         "\"1000:\"",
         "\":1\"",
         "\"4294967295\"",
+        "\"65536\"",
+        "70000",
         "\"1:2:3\"",
         "-1",
         "4294967295",
