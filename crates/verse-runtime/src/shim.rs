@@ -645,21 +645,7 @@ impl Shim {
                     Ok(stdio) => {
                         let (child_in, child_out, child_err, proc) = stdio.split(true, id);
                         match self.start_init(child_in, child_out, child_err) {
-                            Ok(pid) => {
-                                self.procs.insert(pid.as_raw(), proc);
-                                self.respond(
-                                    id,
-                                    ShimResponse {
-                                        pid: Some(pid.as_raw() as u32),
-                                        ..ShimResponse::ok()
-                                    },
-                                    false,
-                                );
-                                if let Some(conn) = self.conns.get_mut(&id) {
-                                    conn.state = ConnState::Streaming(pid);
-                                }
-                                self.process_frames(id);
-                            }
+                            Ok(pid) => self.stream(id, pid, proc),
                             Err(e) => {
                                 self.respond(id, ShimResponse::error(e.clone()), true);
                                 self.flush_conn(id);
@@ -713,27 +699,28 @@ impl Shim {
                     tty: request.tty,
                 };
                 match sandbox::exec(init, &self.cgroup, exec) {
-                    Ok(pid) => {
-                        self.procs.insert(pid.as_raw(), proc);
-                        self.respond(
-                            id,
-                            ShimResponse {
-                                pid: Some(pid.as_raw() as u32),
-                                ..ShimResponse::ok()
-                            },
-                            false,
-                        );
-                        if let Some(conn) = self.conns.get_mut(&id) {
-                            conn.state = ConnState::Streaming(pid);
-                        }
-                        self.process_frames(id);
-                        // The process may already have exited before it was registered.
-                        self.reap();
-                    }
+                    Ok(pid) => self.stream(id, pid, proc),
                     Err(e) => self.respond(id, ShimResponse::error(e.to_string()), true),
                 }
             }
         }
+    }
+
+    /// Connects a started process to connection `id`: the response names its
+    /// pid, then frames flow both ways until it exits.
+    fn stream(&mut self, id: u64, pid: Pid, proc: Proc) {
+        self.procs.insert(pid.as_raw(), proc);
+        let response = ShimResponse {
+            pid: Some(pid.as_raw() as u32),
+            ..ShimResponse::ok()
+        };
+        self.respond(id, response, false);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.state = ConnState::Streaming(pid);
+        }
+        self.process_frames(id);
+        // The process may have exited before it was registered.
+        self.reap();
     }
 
     fn respond(&mut self, id: u64, response: ShimResponse, close: bool) {
