@@ -41,11 +41,11 @@ pub fn spawn(config: ContainerConfig) -> Result<Pid, SandboxError> {
     // change the hostname, or reconfigure the network, even with CAP_SYS_ADMIN in its own
     // user namespace. NEWPID makes the command PID 1 and hides host processes; NEWNET leaves
     // only a loopback; NEWIPC hides host SysV IPC / POSIX message queues.
-    let flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if !config.share_host_network {
+        flags |= libc::CLONE_NEWNET;
+    }
     let Some(pid) = clone_fork(flags).context(|| "clone env init".into())? else {
         drop(parent_end);
         child_main(&child_end, || {
@@ -152,7 +152,9 @@ fn spawn_child(
         &config.gid_map,
     )?;
     sethostname(&config.hostname).step(|| format!("sethostname {}", config.hostname))?;
-    mounts::loopback_up()?;
+    if !config.share_host_network {
+        mounts::loopback_up()?;
+    }
 
     // The user namespace comes last: from here on "root" is the mapped host uid, with
     // capabilities only over objects owned by this user namespace (none of the namespaces
