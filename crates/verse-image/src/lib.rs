@@ -27,7 +27,7 @@ use std::process::Command;
 use verse_spec::{FileSource, ImageBase, ImageSpec, Spec};
 use verse_store::{Hash, ImportOptions, Manifest, ManifestLayer, RunConfig, Store};
 
-pub use oci::import_archive;
+pub use oci::{import_archive, is_image_archive};
 pub use step::{StepConfig, run_step_main};
 
 /// Debian mirror used by debootstrap and apt.

@@ -280,3 +280,24 @@ fn import_unpacked(
     }
     Ok(store.put_manifest(&manifest)?)
 }
+
+/// Whether `file` is an (uncompressed) tar holding an OCI layout or a docker/podman save
+/// archive, rather than a plain rootfs tar.
+pub fn is_image_archive(file: &Path) -> bool {
+    let Ok(f) = fs::File::open(file) else {
+        return false;
+    };
+    let mut archive = tar::Archive::new(std::io::BufReader::new(f));
+    let Ok(entries) = archive.entries() else {
+        return false;
+    };
+    for entry in entries.take(4096) {
+        let Ok(entry) = entry else { return false };
+        let path = entry.path_bytes();
+        let name = path.strip_prefix(b"./").unwrap_or(&path);
+        if name == b"oci-layout" || name == b"index.json" || name == b"manifest.json" {
+            return true;
+        }
+    }
+    false
+}

@@ -20,7 +20,7 @@ pub mod tree;
 mod verify;
 
 pub use checkout::{NOBODY, host_id};
-pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use hash::Hash;
