@@ -7,9 +7,11 @@
 
 pub mod client;
 pub mod frame;
+pub mod images;
 pub mod paths;
 pub mod types;
 
 pub use client::{Client, ClientError};
+pub use images::*;
 pub use paths::Paths;
 pub use types::*;

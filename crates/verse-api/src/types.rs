@@ -66,11 +66,24 @@ pub struct EnvInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageInfo {
     pub name: String,
-    /// The layer's root tree hash (BLAKE3, hex).
+    /// The top layer's root tree hash (BLAKE3, hex).
     pub root: String,
+    /// Sum of file sizes over all layers.
     pub size: u64,
     pub files: u64,
     pub created_at: i64,
+    /// The image manifest's hash (layers + run config); names what is signed.
+    #[serde(default)]
+    pub manifest: String,
+    /// Number of layers.
+    #[serde(default)]
+    pub layers: usize,
+    /// Bytes of file content no other image holds (filled by `GET /v1/images`).
+    #[serde(default)]
+    pub unique_bytes: u64,
+    /// Bytes of file content this image shares with at least one other image.
+    #[serde(default)]
+    pub shared_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +124,9 @@ pub struct ApplyRequest {
     /// Compute and return the plan without changing anything.
     #[serde(default)]
     pub dry_run: bool,
+    /// Absolute directory of the spec file: `"./path"` files of images are read from it.
+    #[serde(default)]
+    pub spec_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
     match command {
         Command::Doctor { json } => doctor(&paths, json),
         Command::Daemon => daemon(paths),
+        Command::Key(key) => crate::images::key(key, &paths),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -76,6 +77,13 @@ fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf> {
 
 async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
     match command {
+        Command::Image(
+            image @ (ImageCommand::Build { .. }
+            | ImageCommand::Inspect { .. }
+            | ImageCommand::Rm { .. }
+            | ImageCommand::Gc { .. }
+            | ImageCommand::Sign { .. }),
+        ) => return crate::images::image(image, &client).await,
         Command::Image(ImageCommand::Import { name, path, json }) => {
             let path = absolute(&path)?;
             let report: ImportReport = client
@@ -116,10 +124,18 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                             i.root.chars().take(16).collect(),
                             bytes(i.size),
                             i.files.to_string(),
+                            i.layers.to_string(),
+                            bytes(i.unique_bytes),
+                            bytes(i.shared_bytes),
                         ]
                     })
                     .collect();
-                table(&["NAME", "ROOT", "SIZE", "FILES"], &rows);
+                table(
+                    &[
+                        "NAME", "ROOT", "SIZE", "FILES", "LAYERS", "UNIQUE", "SHARED",
+                    ],
+                    &rows,
+                );
             }
         }
         Command::Image(ImageCommand::Verify { name, json }) => {
@@ -153,10 +169,12 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
         } => {
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
+            let spec_dir = absolute(&file)?.parent().map(|d| d.display().to_string());
             let request = ApplyRequest {
                 file_name: file.display().to_string(),
                 source,
                 dry_run,
+                spec_dir,
             };
             let report: ApplyReport = client.post("/v1/apply", &request).await?;
             return Ok(print_apply(&report, json, dry_run));
@@ -288,7 +306,11 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             };
             return stream::run(&client, request).await;
         }
-        Command::Doctor { .. } | Command::Daemon | Command::Shim { .. } => {
+        Command::Doctor { .. }
+        | Command::Daemon
+        | Command::Shim { .. }
+        | Command::BuildStep { .. }
+        | Command::Key(_) => {
             unreachable!("handled before")
         }
     }

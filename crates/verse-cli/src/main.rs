@@ -3,6 +3,7 @@
 //! (or `--json` for programs).
 
 mod commands;
+mod images;
 mod output;
 mod stream;
 
@@ -130,6 +131,12 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Manage signing keys for images.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Internal: one image build step in a build container, started by the daemon.
+    #[command(name = "__build-step", hide = true)]
+    BuildStep { config: PathBuf },
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },
@@ -149,6 +156,36 @@ enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Build the images a spec declares ([image.NAME]); each layer is built once and cached.
+    Build {
+        /// Images to build (default: all the spec declares).
+        names: Vec<String>,
+        /// The spec.
+        #[arg(short = 'f', long, default_value = "verse.toml")]
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image's layers (inputs, sizes), run config and signatures.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget an image (its layers stay until `verse image gc`).
+    Rm { name: String },
+    /// Remove every object, layer and manifest no image still reaches; print what was freed.
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign an image's manifest with an ed25519 key (see `verse key generate`).
+    Sign {
+        name: String,
+        /// Secret key file (default: $VERSE_ROOT/etc/verse/keys/signing.key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
     /// Re-hash an image's layer and name every changed, added or missing path; exit 1 if any.
     Verify {
         name: String,
@@ -157,11 +194,26 @@ enum ImageCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make an ed25519 signing key; print its public key for [trust] keys.
+    Generate {
+        /// Where to write the secret key (default: $VERSE_ROOT/etc/verse/keys/signing.key);
+        /// the public key goes next to it with `.pub` appended.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The shim must stay single-threaded: no runtime, no logging threads.
     if let Command::Shim { config } = &cli.command {
         verse_runtime::run_shim(config);
+    }
+    // Build steps spawn containers, which needs a single-threaded process too.
+    if let Command::BuildStep { config } = &cli.command {
+        verse_image::run_step_main(config);
     }
     let paths = verse_api::Paths::new(cli.root.clone());
     match commands::dispatch(cli.command, paths) {

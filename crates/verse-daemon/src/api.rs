@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use verse_api::frame::{Kind, tokio_io};
 use verse_api::{
     ApplyReport, ApplyRequest, DaemonInfo, Diagnostic, EnvInfo, ExecRequest, GenerationInfo,
-    ImageInfo, ImportReport, ImportRequest, Origin, RollbackRequest, RunRequest, VerifyReport,
+    ImportReport, ImportRequest, Origin, RollbackRequest, RunRequest, VerifyReport,
 };
 use verse_runtime::ShimRequest;
 
@@ -37,7 +37,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/apply", post(apply))
         .route("/v1/generations", get(generations))
         .route("/v1/rollback", post(rollback))
-        .route("/v1/images", get(list_images).post(import_image))
+        .route("/v1/images", get(crate::images::list).post(import_image))
+        .merge(crate::images::routes())
         .route("/v1/images/{name}/verify", get(verify_image))
         .with_state(daemon)
 }
@@ -228,6 +229,7 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             uid: 0,
             gid: 0,
             stop_timeout_ms: 10_000,
+            trusted_keys: None,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,
@@ -425,6 +427,8 @@ async fn apply(
 ) -> ApiResult<Json<ApplyReport>> {
     let spec = verse_spec::parse_str(&request.source, &request.file_name).map_err(spec_errors)?;
     let _changes = daemon.changes.lock().await;
+    crate::images::build_declared(&daemon, &spec, request.spec_dir.as_deref(), request.dry_run)
+        .await?;
     reconcile::check_images(&daemon, &spec, &request.file_name, &request.source)?;
     let actions = reconcile::plan(&daemon, &spec).await?;
     if request.dry_run {
@@ -497,10 +501,6 @@ async fn rollback(
     Ok(Json(report))
 }
 
-async fn list_images(State(daemon): Shared) -> ApiResult<Json<Vec<ImageInfo>>> {
-    Ok(Json(daemon.db.images()?))
-}
-
 fn valid_image_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
@@ -531,6 +531,28 @@ async fn import_image(
     let metadata = std::fs::metadata(&path)
         .map_err(|e| ApiError::bad_request(format!("cannot read {}: {e}", path.display())))?;
     let started = Instant::now();
+    if metadata.is_file() && verse_image::is_image_archive(&path) {
+        let worker = Arc::clone(&daemon);
+        let h = tokio::task::spawn_blocking(move || {
+            verse_image::import_archive(
+                &worker.store,
+                &path,
+                &mut |line| tracing::info!(target: "verse::import", "{line}"),
+            )
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            ApiError::bad_request(format!("importing {}: {e}", request.path))
+                .hint("no image was recorded")
+        })?;
+        let image = crate::images::record_manifest(&daemon, &request.name, h)?;
+        return Ok(Json(ImportReport {
+            image,
+            new_bytes: 0,
+            millis: started.elapsed().as_millis() as u64,
+        }));
+    }
     let worker = Arc::clone(&daemon);
     let layer = tokio::task::spawn_blocking(move || {
         let mut progress = verse_store::NoProgress;
@@ -555,13 +577,7 @@ async fn import_image(
         ApiError::bad_request(format!("importing {}: {e}", request.path))
             .hint("nothing was added to the store")
     })?;
-    let image = ImageInfo {
-        name: request.name.clone(),
-        root: layer.root.to_string(),
-        size: layer.size,
-        files: layer.files,
-        created_at: now(),
-    };
+    let image = crate::images::record_single_layer(&daemon, &request.name, &layer, &request.path)?;
     daemon.db.put_image(&image)?;
     Ok(Json(ImportReport {
         image,

@@ -40,6 +40,10 @@ pub struct EnvPlan {
     pub uid: u32,
     pub gid: u32,
     pub stop_timeout_ms: u64,
+    /// Keys one of which must have signed the image (`[trust] require_signed`); `None`:
+    /// unsigned images may run.
+    #[serde(default)]
+    pub trusted_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +101,16 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Added with image manifests; older databases get the column here.
+        let has_manifest: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'manifest'")?
+            .exists([])?;
+        if !has_manifest {
+            conn.execute_batch(
+                "ALTER TABLE images ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE images ADD COLUMN layers INTEGER NOT NULL DEFAULT 1;",
+            )?;
+        }
         Ok(Db {
             conn: Mutex::new(conn),
         })
@@ -110,14 +124,18 @@ impl Db {
 
     pub fn put_image(&self, image: &ImageInfo) -> Result<(), DbError> {
         self.lock().execute(
-            "INSERT INTO images (name, root, size, files, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(name) DO UPDATE SET root = ?2, size = ?3, files = ?4, created_at = ?5",
+            "INSERT INTO images (name, root, size, files, created_at, manifest, layers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(name) DO UPDATE SET root = ?2, size = ?3, files = ?4, created_at = ?5,
+               manifest = ?6, layers = ?7",
             params![
                 image.name,
                 image.root,
                 image.size as i64,
                 image.files as i64,
-                image.created_at
+                image.created_at,
+                image.manifest,
+                image.layers as i64
             ],
         )?;
         Ok(())
@@ -126,7 +144,7 @@ impl Db {
     pub fn images(&self) -> Result<Vec<ImageInfo>, DbError> {
         let conn = self.lock();
         let mut stmt =
-            conn.prepare("SELECT name, root, size, files, created_at FROM images ORDER BY name")?;
+            conn.prepare("SELECT name, root, size, files, created_at, manifest, layers FROM images ORDER BY name")?;
         let rows = stmt.query_map([], image_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -135,11 +153,18 @@ impl Db {
         Ok(self
             .lock()
             .query_row(
-                "SELECT name, root, size, files, created_at FROM images WHERE name = ?1",
+                "SELECT name, root, size, files, created_at, manifest, layers FROM images WHERE name = ?1",
                 [name],
                 image_from_row,
             )
             .optional()?)
+    }
+
+    pub fn remove_image(&self, name: &str) -> Result<bool, DbError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM images WHERE name = ?1", [name])?
+            > 0)
     }
 
     pub fn put_env(&self, row: &EnvRow) -> Result<(), DbError> {
@@ -292,6 +317,10 @@ fn image_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageInfo> {
         size: row.get::<_, i64>(2)? as u64,
         files: row.get::<_, i64>(3)? as u64,
         created_at: row.get(4)?,
+        manifest: row.get(5)?,
+        layers: row.get::<_, i64>(6)? as usize,
+        unique_bytes: 0,
+        shared_bytes: 0,
     })
 }
 

@@ -4,6 +4,7 @@
 mod api;
 pub mod db;
 mod error;
+mod images;
 mod lifecycle;
 mod reconcile;
 

@@ -109,16 +109,15 @@ pub async fn start(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResul
     })?;
     let daemon = Arc::clone(daemon);
     let row = row.clone();
-    tokio::task::spawn_blocking(move || start_blocking(&daemon, &row, &image.root, attach))
+    tokio::task::spawn_blocking(move || start_blocking(&daemon, &row, &image, attach))
         .await
         .map_err(ApiError::internal)?
 }
 
-fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> ApiResult<Launched> {
+/// Verifies layer `root`'s existing checkout (quick check) or makes one; the path to mount.
+fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> ApiResult<PathBuf> {
     let plan = &row.plan;
-    let root: verse_store::Hash = root.parse().map_err(|e| {
-        ApiError::internal(format!("image `{}` has a bad root hash: {e}", plan.image))
-    })?;
+    let root = *root;
     // Tampering with any file of a layer is caught here, before an env runs
     // on it. An existing checkout is checked, never silently rebuilt: the
     // user learns what changed and repairs it by re-importing the image.
@@ -130,7 +129,7 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
             .map(|c| format!("{} ({})", c.path, c.detail))
             .unwrap_or_default();
         return Err(ApiError::conflict(format!(
-            "image `{}` failed verification: {} path(s) changed on disk, first {first}; refusing to start `{}` on it",
+            "image `{}` failed verification: layer {root}: {} path(s) changed on disk, first {first}; refusing to start `{}` on it",
             plan.image,
             changes.len(),
             row.name
@@ -141,12 +140,30 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         ))
         .changes(changes.into_iter().map(to_path_change).collect()));
     }
-    let checkout = daemon.store.checkout(&root, ID_BASE).map_err(|e| {
+    daemon.store.checkout(&root, ID_BASE).map_err(|e| {
         ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
             "`verse image verify {}` names what is wrong",
             plan.image
         ))
-    })?;
+    })
+}
+
+fn start_blocking(
+    daemon: &Daemon,
+    row: &EnvRow,
+    image: &verse_api::ImageInfo,
+    attach: bool,
+) -> ApiResult<Launched> {
+    let plan = &row.plan;
+    let (manifest_hash, manifest) = crate::images::manifest_of(daemon, image)?;
+    if let Some(keys) = &plan.trusted_keys {
+        crate::images::check_trust(daemon, &plan.image, &manifest_hash, keys)?;
+    }
+    let mut lowers = Vec::new();
+    for root in manifest.roots_top_first() {
+        lowers.push(checked_checkout(daemon, row, &root)?);
+    }
+    let run = &manifest.config;
 
     let env_dir = daemon.paths.env_dir(&row.name);
     prepare_env_dir(&env_dir)
@@ -168,10 +185,27 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
             readonly: *readonly,
         });
     }
-    let argv = plan
-        .command
-        .clone()
-        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), IDLE_COMMAND.into()]);
+    // The image's entrypoint and cmd, env, user and workdir apply where the plan is silent.
+    let image_argv: Vec<String> = run.entrypoint.iter().chain(&run.cmd).cloned().collect();
+    let argv = plan.command.clone().unwrap_or_else(|| {
+        if image_argv.is_empty() {
+            vec!["/bin/sh".into(), "-c".into(), IDLE_COMMAND.into()]
+        } else {
+            image_argv
+        }
+    });
+    let (uid, gid) = match (
+        plan.uid,
+        plan.gid,
+        run.user.as_deref().and_then(numeric_user),
+    ) {
+        (0, 0, Some(ids)) => ids,
+        _ => (plan.uid, plan.gid),
+    };
+    let workdir = match (&plan.workdir[..], &run.workdir) {
+        ("/", Some(w)) => w.clone(),
+        _ => plan.workdir.clone(),
+    };
     let mut env = vec![
         (
             "PATH".to_string(),
@@ -179,15 +213,11 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         ),
         (
             "HOME".to_string(),
-            if plan.uid == 0 {
-                "/root".into()
-            } else {
-                "/".into()
-            },
+            if uid == 0 { "/root".into() } else { "/".into() },
         ),
         ("HOSTNAME".to_string(), plan.hostname.clone()),
     ];
-    for (key, value) in &plan.env {
+    for (key, value) in run.env.iter().chain(&plan.env) {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
@@ -195,14 +225,14 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         name: row.name.clone(),
         env_dir: env_dir.clone(),
         socket: daemon.paths.shim_socket(&row.name),
-        lowers: vec![checkout],
+        lowers,
         volumes,
         hostname: plan.hostname.clone(),
         argv,
         env,
-        cwd: plan.workdir.clone().into(),
-        uid: plan.uid,
-        gid: plan.gid,
+        cwd: workdir.into(),
+        uid,
+        gid,
         id_base: ID_BASE,
         cgroup: cgroup_path(daemon, &row.name),
         cpu: plan.cpu,
@@ -312,5 +342,13 @@ pub async fn reattach(daemon: &Daemon) {
             tracing::info!(env = %row.name, "removing finished one-off env");
             let _ = remove(daemon, &row).await;
         }
+    }
+}
+
+/// "1000:100" or "1000" as (uid, gid); names are resolved when the image is built.
+fn numeric_user(user: &str) -> Option<(u32, u32)> {
+    match user.split_once(':') {
+        Some((u, g)) => Some((u.parse().ok()?, g.parse().ok()?)),
+        None => user.parse().ok().map(|u| (u, u)),
     }
 }

@@ -35,6 +35,7 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         uid,
         gid,
         stop_timeout_ms: env.stop_timeout_ms,
+        trusted_keys: None,
     }
 }
 
@@ -43,7 +44,7 @@ pub fn check_images(daemon: &Daemon, spec: &Spec, file_name: &str, source: &str)
     let known: Vec<String> = daemon.db.images()?.into_iter().map(|i| i.name).collect();
     let mut diagnostics = Vec::new();
     for (name, env) in &spec.envs {
-        if !known.contains(&env.image) {
+        if !known.contains(&env.image) && !spec.images.contains_key(&env.image) {
             let (line, column) = locate_image(source, name, &env.image);
             let allowed = if known.is_empty() {
                 "the store holds no images yet".to_string()
@@ -100,7 +101,10 @@ pub async fn plan(daemon: &Daemon, spec: &Spec) -> ApiResult<Vec<(PlannedAction,
     let rows = daemon.db.envs()?;
     let mut actions = Vec::new();
     for (name, env) in &spec.envs {
-        let plan = plan_from_spec(env);
+        let mut plan = plan_from_spec(env);
+        if spec.trust.require_signed {
+            plan.trusted_keys = Some(spec.trust.keys.clone());
+        }
         let existing = rows.iter().find(|r| &r.name == name);
         let row = EnvRow {
             name: name.clone(),

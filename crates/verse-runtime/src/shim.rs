@@ -287,6 +287,7 @@ impl Shim {
             stdin,
             stdout,
             stderr,
+            share_host_network: false,
         };
         let pid = sandbox::spawn(container).map_err(|e| e.to_string())?;
         self.init = Some(pid);

@@ -88,6 +88,12 @@ pub struct ContainerConfig {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// Stay in the host's network namespace instead of a private one with loopback only.
+    /// Used ONLY by image builds, for the step that installs packages with apt-get (it must
+    /// reach the Debian mirror); environments never get it. The env's root still cannot
+    /// reconfigure the host network: the network namespace stays owned by the initial user
+    /// namespace, where the env holds no capability.
+    pub share_host_network: bool,
 }
 
 /// Everything [`exec`] needs.

@@ -42,11 +42,11 @@ pub fn spawn(config: ContainerConfig) -> Result<Pid, SandboxError> {
     // change the hostname, or reconfigure the network, even with CAP_SYS_ADMIN in its own
     // user namespace. NEWPID makes the command PID 1 and hides host processes; NEWNET leaves
     // only a loopback; NEWIPC hides host SysV IPC / POSIX message queues.
-    let flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if !config.share_host_network {
+        flags |= libc::CLONE_NEWNET;
+    }
     // On cgroup v2 the child is born in its cgroup; v1 has no such clone flag, so there
     // the parent moves it in before releasing it (see `drive`).
     let v2_dir = config.cgroup.v2_dir().map(|dir| {
@@ -178,7 +178,9 @@ fn spawn_child(
         &config.gid_map,
     )?;
     sethostname(&config.hostname).step(|| format!("sethostname {}", config.hostname))?;
-    mounts::loopback_up()?;
+    if !config.share_host_network {
+        mounts::loopback_up()?;
+    }
 
     // The user namespace comes last: from here on "root" is the mapped host uid, with
     // capabilities only over objects owned by this user namespace (none of the namespaces

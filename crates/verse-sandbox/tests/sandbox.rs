@@ -152,6 +152,7 @@ impl Env {
             stdin: File::open("/dev/null").unwrap().into(),
             stdout,
             stderr,
+            share_host_network: false,
         }
     }
 

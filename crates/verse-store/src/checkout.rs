@@ -219,6 +219,22 @@ impl Store {
                     std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).ctx(ctx)?;
                     fs::set_permissions(&path, fs::Permissions::from_mode(entry.meta.mode)).ctx(ctx)?;
                 }
+                EntryKind::CharDev { rdev: 0 } if entry.name == crate::OPAQUE_MARKER => {
+                    // Opaque directory: overlayfs hides everything below it in lower layers.
+                    // Both names, as overlayfs reads trusted.* when mounted by host root and
+                    // user.* when mounted in a user namespace (userxattr).
+                    let dir = path.parent().unwrap_or(tmp);
+                    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+                        rustix::fs::lsetxattr(dir, name, b"y", rustix::fs::XattrFlags::empty())
+                            .ctx(ctx)?;
+                    }
+                }
+                EntryKind::CharDev { rdev: 0 } => {
+                    // A whiteout: overlayfs hides this name in the layers below.
+                    rustix::fs::mknodat(rustix::fs::CWD, &path, FileType::CharacterDevice, Mode::empty(), 0)
+                        .ctx(ctx)?;
+                    std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).ctx(ctx)?;
+                }
                 EntryKind::CharDev { .. } | EntryKind::BlockDev { .. } => {
                     tracing::warn!(path = %shown, kind = entry.kind.name(), "skipping device node in checkout");
                 }

@@ -57,9 +57,26 @@ impl Node {
     }
 }
 
+/// How an import reads its source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Host ids `id_base..id_base+65536` become 0..65536 (an overlay upper dir written by an
+    /// env whose root is `id_base`); any other owner becomes nobody. 0: ids kept as they are.
+    pub id_base: u32,
+    /// Translate whiteouts into the store's form (a character device 0/0 hides the same name
+    /// below; one named [`OPAQUE_MARKER`] makes its directory opaque): in tars, OCI's
+    /// `.wh.NAME` and `.wh..wh..opq`; in directories, overlayfs' opaque xattr (its 0/0
+    /// character devices are already whiteouts).
+    pub whiteouts: bool,
+}
+
+/// Name of the entry that marks its directory opaque (hides everything below it).
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
 /// An in-memory layer under construction.
 struct Builder<'a> {
     store: &'a Store,
+    options: ImportOptions,
     root: Node,
     new_bytes: u64,
     files_done: u64,
@@ -76,9 +93,10 @@ fn display(components: &[Vec<u8>]) -> String {
 }
 
 impl<'a> Builder<'a> {
-    fn new(store: &'a Store) -> Self {
+    fn new(store: &'a Store, options: ImportOptions) -> Self {
         Builder {
             store,
+            options,
             root: Node::empty_dir(Meta::ROOT_DIR),
             new_bytes: 0,
             files_done: 0,
@@ -288,6 +306,16 @@ impl Compression {
 impl Store {
     /// Imports the directory tree at `path` (symlinks are recorded, never followed).
     pub fn import_dir(&self, path: impl AsRef<Path>, progress: &mut dyn Progress) -> Result<Layer> {
+        self.import_dir_with(path, ImportOptions::default(), progress)
+    }
+
+    /// [`Store::import_dir`] with options (an overlay upper dir: shifted owners, whiteouts).
+    pub fn import_dir_with(
+        &self,
+        path: impl AsRef<Path>,
+        options: ImportOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<Layer> {
         let path = path.as_ref();
         let _lock = self.lock_shared()?;
         let md = fs::symlink_metadata(path).ctx(|| format!("reading {}", path.display()))?;
@@ -297,8 +325,8 @@ impl Store {
                 detail: "not a directory".into(),
             });
         }
-        let mut b = Builder::new(self);
-        b.insert(&[], Node::empty_dir(meta_of(&md)))
+        let mut b = Builder::new(self, options);
+        b.insert(&[], Node::empty_dir(meta_of(&md, options.id_base)))
             .map_err(|r| StoreError::refused(path, "/", r))?;
         let mut components = Vec::new();
         import_dir_rec(&mut b, path, path, &mut components, progress)?;
@@ -307,6 +335,16 @@ impl Store {
 
     /// Imports a tar archive, plain, gzip or zstd (detected from its magic bytes).
     pub fn import_tar(&self, path: impl AsRef<Path>, progress: &mut dyn Progress) -> Result<Layer> {
+        self.import_tar_with(path, ImportOptions::default(), progress)
+    }
+
+    /// [`Store::import_tar`] with options (an OCI layer: whiteouts).
+    pub fn import_tar_with(
+        &self,
+        path: impl AsRef<Path>,
+        options: ImportOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<Layer> {
         let path = path.as_ref();
         let _lock = self.lock_shared()?;
         let mut file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
@@ -327,7 +365,7 @@ impl Store {
             ),
         };
         let mut archive = tar::Archive::new(reader);
-        let mut b = Builder::new(self);
+        let mut b = Builder::new(self, options);
         let entries = archive
             .entries()
             .ctx(|| format!("reading tar {}", path.display()))?;
@@ -351,11 +389,39 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn meta_of(md: &fs::Metadata) -> Meta {
+fn meta_of(md: &fs::Metadata, id_base: u32) -> Meta {
+    let unshift = |id: u32| match id.checked_sub(id_base) {
+        _ if id_base == 0 => id,
+        Some(inner) if inner < 65536 => inner,
+        _ => crate::NOBODY,
+    };
     Meta {
         mode: md.mode() & MODE_MASK,
-        uid: md.uid(),
-        gid: md.gid(),
+        uid: unshift(md.uid()),
+        gid: unshift(md.gid()),
+    }
+}
+
+/// Whether overlayfs marked directory `path` opaque (as root, or in a user namespace).
+fn overlay_opaque(path: &Path) -> bool {
+    let mut buf = [0u8; 8];
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            matches!(rustix::fs::lgetxattr(path, *name, &mut buf), Ok(n) if &buf[..n] == b"y")
+        })
+}
+
+/// The store's whiteout: a character device 0/0.
+fn whiteout_node() -> Node {
+    Node::Leaf {
+        meta: Meta {
+            mode: 0,
+            uid: 0,
+            gid: 0,
+        },
+        size: 0,
+        kind: EntryKind::CharDev { rdev: 0 },
     }
 }
 
@@ -381,11 +447,16 @@ fn import_dir_rec(
             return Err(refuse(why.into()));
         }
         let md = fs::symlink_metadata(&path).ctx(|| format!("reading {}", path.display()))?;
-        let meta = meta_of(&md);
+        let meta = meta_of(&md, b.options.id_base);
         let ft = md.file_type();
         let node = if ft.is_dir() {
             b.insert(components, Node::empty_dir(meta))
                 .map_err(refuse)?;
+            if b.options.whiteouts && overlay_opaque(&path) {
+                components.push(OPAQUE_MARKER.to_vec());
+                b.insert(components, whiteout_node()).map_err(refuse)?;
+                components.pop();
+            }
             import_dir_rec(b, top, &path, components, progress)?;
             components.pop();
             continue;
@@ -454,7 +525,20 @@ fn import_tar_entry<R: Read>(
     let raw = entry.path_bytes().into_owned();
     let shown = String::from_utf8_lossy(&raw).into_owned();
     let refuse = |reason: String| StoreError::refused(source, shown.clone(), reason);
-    let components = tar_components(&raw).map_err(refuse)?;
+    let mut components = tar_components(&raw).map_err(refuse)?;
+    if b.options.whiteouts
+        && let Some(last) = components.last_mut()
+        && let Some(hidden) = last.strip_prefix(b".wh.")
+    {
+        // OCI: `.wh..wh..opq` makes its directory opaque, `.wh.NAME` hides NAME below.
+        if last.as_slice() != OPAQUE_MARKER {
+            if hidden.is_empty() || bad_name_reason(hidden).is_some() {
+                return Err(refuse("a whiteout must name an entry".into()));
+            }
+            *last = hidden.to_vec();
+        }
+        return b.insert(&components, whiteout_node()).map_err(refuse);
+    }
     let header = entry.header();
     let mode = header
         .mode()

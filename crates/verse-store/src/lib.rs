@@ -13,16 +13,22 @@ mod error;
 mod gc;
 mod hash;
 mod import;
+mod manifest;
 mod progress;
 mod store;
 pub mod tree;
 mod verify;
 
 pub use checkout::{NOBODY, host_id};
+pub use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use hash::Hash;
-pub use import::{Compression, Layer, MAX_FILE_SIZE};
+pub use import::{Compression, ImportOptions, Layer, MAX_FILE_SIZE, OPAQUE_MARKER};
+pub use manifest::{
+    Manifest, ManifestLayer, RunConfig, SignatureInfo, check_signature, decode_signing_key,
+    encode_signing_key, env_list, generate_signing_key, key_id, parse_key_id,
+};
 pub use progress::{NoProgress, Progress};
 pub use store::{LayerInfo, Store};
 pub use verify::{Change, ChangeKind};

@@ -1,0 +1,209 @@
+//! `verse image build|inspect|rm|gc|sign` and `verse key generate`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use verse_api::{
+    BuildReport, BuildRequest, Client, ImageDetail, ImageGcReport, ImageInfo, Paths,
+    SignatureDetail, SignatureRequest,
+};
+
+use crate::output::{self, bytes, table};
+use crate::{ImageCommand, KeyCommand};
+
+fn default_key(paths: &Paths) -> std::path::PathBuf {
+    paths.etc().join("keys/signing.key")
+}
+
+pub fn key(command: KeyCommand, paths: &Paths) -> Result<ExitCode> {
+    let KeyCommand::Generate { out } = command;
+    let out = out.unwrap_or_else(|| default_key(paths));
+    if out.exists() {
+        bail!(
+            "{} already exists; give another path with --out (a key is never overwritten)",
+            out.display()
+        );
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let key = verse_store::generate_signing_key().context("reading /dev/urandom")?;
+    let (secret, public) = verse_store::encode_signing_key(&key);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    writeln!(f, "{secret}").with_context(|| format!("writing {}", out.display()))?;
+    let pub_path = out.with_extension("key.pub");
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    eprintln!(
+        "secret key: {} (keep it private); public key: {}",
+        out.display(),
+        pub_path.display()
+    );
+    println!("{public}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
+    match command {
+        ImageCommand::Build { names, file, json } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let dir = std::path::absolute(&file)?
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "/".into());
+            eprintln!(
+                "building (progress lines follow when the build ends; the daemon's log shows them live)"
+            );
+            let report: BuildReport = client
+                .post(
+                    "/v1/images/build",
+                    &BuildRequest {
+                        file_name: file.display().to_string(),
+                        source,
+                        spec_dir: dir,
+                        names,
+                    },
+                )
+                .await?;
+            if json {
+                output::json(&report);
+            } else {
+                for line in &report.log {
+                    println!("{line}");
+                }
+                for i in &report.images {
+                    println!(
+                        "built {}: {} layers, {} files, {}, manifest {}",
+                        i.name,
+                        i.layers,
+                        i.files,
+                        bytes(i.size),
+                        i.manifest
+                    );
+                }
+                println!(
+                    "{} layer(s) built, {} from cache, in {} ms",
+                    report.built_layers, report.cached_layers, report.millis
+                );
+            }
+        }
+        ImageCommand::Inspect { name, json } => {
+            let d: ImageDetail = client.get(&format!("/v1/images/{name}")).await?;
+            if json {
+                output::json(&d);
+            } else {
+                println!("image     {}", d.info.name);
+                println!("manifest  {}", d.info.manifest);
+                println!("size      {} in {} files", bytes(d.info.size), d.info.files);
+                let rows: Vec<Vec<String>> = d
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        vec![
+                            (i + 1).to_string(),
+                            l.root.chars().take(16).collect(),
+                            bytes(l.size),
+                            l.files.to_string(),
+                            l.input.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["#", "LAYER", "SIZE", "FILES", "INPUT"], &rows);
+                if !d.entrypoint.is_empty() || !d.cmd.is_empty() {
+                    println!("command   {:?} {:?}", d.entrypoint, d.cmd);
+                }
+                if let Some(u) = &d.user {
+                    println!("user      {u}");
+                }
+                if let Some(w) = &d.workdir {
+                    println!("workdir   {w}");
+                }
+                for (k, v) in &d.env {
+                    println!("env       {k}={v}");
+                }
+                if d.signatures.is_empty() {
+                    println!("signatures: none");
+                }
+                for s in &d.signatures {
+                    println!(
+                        "signature {} {}",
+                        s.key,
+                        if s.valid { "valid" } else { "INVALID" }
+                    );
+                }
+            }
+        }
+        ImageCommand::Rm { name } => {
+            let i: ImageInfo = client.delete(&format!("/v1/images/{name}")).await?;
+            println!(
+                "removed image {} (its layers stay until `verse image gc`)",
+                i.name
+            );
+        }
+        ImageCommand::Gc { json } => {
+            let r: ImageGcReport = client.post("/v1/images/gc", &()).await?;
+            if json {
+                output::json(&r);
+            } else {
+                println!(
+                    "freed {}: {} objects, {} trees, {} layers, {} manifests, {} checkouts",
+                    bytes(r.freed_bytes),
+                    r.objects_removed,
+                    r.trees_removed,
+                    r.layers_removed,
+                    r.manifests_removed,
+                    r.checkouts_removed
+                );
+            }
+        }
+        ImageCommand::Sign { name, key } => {
+            let path = match key {
+                Some(p) => p,
+                None => default_key(&Paths::from_env()),
+            };
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the secret key {}", path.display()))?;
+            let key = verse_store::decode_signing_key(&text).with_context(|| {
+                format!(
+                    "{} is not a key made by `verse key generate`",
+                    path.display()
+                )
+            })?;
+            let d: ImageDetail = client.get(&format!("/v1/images/{name}")).await?;
+            let h: verse_store::Hash = d
+                .info
+                .manifest
+                .parse()
+                .context("the daemon sent a bad manifest hash")?;
+            use verse_store::Signer;
+            let signature: String = key
+                .sign(&h.0)
+                .to_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let public = verse_store::key_id(&key.verifying_key());
+            let s: SignatureDetail = client
+                .post(
+                    &format!("/v1/images/{name}/signatures"),
+                    &SignatureRequest {
+                        key: public,
+                        signature,
+                    },
+                )
+                .await?;
+            println!("signed {name} (manifest {h}) with {}", s.key);
+        }
+        _ => unreachable!("only image build/inspect/rm/gc/sign come here"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
