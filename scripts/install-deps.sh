@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
-packages=(busybox-static iproute2 procps)
+packages=(busybox-static iproute2 procps nftables util-linux curl)
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@
 //! (or `--json` for programs).
 
 mod commands;
+mod net;
 mod output;
 mod stream;
 
@@ -130,6 +131,9 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Inspect envs' networks.
+    #[command(subcommand)]
+    Net(net::NetCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

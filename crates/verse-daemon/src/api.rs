@@ -33,6 +33,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/envs/{name}/down", post(down))
         .route("/v1/envs/{name}/exec", post(exec))
         .route("/v1/envs/{name}/logs", get(logs))
+        .route("/v1/envs/{name}/net", get(net_show))
         .route("/v1/run", post(run))
         .route("/v1/apply", post(apply))
         .route("/v1/generations", get(generations))
@@ -228,6 +229,9 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             uid: 0,
             gid: 0,
             stop_timeout_ms: 10_000,
+            network: verse_spec::Network::None,
+            reach: Vec::new(),
+            router: false,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,
@@ -426,6 +430,7 @@ async fn apply(
     let spec = verse_spec::parse_str(&request.source, &request.file_name).map_err(spec_errors)?;
     let _changes = daemon.changes.lock().await;
     reconcile::check_images(&daemon, &spec, &request.file_name, &request.source)?;
+    crate::net::check_names(&spec, &request.file_name, &request.source).await?;
     let actions = reconcile::plan(&daemon, &spec).await?;
     if request.dry_run {
         return Ok(Json(ApplyReport {
@@ -444,6 +449,19 @@ async fn apply(
     let mut report = reconcile::execute(&daemon, actions).await?;
     report.generation = Some(generation);
     Ok(Json(report))
+}
+
+async fn net_show(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+) -> ApiResult<Json<verse_api::NetInfo>> {
+    let row = daemon
+        .db
+        .env(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no env named `{name}`")))?;
+    Ok(Json(tokio::task::block_in_place(|| {
+        crate::net::show(&daemon, &row)
+    })))
 }
 
 async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo>>> {

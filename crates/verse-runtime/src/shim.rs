@@ -288,7 +288,15 @@ impl Shim {
             stdout,
             stderr,
         };
-        let pid = sandbox::spawn(container).map_err(|e| e.to_string())?;
+        let net = c.net.clone();
+        // The network is wired from outside between clone and the env's first step, so its
+        // command never runs without the policy's interface in place.
+        let pid = sandbox::spawn_with(container, |pid| match &net {
+            Some(net) => verse_net::attach(pid.as_raw(), net)
+                .map_err(|e| format!("connecting the env to its network: {e}")),
+            None => Ok(()),
+        })
+        .map_err(|e| e.to_string())?;
         self.init = Some(pid);
         let started_at = now_unix();
         self.started_at = Some(started_at);
