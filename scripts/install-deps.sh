@@ -2,7 +2,7 @@
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
 packages=(busybox-static iproute2 procps nftables util-linux curl)
-[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
+[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -183,7 +183,8 @@ fn nat_env_reaches_outside_but_not_the_host_nor_other_envs() {
         return;
     }
     let outside = Outside::new("nat");
-    let verse = Verse::start();
+    let dns = FakeDns::start(&outside.addr);
+    let verse = Verse::start_with_env(&[("VERSE_DNS_UPSTREAM", &dns.addr)]);
     verse.apply(
         r#"
 [env.web]
@@ -253,6 +254,12 @@ image = "busybox"
         resolv.contains(&format!("nameserver {gateway}")),
         "{resolv}"
     );
+    // DNS: the env asks the gateway, the daemon asks the host's resolver (here a fake one).
+    assert_eq!(
+        fetch(&verse, "web", "http://outside.test:8080/").as_deref(),
+        Some("outside-nat\n"),
+        "name resolution through the gateway failed"
+    );
     let (_, v6, _) = verse.sh("web", "cat /proc/sys/net/ipv6/conf/all/disable_ipv6");
     assert_eq!(v6.trim(), "1", "IPv6 is on inside the env");
 
@@ -271,4 +278,290 @@ impl Drop for Guard {
 }
 fn scopeguard(c: Child) -> Guard {
     Guard(c)
+}
+
+/// A fake of the host's upstream resolver (there is no internet here): answers every A query
+/// with one address.
+struct FakeDns {
+    addr: String,
+}
+
+impl FakeDns {
+    fn start(answer: &str) -> FakeDns {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap().to_string();
+        let ip: std::net::Ipv4Addr = answer.parse().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                // Header, then the question up to its end (name, type, class).
+                let mut end = 12;
+                while end < n && buf[end] != 0 {
+                    end += buf[end] as usize + 1;
+                }
+                end += 5;
+                if end > n {
+                    continue;
+                }
+                let qtype = u16::from_be_bytes([buf[end - 4], buf[end - 3]]);
+                let mut out = buf[..end].to_vec();
+                out[2] = 0x81;
+                out[3] = 0x80;
+                out[6] = 0;
+                out[7] = u8::from(qtype == 1);
+                out[8..12].fill(0);
+                if qtype == 1 {
+                    out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                    out.extend_from_slice(&ip.octets());
+                }
+                let _ = socket.send_to(&out, from);
+            }
+        });
+        FakeDns { addr }
+    }
+}
+
+fn net_json(verse: &Verse, env: &str) -> serde_json::Value {
+    serde_json::from_str(&verse.ok(&["net", "show", env, "--json"])).unwrap()
+}
+
+#[test]
+fn allow_lists_admit_only_their_destinations_and_change_live() {
+    if !can_network() {
+        return;
+    }
+    let one = Outside::new("one");
+    let two = Outside::new("two");
+    let mut verse = Verse::start();
+    let spec = |allow: &str| {
+        format!(
+            r#"
+[env.a]
+image = "busybox"
+network = {{ allow = [{allow}] }}
+reach = ["srv:8080"]
+
+[env.srv]
+image = "busybox"
+network = "nat"
+command = "echo served-by-srv > /tmp/index.html; busybox httpd -f -p 8080 -h /tmp"
+"#
+        )
+    };
+    verse.apply(&spec(&format!("\"{}:8080\"", one.addr)));
+    let url_one = format!("http://{}:8080/", one.addr);
+    let url_two = format!("http://{}:8080/", two.addr);
+    assert_eq!(
+        fetch(&verse, "a", &url_one).as_deref(),
+        Some("outside-one\n")
+    );
+    assert_eq!(
+        fetch(&verse, "a", &url_two),
+        None,
+        "a destination not allowed answered"
+    );
+    // `reach` opens exactly the named env's port.
+    let srv = net_json(&verse, "srv")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        fetch(&verse, "a", &format!("http://{srv}:8080/index.html")).as_deref(),
+        Some("served-by-srv\n")
+    );
+    let net = net_json(&verse, "a");
+    assert!(
+        net["dropped"].as_u64().unwrap() > 0,
+        "drops are not counted: {net}"
+    );
+    assert!(net["allowed"].as_u64().unwrap() >= 2, "{net}");
+    let pid = verse.env("a")["pid"].as_u64().unwrap();
+
+    // Live: the other destination, by CIDR, without restarting the env.
+    let report = verse.apply(&spec(&format!("\"{}/24:*\"", two.addr.replace(".2", ".0"))));
+    assert!(report.contains("live"), "{report}");
+    assert_eq!(
+        verse.env("a")["pid"].as_u64().unwrap(),
+        pid,
+        "the env was restarted"
+    );
+    assert_eq!(
+        fetch(&verse, "a", &url_two).as_deref(),
+        Some("outside-two\n")
+    );
+    assert_eq!(
+        fetch(&verse, "a", &url_one),
+        None,
+        "a removed destination still answers"
+    );
+
+    // A name that does not resolve: a positioned error, and nothing changes.
+    let file = verse.write_spec("bad.toml", &spec("\"no-such-host.invalid:443\""));
+    let out = verse.run(&["apply", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.toml:4:22: error: env `a`: network.allow names `no-such-host.invalid`, which does not resolve"),
+        "{err}"
+    );
+    assert_eq!(
+        fetch(&verse, "a", &url_two).as_deref(),
+        Some("outside-two\n")
+    );
+
+    // A restarted daemon reconciles: one table, counters kept, same policy.
+    let dropped_before = net_json(&verse, "a")["dropped"].as_u64().unwrap();
+    verse.kill_daemon();
+    verse.start_daemon();
+    let (_, tables) = sh("nft list tables");
+    let tag = verse_tag(&verse);
+    assert_eq!(
+        tables.matches(&format!("verse_{tag}")).count(),
+        1,
+        "{tables}"
+    );
+    assert!(net_json(&verse, "a")["dropped"].as_u64().unwrap() >= dropped_before);
+    assert_eq!(fetch(&verse, "a", &url_one), None);
+    assert_eq!(
+        fetch(&verse, "a", &url_two).as_deref(),
+        Some("outside-two\n")
+    );
+
+    rm_all(&verse, &["a", "srv"]);
+    assert_clean(&verse);
+}
+
+#[test]
+fn proxy_envs_reach_only_their_proxy() {
+    if !can_network() {
+        return;
+    }
+    if Command::new("microsocks").arg("-h").output().is_err() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true and microsocks is missing (scripts/install-deps.sh --test)");
+        }
+        eprintln!("\n!!! SKIPPED: microsocks (a SOCKS5 server) is not installed !!!\n");
+        return;
+    }
+    let mut outside = Outside::new("proxy");
+    let socks = Command::new("ip")
+        .args(["netns", "exec", &outside.ns, "microsocks", "-p", "1080"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    outside.servers.push(socks);
+    std::thread::sleep(Duration::from_millis(200));
+    let verse = Verse::start();
+    verse.apply(&format!(
+        r#"
+[env.p]
+image = "busybox"
+network = {{ proxy = "socks5://{}:1080" }}
+"#,
+        outside.addr
+    ));
+    let (_, proxy, _) = verse.sh("p", "echo $ALL_PROXY");
+    assert_eq!(proxy.trim(), format!("socks5://{}:1080", outside.addr));
+    // Direct: dropped.
+    assert_eq!(
+        fetch(&verse, "p", &format!("http://{}:8080/", outside.addr)),
+        None
+    );
+    // Through the proxy: a SOCKS5 CONNECT to the same server, spoken with printf and nc.
+    let octets: Vec<String> = outside
+        .addr
+        .split('.')
+        .map(|o| format!("\\{:03o}", o.parse::<u8>().unwrap()))
+        .collect();
+    let script = format!(
+        "(printf '\\005\\001\\000'; sleep 0.3; printf '\\005\\001\\000\\001{}\\037\\220'; sleep 0.3; printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | timeout 4 nc {} 1080",
+        octets.join(""),
+        outside.addr
+    );
+    let (_, out, _) = verse.sh("p", &script);
+    assert!(
+        out.contains("outside-proxy"),
+        "no answer through the proxy: {out:?}"
+    );
+    let net = net_json(&verse, "p");
+    assert_eq!(net["mode"], "proxy");
+    assert!(net["dropped"].as_u64().unwrap() > 0);
+    verse.ok(&["rm", "p"]);
+    assert_clean(&verse);
+}
+
+/// Packets the router env `env` forwarded (its own nft counter, read from outside).
+fn forwarded(verse: &Verse, env: &str) -> u64 {
+    let pid = verse.env(env)["pid"].as_u64().unwrap();
+    let (ok, out) = sh(&format!(
+        "nsenter --net=/proc/{pid}/ns/net nft -j list counter ip verse_router forwarded"
+    ));
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|o| o["counter"]["packets"].as_u64())
+        .unwrap()
+}
+
+#[test]
+fn via_chains_carry_traffic_through_each_router_and_cut_off_without_them() {
+    if !can_network() {
+        return;
+    }
+    let outside = Outside::new("via");
+    let verse = Verse::start();
+    verse.apply(
+        r#"
+[env.edge]
+image = "busybox"
+router = true
+network = "nat"
+
+[env.middle]
+image = "busybox"
+router = true
+network = { via = "edge" }
+
+[env.client]
+image = "busybox"
+network = { via = "middle" }
+"#,
+    );
+    let url = format!("http://{}:8080/", outside.addr);
+    let (edge0, middle0) = (forwarded(&verse, "edge"), forwarded(&verse, "middle"));
+    assert_eq!(
+        fetch(&verse, "client", &url).as_deref(),
+        Some("outside-via\n")
+    );
+    assert!(
+        forwarded(&verse, "middle") > middle0,
+        "the middle router saw nothing"
+    );
+    assert!(
+        forwarded(&verse, "edge") > edge0,
+        "the edge router saw nothing"
+    );
+
+    // Cut the middle router: the client is cut off, not routed around it.
+    verse.ok(&["down", "middle"]);
+    assert_eq!(
+        fetch(&verse, "client", &url),
+        None,
+        "traffic bypassed the stopped router"
+    );
+    verse.ok(&["up", "middle"]);
+    assert_eq!(
+        fetch(&verse, "client", &url).as_deref(),
+        Some("outside-via\n")
+    );
+
+    rm_all(&verse, &["client", "middle", "edge"]);
+    assert_clean(&verse);
 }

@@ -304,6 +304,16 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
     let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
     daemon.db.remove_env(&row.name)?;
     if row.plan.network != verse_spec::Network::None {
+        // A shim that died uncleanly left the host end of its veth.
+        if let Some((_, ifname, _)) = daemon.net.existing(&row.name)
+            && std::path::Path::new("/sys/class/net")
+                .join(&ifname)
+                .exists()
+        {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &ifname])
+                .status();
+        }
         let _ = daemon.net.release(&row.name);
         crate::net::sync(daemon).await?;
     }

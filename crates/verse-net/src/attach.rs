@@ -7,8 +7,8 @@ use crate::{ENV_IFNAME, EnvNet, NetError, run};
 const ROUTER_TABLE: &str = "
 table ip verse_router {
   counter forwarded { }
-  chain forward { type filter hook forward priority filter; policy accept; counter name forwarded }
-  chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname \"eth0\" masquerade }
+  chain forward { type filter hook forward priority filter; policy accept; counter name forwarded; }
+  chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname \"eth0\" masquerade; }
 }
 ";
 
@@ -121,4 +121,14 @@ pub fn router_forwarded(pid: i32) -> Option<u64> {
         .as_array()?
         .iter()
         .find_map(|o| o["counter"]["packets"].as_u64())
+}
+
+/// Deletes the env's veth pair (by its host end), if it still exists.
+pub fn detach(net: &EnvNet) {
+    if std::path::Path::new("/sys/class/net")
+        .join(&net.host_ifname)
+        .exists()
+    {
+        let _ = run("ip", &["link", "del", &net.host_ifname], None);
+    }
 }

@@ -12,6 +12,9 @@ use crate::{EnvNet, NetError, run, short_tag};
 
 /// Rule priority of the `iif ENV lookup TABLE` rules of `via` envs (before `main`).
 const VIA_PREF: u32 = 30_000;
+/// Rule priority of `to SUBNET lookup main`: traffic to envs (a router's replies to its
+/// clients) takes the envs' own routes, never a `via` default route.
+const LOCAL_PREF: u32 = VIA_PREF - 1;
 /// Envs per root: .2 to .254 of the /24.
 const MAX_INDEX: u16 = 254;
 
@@ -209,6 +212,29 @@ impl Host {
     /// router is gone the route vanishes with its interface and the next rule says
     /// unreachable: never a fallback to the host's own routes.
     fn sync_routes(&self, envs: &[EnvPolicy]) -> Result<(), HostError> {
+        let any_via = envs.iter().any(|e| matches!(e.mode, Mode::Via { .. }));
+        if let Some(subnet) = self.lock().subnet {
+            let net = format!("{subnet}/24");
+            let has = self.has_local_rule(&net);
+            if any_via && !has {
+                run(
+                    "ip",
+                    &[
+                        "rule",
+                        "add",
+                        "pref",
+                        &LOCAL_PREF.to_string(),
+                        "to",
+                        &net,
+                        "lookup",
+                        "main",
+                    ],
+                    None,
+                )?;
+            } else if !any_via && has {
+                self.del_local_rule(&net);
+            }
+        }
         let mut wanted: BTreeSet<(u32, String)> = BTreeSet::new();
         for env in envs {
             if let Mode::Via { ifname, address } = &env.mode {
@@ -287,6 +313,36 @@ impl Host {
         Ok(())
     }
 
+    fn has_local_rule(&self, net: &str) -> bool {
+        let Ok(out) = run(
+            "ip",
+            &["-j", "rule", "show", "pref", &LOCAL_PREF.to_string()],
+            None,
+        ) else {
+            return false;
+        };
+        let rules: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+        let (addr, _) = net.split_once('/').unwrap_or((net, ""));
+        rules.iter().any(|r| r["dst"].as_str() == Some(addr))
+    }
+
+    fn del_local_rule(&self, net: &str) {
+        let _ = run(
+            "ip",
+            &[
+                "rule",
+                "del",
+                "pref",
+                &LOCAL_PREF.to_string(),
+                "to",
+                net,
+                "lookup",
+                "main",
+            ],
+            None,
+        );
+    }
+
     /// (pref, iif) of the policy rules naming this root's interfaces.
     fn our_rules(&self) -> BTreeSet<(u32, String)> {
         let Ok(out) = run("ip", &["-j", "rule", "show"], None) else {
@@ -361,6 +417,7 @@ impl Host {
             }
         }
         if let Some(subnet) = state.subnet {
+            self.del_local_rule(&format!("{subnet}/24"));
             let _ = run(
                 "ip",
                 &["route", "del", "blackhole", &format!("{subnet}/24")],

@@ -32,7 +32,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-pub use attach::{attach, router_forwarded};
+pub use attach::{attach, detach, router_forwarded};
 pub use dns::{DnsForwarder, host_resolvers};
 pub use host::{Counters, Host, HostError, uplink_interfaces};
 pub use rules::{EnvPolicy, Mode};

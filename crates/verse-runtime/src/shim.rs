@@ -882,6 +882,11 @@ impl Shim {
         // catches anything that escaped the namespace's view.
         self.teardown_cgroup();
         self.reap_remaining();
+        if let Some(net) = &self.config.net {
+            // The namespace may outlive its processes a while (orphaned sockets hold it);
+            // deleting the host end takes the pair, and the env's way out, at once.
+            verse_net::detach(net);
+        }
         let env_dir = self.config.env_dir.clone();
         let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
         if self.config.remove_on_exit {
