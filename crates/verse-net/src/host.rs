@@ -39,9 +39,21 @@ pub enum HostError {
 struct State {
     subnet: Option<Ipv4Addr>,
     envs: BTreeMap<String, u16>,
-    /// Uplinks whose IPv4 forwarding Verse turned on (and turns off again at teardown).
-    #[serde(default)]
-    uplinks: Vec<String>,
+}
+
+/// Host-wide marks of the uplinks whose IPv4 forwarding Verse turned on.
+pub const UPLINK_MARKS: &str = "/run/verse-net/forwarding";
+
+fn marked_uplinks() -> Vec<String> {
+    let mut marks: Vec<String> = std::fs::read_dir(UPLINK_MARKS)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    marks.sort();
+    marks
 }
 
 /// Counter values of one env: connections allowed and packets dropped.
@@ -191,7 +203,7 @@ impl Host {
         let uplinks = if needs_uplink {
             self.enable_uplinks()?
         } else {
-            self.lock().uplinks.clone()
+            marked_uplinks()
         };
         let counters = self.read_counters();
         let text = rules::table(&TableInput {
@@ -361,23 +373,23 @@ impl Host {
     }
 
     /// Turns on IPv4 forwarding on the interfaces of the host's default routes where it is
-    /// off, remembering which, so teardown turns it off again.
+    /// off. Which uplinks Verse turned on is recorded host-wide (the sysctl is host-wide, and
+    /// several Verse roots may share it) in [`UPLINK_MARKS`], so the last root to tear down
+    /// turns them off again.
     fn enable_uplinks(&self) -> Result<Vec<String>, HostError> {
-        let mut state = self.lock();
+        let _ = std::fs::create_dir_all(UPLINK_MARKS);
         for uplink in uplink_interfaces() {
             let path = format!("/proc/sys/net/ipv4/conf/{uplink}/forwarding");
             if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
-                std::fs::write(&path, "1").map_err(|e| {
-                    NetError::Other(format!("turning on forwarding on {uplink}: {e}"))
-                })?;
+                std::fs::write(Path::new(UPLINK_MARKS).join(&uplink), "")
+                    .and_then(|()| std::fs::write(&path, "1"))
+                    .map_err(|e| {
+                        NetError::Other(format!("turning on forwarding on {uplink}: {e}"))
+                    })?;
                 tracing::info!(%uplink, "turned on IPv4 forwarding for Verse's envs");
-                if !state.uplinks.contains(&uplink) {
-                    state.uplinks.push(uplink);
-                }
             }
         }
-        self.save(&state)?;
-        Ok(state.uplinks.clone())
+        Ok(marked_uplinks())
     }
 
     /// Removes everything of this root from the host: the table, policy rules and routes,
@@ -427,18 +439,17 @@ impl Host {
         let others = run("nft", &["list", "tables"], None)
             .map(|t| t.lines().any(|l| l.starts_with("table inet verse_")))
             .unwrap_or(false);
-        if !state.uplinks.is_empty() {
-            if others {
-                tracing::info!("another Verse root still forwards; uplink forwarding left on");
-            } else {
-                for uplink in &state.uplinks {
-                    let _ =
-                        std::fs::write(format!("/proc/sys/net/ipv4/conf/{uplink}/forwarding"), "0");
-                }
+        if others {
+            tracing::info!("another Verse root still forwards; uplink forwarding left on");
+        } else {
+            for uplink in marked_uplinks() {
+                let _ = std::fs::write(
+                    format!("/proc/sys/net/ipv4/conf/{uplink}/forwarding"),
+                    "0",
+                );
+                let _ = std::fs::remove_file(Path::new(UPLINK_MARKS).join(&uplink));
+                tracing::info!(%uplink, "turned IPv4 forwarding off again");
             }
-            let mut s = self.lock();
-            s.uplinks.clear();
-            self.save(&s)?;
         }
         Ok(())
     }
