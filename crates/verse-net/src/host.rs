@@ -443,10 +443,7 @@ impl Host {
             tracing::info!("another Verse root still forwards; uplink forwarding left on");
         } else {
             for uplink in marked_uplinks() {
-                let _ = std::fs::write(
-                    format!("/proc/sys/net/ipv4/conf/{uplink}/forwarding"),
-                    "0",
-                );
+                let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{uplink}/forwarding"), "0");
                 let _ = std::fs::remove_file(Path::new(UPLINK_MARKS).join(&uplink));
                 tracing::info!(%uplink, "turned IPv4 forwarding off again");
             }
