@@ -440,12 +440,18 @@ async fn apply(
         }));
     }
     let envs: Vec<String> = spec.envs.keys().cloned().collect();
-    let generation = daemon.db.add_generation(
-        &spec.digest(),
-        &request.file_name,
-        &spec.canonical_json(),
-        &envs,
-    )?;
+    // Re-applying the active spec records no new generation.
+    let digest = spec.digest();
+    let active = daemon.db.generations()?.into_iter().find(|g| g.active);
+    if let Some(active) = active.filter(|g| g.digest == digest) {
+        let mut report = reconcile::execute(&daemon, actions).await?;
+        report.generation = Some(active.id);
+        return Ok(Json(report));
+    }
+    let generation =
+        daemon
+            .db
+            .add_generation(&digest, &request.file_name, &spec.canonical_json(), &envs)?;
     let mut report = reconcile::execute(&daemon, actions).await?;
     report.generation = Some(generation);
     Ok(Json(report))

@@ -9,7 +9,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, sethostname};
 
 use crate::child::{
-    Channel, Command, Message, StepContext, StepResult, child_main, clone_fork, setup_stdio,
+    Channel, Command, Message, StepContext, StepResult, child_main, clone_fork, clone_into_cgroup,
+    setup_stdio,
 };
 use crate::error::{Context, SandboxError};
 use crate::security::SeccompPrograms;
@@ -59,14 +60,32 @@ pub fn spawn_with(
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC;
-    let Some(pid) = clone_fork(flags).context(|| "clone env init".into())? else {
+    // On cgroup v2 the child is born in its cgroup; v1 has no such clone flag, so there
+    // the parent moves it in before releasing it (see `drive`).
+    let v2_dir = config.cgroup.v2_dir().map(|dir| {
+        std::fs::File::open(dir).map_err(|e| SandboxError::Io {
+            context: format!("opening cgroup {}", dir.display()),
+            source: e,
+        })
+    });
+    let (cloned, born_in_cgroup) = match &v2_dir {
+        Some(Ok(dir)) => match clone_into_cgroup(flags, dir.as_raw_fd()) {
+            // Kernels before 5.7: fall back to moving the child in.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG)) => {
+                (clone_fork(flags), false)
+            }
+            other => (other, true),
+        },
+        _ => (clone_fork(flags), false),
+    };
+    let Some(pid) = cloned.context(|| "clone env init".into())? else {
         drop(parent_end);
         child_main(&child_end, || {
             spawn_child(&config, &cmd, &seccomp, &child_end)
         })
     };
     drop(child_end);
-    match drive(pid, &config, &parent_end, before_start) {
+    match drive(pid, &config, &parent_end, born_in_cgroup, before_start) {
         Ok(()) => Ok(pid),
         Err(e) => {
             let _ = kill(pid, Signal::SIGKILL);
@@ -100,11 +119,14 @@ fn drive(
     pid: Pid,
     config: &ContainerConfig,
     chan: &Channel,
+    born_in_cgroup: bool,
     before_start: impl FnOnce(Pid) -> Result<(), String>,
 ) -> Result<(), SandboxError> {
     // Into the cgroup before the child does anything, so every byte and task it creates is
     // accounted and limited.
-    config.cgroup.add(pid)?;
+    if !born_in_cgroup {
+        config.cgroup.add(pid)?;
+    }
     // The child waits for GO: whatever the hook sets up is in place before it moves.
     before_start(pid).map_err(SandboxError::Hook)?;
     chan.send(&[GO]).context(|| "release env child".into())?;

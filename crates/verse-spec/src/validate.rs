@@ -13,8 +13,12 @@ use crate::units::{self, SIZE_UNITS, UnitError};
 type Item<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
 
+mod image;
+
+pub use image::{IMAGE_KEYS, TRUST_KEYS};
+
 /// Keys allowed at the top level of `verse.toml`.
-pub const TOP_KEYS: &[&str] = &["env"];
+pub const TOP_KEYS: &[&str] = &["env", "image", "trust"];
 
 /// Keys allowed in `[env.NAME]`.
 pub const ENV_KEYS: &[&str] = &[
@@ -37,10 +41,7 @@ pub const ENV_KEYS: &[&str] = &[
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
-const PLANNED_TOP_KEYS: &[(&str, &str)] = &[(
-    "image",
-    "[image.NAME] build recipes are not supported yet (planned); import the image into the store and name it with `image = \"...\"` in [env.NAME]",
-)];
+const PLANNED_TOP_KEYS: &[(&str, &str)] = &[];
 
 /// Env keys that are planned but not implemented.
 const PLANNED_ENV_KEYS: &[&str] = &["desktop", "downloads", "shared", "extends"];
@@ -163,6 +164,8 @@ struct Validator<'s> {
     diags: Diagnostics<'s>,
     /// Names other envs refer to, checked once every env is known: (env, target, what, offset).
     refs: Vec<(String, String, RefKind, usize)>,
+    /// Where each image's `base` value starts, for cycle diagnostics.
+    base_spans: BTreeMap<String, usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,8 @@ impl<'s> Validator<'s> {
                         );
                     }
                 },
+                "image" => self.images(item, &mut spec),
+                "trust" => spec.trust = self.trust(item),
                 other => {
                     let planned = PLANNED_TOP_KEYS
                         .iter()
@@ -245,6 +250,7 @@ impl<'s> Validator<'s> {
                 }
             }
         }
+        self.check_base_cycles(&spec);
         self.check_refs(&spec);
         spec
     }
@@ -303,33 +309,46 @@ impl<'s> Validator<'s> {
         }
     }
 
-    fn env(&mut self, name_key: &Key<'_>, item: &Item<'_>) -> Option<EnvSpec> {
+    /// Checks a `[KIND.NAME]` header: the name (reported, `false` when bad) and that the value
+    /// is a table (`None` when not, reported).
+    fn named_table<'a, 'i>(
+        &mut self,
+        kind: &str,
+        noun: &str,
+        name_key: &Key<'_>,
+        item: &'a Item<'i>,
+    ) -> (bool, Option<&'a DeTable<'i>>) {
         let name = name_key.get_ref().as_ref();
-        let mut ok = true;
-        if !is_env_name(name) {
+        let ok = is_env_name(name);
+        if !ok {
             self.diags.error(
                 name_key.span().start,
                 format!(
-                    "invalid environment name `{name}`: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit"
+                    "invalid {noun} name `{name}`: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit"
                 ),
             );
-            ok = false;
         }
-        let place = format!("[env.{name}]");
-        let table = match item.get_ref() {
-            DeValue::Table(t) => t,
+        match item.get_ref() {
+            DeValue::Table(t) => (ok, Some(t)),
             other => {
                 let found = describe(other);
                 self.diags.error(
                     item.span().start,
                     format!(
-                        "env.{name} = {}: expected a table of settings (write [env.{name}] and keys under it), found {found}",
+                        "{kind}.{name} = {}: expected a table of settings (write [{kind}.{name}] and keys under it), found {found}",
                         self.shown(item)
                     ),
                 );
-                return None;
+                (ok, None)
             }
-        };
+        }
+    }
+
+    fn env(&mut self, name_key: &Key<'_>, item: &Item<'_>) -> Option<EnvSpec> {
+        let name = name_key.get_ref().as_ref();
+        let (ok, table) = self.named_table("env", "environment", name_key, item);
+        let table = table?;
+        let place = format!("[env.{name}]");
 
         let mut spec = EnvSpec::new(name, "");
         let mut image = None;
@@ -887,7 +906,9 @@ impl<'s> Validator<'s> {
     }
 
     fn user(&mut self, item: &Item<'_>) -> Option<UserSpec> {
-        const MAX_ID: u64 = u32::MAX as u64 - 1;
+        // An env maps ids 0..65536 of its own onto the host; ids above
+        // that range exist nowhere inside the env.
+        const MAX_ID: u64 = 65_535;
         let parse_id = |s: &str| {
             s.parse::<u64>()
                 .ok()
@@ -979,6 +1000,7 @@ pub(crate) fn parse(source: &str, file_name: &str) -> Result<Spec, crate::SpecEr
         source,
         diags,
         refs: Vec::new(),
+        base_spans: BTreeMap::new(),
     };
     let spec = validator.spec(root.get_ref());
     if validator.diags.is_empty() {
