@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
-packages=(busybox-static iproute2 procps debootstrap ostree)
-[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
+packages=(busybox-static iproute2 procps nftables util-linux curl debootstrap ostree)
+[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -220,3 +220,24 @@ pub struct DaemonInfo {
     pub root: String,
     pub pid: u32,
 }
+
+/// `verse net show NAME`: an env's network, policy in words, effective rules, counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetInfo {
+    pub env: String,
+    /// none, nat, allow, proxy or via.
+    pub mode: String,
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    /// Host-side interface.
+    pub interface: Option<String>,
+    /// The policy in words.
+    pub policy: Vec<String>,
+    /// The env's nftables chain as installed.
+    pub rules: Vec<String>,
+    /// New connections let through.
+    pub allowed: u64,
+    /// Packets dropped by the env's policy.
+    pub dropped: u64,
+    pub router: bool,
+}

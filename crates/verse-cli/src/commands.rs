@@ -285,6 +285,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             return stream::exec(&client, &name, request).await;
         }
         Command::Logs { name, follow } => stream::logs(&client, &name, follow).await?,
+        Command::Net(command) => crate::net::run(&client, command).await?,
         Command::Run {
             rm,
             name,

@@ -4,6 +4,7 @@
 
 mod commands;
 mod images;
+mod net;
 mod output;
 mod stream;
 
@@ -137,6 +138,9 @@ enum Command {
     /// Internal: one image build step in a build container, started by the daemon.
     #[command(name = "__build-step", hide = true)]
     BuildStep { config: PathBuf },
+    /// Inspect envs' networks.
+    #[command(subcommand)]
+    Net(net::NetCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

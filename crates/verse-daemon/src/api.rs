@@ -33,6 +33,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/envs/{name}/down", post(down))
         .route("/v1/envs/{name}/exec", post(exec))
         .route("/v1/envs/{name}/logs", get(logs))
+        .route("/v1/envs/{name}/net", get(net_show))
         .route("/v1/run", post(run))
         .route("/v1/apply", post(apply))
         .route("/v1/generations", get(generations))
@@ -230,6 +231,9 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             gid: 0,
             stop_timeout_ms: 10_000,
             trusted_keys: None,
+            network: verse_spec::Network::None,
+            reach: Vec::new(),
+            router: false,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,
@@ -430,6 +434,7 @@ async fn apply(
     crate::images::build_declared(&daemon, &spec, request.spec_dir.as_deref(), request.dry_run)
         .await?;
     reconcile::check_images(&daemon, &spec, &request.file_name, &request.source)?;
+    crate::net::check_names(&spec, &request.file_name, &request.source).await?;
     let actions = reconcile::plan(&daemon, &spec).await?;
     if request.dry_run {
         return Ok(Json(ApplyReport {
@@ -454,6 +459,19 @@ async fn apply(
     let mut report = reconcile::execute(&daemon, actions).await?;
     report.generation = Some(generation);
     Ok(Json(report))
+}
+
+async fn net_show(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+) -> ApiResult<Json<verse_api::NetInfo>> {
+    let row = daemon
+        .db
+        .env(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no env named `{name}`")))?;
+    Ok(Json(tokio::task::block_in_place(|| {
+        crate::net::show(&daemon, &row)
+    })))
 }
 
 async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo>>> {

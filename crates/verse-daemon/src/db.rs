@@ -44,6 +44,26 @@ pub struct EnvPlan {
     /// unsigned images may run.
     #[serde(default)]
     pub trusted_keys: Option<Vec<String>>,
+    /// Network policy; absent in rows written before networking existed.
+    #[serde(default)]
+    pub network: verse_spec::Network,
+    /// `reach`: (env, port) pairs.
+    #[serde(default)]
+    pub reach: Vec<(String, u16)>,
+    #[serde(default)]
+    pub router: bool,
+}
+
+impl EnvPlan {
+    /// The same plan without its network policy: two plans that differ only there can be
+    /// brought together live, without restarting the env.
+    pub fn without_policy(&self) -> EnvPlan {
+        EnvPlan {
+            network: verse_spec::Network::None,
+            reach: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

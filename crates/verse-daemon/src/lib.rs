@@ -6,6 +6,7 @@ pub mod db;
 mod error;
 mod images;
 mod lifecycle;
+mod net;
 mod reconcile;
 
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +26,10 @@ pub struct Daemon {
     /// Serialises changes to envs (apply, up, down, rm, run's creation), so
     /// two clients never start or remove the same env at once.
     pub changes: tokio::sync::Mutex<()>,
+    /// Host networking of this root: addresses, nftables table, routes.
+    pub net: verse_net::Host,
+    /// The DNS forwarder on the gateway address, while envs have a network.
+    pub dns: std::sync::Mutex<Option<verse_net::DnsForwarder>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +81,10 @@ impl Daemon {
                 path: paths.store().display().to_string(),
                 source,
             })?;
+        let net = verse_net::Host::open(&paths.state_dir(), &paths.instance_tag());
         Ok(Daemon {
+            net,
+            dns: std::sync::Mutex::new(None),
             paths,
             exe,
             db,
@@ -121,6 +129,7 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    net::shutdown(&daemon).await;
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(daemon.paths.run_dir().join("verse.pid"));
     result.map_err(DaemonError::Serve)

@@ -217,6 +217,18 @@ fn start_blocking(
         ),
         ("HOSTNAME".to_string(), plan.hostname.clone()),
     ];
+    let net = crate::net::prepare_env(daemon, row, &env_dir)?;
+    if let Some((_, vars)) = &net {
+        for (key, value) in vars {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        volumes.push(VolumeMount {
+            host: env_dir.join("resolv.conf"),
+            path: "/etc/resolv.conf".into(),
+            readonly: true,
+        });
+    }
     for (key, value) in run.env.iter().chain(&plan.env) {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
@@ -242,13 +254,20 @@ fn start_blocking(
         ephemeral: plan.ephemeral,
         remove_on_exit: row.remove_on_exit,
         attach,
+        net: net.map(|(n, _)| n),
     };
-    verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
+    let networked = config.net.is_some();
+    let launched = verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
         ApiError::internal(format!("starting env `{}`: {e}", row.name)).hint(format!(
             "the shim's own log is {}",
             env_dir.join("shim.log").display()
         ))
-    })
+    })?;
+    if networked {
+        // Its interface exists now: routes of envs that go via it (or it via others).
+        crate::net::sync_blocking(daemon)?;
+    }
+    Ok(launched)
 }
 
 pub fn to_path_change(change: verse_store::Change) -> PathChange {
@@ -314,6 +333,20 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
     }
     let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
     daemon.db.remove_env(&row.name)?;
+    if row.plan.network != verse_spec::Network::None {
+        // A shim that died uncleanly left the host end of its veth.
+        if let Some((_, ifname, _)) = daemon.net.existing(&row.name)
+            && std::path::Path::new("/sys/class/net")
+                .join(&ifname)
+                .exists()
+        {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &ifname])
+                .status();
+        }
+        let _ = daemon.net.release(&row.name);
+        crate::net::sync(daemon).await?;
+    }
     Ok(())
 }
 
@@ -342,6 +375,11 @@ pub async fn reattach(daemon: &Daemon) {
             tracing::info!(env = %row.name, "removing finished one-off env");
             let _ = remove(daemon, &row).await;
         }
+    }
+    // Reconcile the host's rules with the specs: the table is rebuilt whole, so a restart
+    // never duplicates anything.
+    if let Err(e) = crate::net::sync(daemon).await {
+        tracing::error!("reconciling network rules: {}", e.body.error);
     }
 }
 

@@ -36,6 +36,9 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         gid,
         stop_timeout_ms: env.stop_timeout_ms,
         trusted_keys: None,
+        network: env.network.clone(),
+        reach: env.reach.iter().map(|r| (r.env.clone(), r.port)).collect(),
+        router: env.router,
     }
 }
 
@@ -65,14 +68,19 @@ pub fn check_images(daemon: &Daemon, spec: &Spec, file_name: &str, source: &str)
     if diagnostics.is_empty() {
         return Ok(());
     }
+    Err(rejected(diagnostics))
+}
+
+/// A spec refused at apply time for these positioned problems; nothing was changed.
+pub fn rejected(diagnostics: Vec<Diagnostic>) -> ApiError {
     let summary = diagnostics
         .iter()
         .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
         .collect::<Vec<_>>()
         .join("\n");
-    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, summary)
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, summary)
         .hint("nothing was changed")
-        .diagnostics(diagnostics))
+        .diagnostics(diagnostics)
 }
 
 /// Finds `image = "NAME"` inside `[env.ENV]` for a positioned message.
@@ -121,6 +129,19 @@ pub async fn plan(daemon: &Daemon, spec: &Spec) -> ApiResult<Vec<(PlannedAction,
                     "the spec declares env `{name}`, but a one-off env from `verse run` has that name"
                 ))
                 .hint(format!("remove it with `verse rm {name}`, or rename the env in the spec")));
+            }
+            // Only the policy changed (and the env keeps a network): new rules, same env.
+            Some(old)
+                if old.plan != plan
+                    && old.plan.without_policy() == plan.without_policy()
+                    && (old.plan.network == verse_spec::Network::None)
+                        == (plan.network == verse_spec::Network::None)
+                    && lifecycle::is_running(daemon, name).await =>
+            {
+                (
+                    "network",
+                    format!("{}, live", describe_change(&old.plan, &plan)),
+                )
             }
             Some(old) if old.plan != plan => ("update", describe_change(&old.plan, &plan)),
             Some(_) if !lifecycle::is_running(daemon, name).await => {
@@ -196,6 +217,7 @@ pub async fn execute(
                     Err(e) => Err(e),
                 }
             }
+            ("network", Some(row)) => daemon.db.put_env(row).map_err(Into::into),
             ("create" | "start", Some(row)) => {
                 daemon.db.put_env(row)?;
                 lifecycle::start(daemon, row, false).await.map(drop)
@@ -209,6 +231,14 @@ pub async fn execute(
                 ..action
             }),
         }
+    }
+    // Rules follow the new specs of every env, changed or not, in one swap.
+    if let Err(e) = crate::net::sync(daemon).await {
+        report.failures.push(PlannedAction {
+            env: "*".into(),
+            action: "network".into(),
+            detail: e.body.error,
+        });
     }
     Ok(report)
 }

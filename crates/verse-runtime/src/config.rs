@@ -48,6 +48,9 @@ pub struct ShimConfig {
     /// Start the env only when a client attaches, with its stdio streamed to
     /// that client (`verse run`). Otherwise stdio is /dev/null and the log file.
     pub attach: bool,
+    /// The env's veth and addresses; `None`: loopback only.
+    #[serde(default)]
+    pub net: Option<verse_net::EnvNet>,
 }
 
 /// Where finished envs' directories wait to be deleted, under the state dir.

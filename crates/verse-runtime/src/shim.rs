@@ -289,7 +289,15 @@ impl Shim {
             stderr,
             share_host_network: false,
         };
-        let pid = sandbox::spawn(container).map_err(|e| e.to_string())?;
+        let net = c.net.clone();
+        // The network is wired from outside between clone and the env's first step, so its
+        // command never runs without the policy's interface in place.
+        let pid = sandbox::spawn_with(container, |pid| match &net {
+            Some(net) => verse_net::attach(pid.as_raw(), net)
+                .map_err(|e| format!("connecting the env to its network: {e}")),
+            None => Ok(()),
+        })
+        .map_err(|e| e.to_string())?;
         self.init = Some(pid);
         let started_at = now_unix();
         self.started_at = Some(started_at);
@@ -862,6 +870,11 @@ impl Shim {
         // catches anything that escaped the namespace's view.
         self.teardown_cgroup();
         self.reap_remaining();
+        if let Some(net) = &self.config.net {
+            // The namespace may outlive its processes a while (orphaned sockets hold it);
+            // deleting the host end takes the pair, and the env's way out, at once.
+            verse_net::detach(net);
+        }
         let env_dir = self.config.env_dir.clone();
         let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
         // What must go is renamed out of the way at once and deleted after

@@ -13,7 +13,11 @@
 //! cpu = 1.5                  # cores, > 0 and <= 1024
 //! memory = "512MiB"          # bytes (integer) or a size string, >= 4MiB; see `units`
 //! pids = 256                 # 1..=4194304
-//! network = "none"           # loopback only ("nat" and policy tables planned)
+//! network = "none"           # loopback only; or "nat", { allow = ["example.org:443",
+//!                            # "10.1.2.0/24:*"] }, { proxy = "socks5://10.0.0.1:1080" },
+//!                            # { via = "router-env" }
+//! reach = ["other-env:8080"] # other envs' ports this env may connect to
+//! router = false             # true: other envs may use this one with network.via
 //! ephemeral = false          # discard the writable layer on stop
 //! command = ["/bin/sh", "-c", "sleep 1"]  # argv, or a string run with /bin/sh -c
 //! env = { KEY = "value" }    # names: [A-Za-z_][A-Za-z0-9_]*
@@ -49,6 +53,7 @@
 mod error;
 mod image;
 mod model;
+mod net;
 pub mod units;
 mod validate;
 
@@ -59,7 +64,10 @@ pub use image::{
     DEBIAN_SUITES, FileSource, ImageBase, ImageFile, ImageSpec, KEY_PREFIX, TrustPolicy,
     parse_public_key,
 };
-pub use model::{Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Spec, UserSpec, Volume};
+pub use model::{
+    Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Reach, Spec, UserSpec, Volume,
+};
+pub use net::{DestHost, Destination, ProxyUrl, parse_destination, parse_proxy};
 pub use validate::{
     ENV_KEYS, IMAGE_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY,
     TOP_KEYS, TRUST_KEYS, closest,

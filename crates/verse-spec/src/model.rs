@@ -40,6 +40,12 @@ pub struct EnvSpec {
     pub pids: Option<u64>,
     /// Network mode.
     pub network: Network,
+    /// Other envs' services this env may connect to, as `(env, port)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<Reach>,
+    /// The env forwards other envs' traffic (`network = { via = "THIS" }`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub router: bool,
     /// Discard the writable layer when the environment stops.
     pub ephemeral: bool,
     /// The command to run, as argv; `None` lets the runtime pick a shell that waits.
@@ -69,6 +75,8 @@ impl EnvSpec {
             memory: None,
             pids: None,
             network: Network::default(),
+            reach: Vec::new(),
+            router: false,
             ephemeral: false,
             command: None,
             env: BTreeMap::new(),
@@ -90,13 +98,46 @@ pub enum Backend {
     Container,
 }
 
-/// Network mode of an environment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Network mode of an environment. Enforced by the host, outside the env.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// Own network namespace with loopback only.
     #[default]
     None,
+    /// A routed veth, NAT to the host's uplinks, DNS through the host.
+    Nat,
+    /// Like `Nat`, but only to these destinations (`"host:port"`, `"10.0.0.0/8:*"`,
+    /// `"name:8000-8080"`; see [`crate::Destination`]).
+    Allow(Vec<String>),
+    /// Only this proxy is reachable (`"socks5://HOST:PORT"` or `"http://HOST:PORT"`); the
+    /// proxy is set in the env's environment.
+    Proxy(String),
+    /// All traffic leaves through this router env (`router = true` there).
+    Via(String),
+}
+
+impl Network {
+    /// The mode's name: none, nat, allow, proxy or via.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Nat => "nat",
+            Network::Allow(_) => "allow",
+            Network::Proxy(_) => "proxy",
+            Network::Via(_) => "via",
+        }
+    }
+}
+
+/// `reach = ["other-env:8080"]`: this env may open connections to that env's port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reach {
+    /// The other env's name.
+    pub env: String,
+    /// Its TCP/UDP port.
+    pub port: u16,
 }
 
 /// A host directory mounted into an environment.

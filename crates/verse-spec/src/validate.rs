@@ -6,7 +6,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::error::Diagnostics;
-use crate::model::{Backend, EnvSpec, Network, Spec, UserSpec, Volume};
+use crate::model::{Backend, EnvSpec, Network, Reach, Spec, UserSpec, Volume};
+use crate::net::{parse_destination, parse_proxy};
 use crate::units::{self, SIZE_UNITS, UnitError};
 
 type Item<'i> = Spanned<DeValue<'i>>;
@@ -35,6 +36,8 @@ pub const ENV_KEYS: &[&str] = &[
     "workdir",
     "user",
     "stop_timeout",
+    "reach",
+    "router",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
@@ -159,8 +162,16 @@ fn hostname_problem(name: &str) -> Option<String> {
 struct Validator<'s> {
     source: &'s str,
     diags: Diagnostics<'s>,
+    /// Names other envs refer to, checked once every env is known: (env, target, what, offset).
+    refs: Vec<(String, String, RefKind, usize)>,
     /// Where each image's `base` value starts, for cycle diagnostics.
     base_spans: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RefKind {
+    Via,
+    Reach,
 }
 
 impl<'s> Validator<'s> {
@@ -240,7 +251,62 @@ impl<'s> Validator<'s> {
             }
         }
         self.check_base_cycles(&spec);
+        self.check_refs(&spec);
         spec
+    }
+
+    /// `via` must name a router env, chains of `via` must end, `reach` must name an env.
+    fn check_refs(&mut self, spec: &Spec) {
+        for (env, target, kind, offset) in std::mem::take(&mut self.refs) {
+            let what = match kind {
+                RefKind::Via => "network.via",
+                RefKind::Reach => "reach",
+            };
+            let Some(other) = spec.envs.get(&target) else {
+                let names: Vec<&str> = spec.envs.keys().map(String::as_str).collect();
+                let hint = closest(&target, &names)
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                self.diags.error(
+                    offset,
+                    format!("env `{env}`: {what} names env `{target}`, which the spec does not declare{hint}"),
+                );
+                continue;
+            };
+            if kind == RefKind::Reach {
+                if target == env {
+                    self.diags.error(offset, format!("env `{env}`: reach names the env itself; an env always reaches its own services over lo"));
+                } else if other.network == Network::None {
+                    self.diags.error(offset, format!("env `{env}`: reach names `{target}`, whose network is \"none\" (loopback only); give it a network such as \"nat\""));
+                }
+                continue;
+            }
+            if !other.router {
+                self.diags.error(
+                    offset,
+                    format!("env `{env}`: network.via = \"{target}\", but `{target}` is not a router; add `router = true` to [env.{target}]"),
+                );
+                continue;
+            }
+            // Follow the chain; a name seen twice is a loop.
+            let mut chain = vec![env.clone()];
+            let mut next = Some(target.clone());
+            while let Some(hop) = next {
+                if chain.contains(&hop) {
+                    chain.push(hop);
+                    self.diags.error(
+                        offset,
+                        format!("env `{env}`: network.via makes a loop: {}; a chain must end at a router with its own way out", chain.join(" -> ")),
+                    );
+                    break;
+                }
+                chain.push(hop.clone());
+                next = match spec.envs.get(&hop).map(|e| &e.network) {
+                    Some(Network::Via(n)) => Some(n.clone()),
+                    _ => None,
+                };
+            }
+        }
     }
 
     /// Checks a `[KIND.NAME]` header: the name (reported, `false` when bad) and that the value
@@ -300,10 +366,15 @@ impl<'s> Validator<'s> {
                 "memory" => spec.memory = self.memory(value),
                 "pids" => spec.pids = self.pids(value),
                 "network" => {
-                    if let Some(n) = self.network(value) {
+                    if let Some(n) = self.network(name, value) {
                         spec.network = n;
                     }
                 }
+                "reach" => spec.reach = self.reach(name, value),
+                "router" => match value.get_ref() {
+                    DeValue::Boolean(b) => spec.router = *b,
+                    _ => self.type_error(k, value, "true or false"),
+                },
                 "ephemeral" => match value.get_ref() {
                     DeValue::Boolean(b) => spec.ephemeral = *b,
                     _ => self.type_error(k, value, "true or false"),
@@ -490,18 +561,12 @@ impl<'s> Validator<'s> {
         Some(n as u64)
     }
 
-    fn network(&mut self, item: &Item<'_>) -> Option<Network> {
+    fn network(&mut self, env: &str, item: &Item<'_>) -> Option<Network> {
+        const MODES: &str = "allowed: \"none\" (loopback only), \"nat\", { allow = [\"host:port\", ...] }, { proxy = \"socks5://HOST:PORT\" }, { via = \"ROUTER-ENV\" }";
         match item.get_ref() {
             DeValue::String(s) => match s.as_ref() {
                 "none" => Some(Network::None),
-                "nat" => {
-                    self.value_error(
-                        "network",
-                        item,
-                        "\"nat\" is not available yet (planned); use \"none\" (loopback only)",
-                    );
-                    None
-                }
+                "nat" => Some(Network::Nat),
                 other => {
                     let hint = closest(other, &["none", "nat"])
                         .map(|c| format!("did you mean \"{c}\"? "))
@@ -509,24 +574,126 @@ impl<'s> Validator<'s> {
                     self.value_error(
                         "network",
                         item,
-                        format!("unknown network mode; {hint}allowed: \"none\" (loopback only; \"nat\" and policy tables are planned)"),
+                        format!("unknown network mode; {hint}{MODES}"),
                     );
                     None
                 }
             },
-            DeValue::Table(_) => {
-                self.value_error(
-                    "network",
-                    item,
-                    "network policy tables ({ allow = [...] }, { proxy = ... }, { via = ... }) are not available yet (planned); use \"none\"",
-                );
-                None
+            DeValue::Table(table) => {
+                let keys: Vec<&str> = table.iter().map(|(k, _)| k.get_ref().as_ref()).collect();
+                if keys.len() != 1 {
+                    self.value_error(
+                        "network",
+                        item,
+                        format!("a policy table has exactly one of allow, proxy, via; {MODES}"),
+                    );
+                    return None;
+                }
+                let (key, value) = table.iter().next().expect("one key");
+                match key.get_ref().as_ref() {
+                    "allow" => {
+                        let DeValue::Array(entries) = value.get_ref() else {
+                            self.type_error(
+                                "network.allow",
+                                value,
+                                "an array of \"host:port\" strings",
+                            );
+                            return None;
+                        };
+                        let mut allow = Vec::new();
+                        for (i, entry) in entries.iter().enumerate() {
+                            let key = format!("network.allow[{i}]");
+                            let Some(text) = self.string(&key, entry, "a \"host:port\" string")
+                            else {
+                                continue;
+                            };
+                            match parse_destination(text) {
+                                Ok(_) => allow.push(text.to_string()),
+                                Err(problem) => self.value_error(&key, entry, problem),
+                            }
+                        }
+                        (allow.len() == entries.len()).then_some(Network::Allow(allow))
+                    }
+                    "proxy" => {
+                        let text = self.string(
+                            "network.proxy",
+                            value,
+                            "a URL such as \"socks5://10.0.0.1:1080\"",
+                        )?;
+                        match parse_proxy(text) {
+                            Ok(_) => Some(Network::Proxy(text.to_string())),
+                            Err(problem) => {
+                                self.value_error("network.proxy", value, problem);
+                                None
+                            }
+                        }
+                    }
+                    "via" => {
+                        let text = self.string("network.via", value, "the name of a router env")?;
+                        if text == env {
+                            self.value_error(
+                                "network.via",
+                                value,
+                                "an env cannot route through itself",
+                            );
+                            return None;
+                        }
+                        self.refs.push((
+                            env.to_string(),
+                            text.to_string(),
+                            RefKind::Via,
+                            value.span().start,
+                        ));
+                        Some(Network::Via(text.to_string()))
+                    }
+                    other => {
+                        let hint = closest(other, &["allow", "proxy", "via"])
+                            .map(|c| format!("did you mean `{c}`? "))
+                            .unwrap_or_default();
+                        self.diags.error(
+                            key.span().start,
+                            format!("unknown network policy `{other}`; {hint}{MODES}"),
+                        );
+                        None
+                    }
+                }
             }
             _ => {
-                self.type_error("network", item, "\"none\"");
+                self.type_error("network", item, "\"none\", \"nat\" or a policy table");
                 None
             }
         }
+    }
+
+    fn reach(&mut self, env: &str, item: &Item<'_>) -> Vec<Reach> {
+        let DeValue::Array(entries) = item.get_ref() else {
+            self.type_error("reach", item, "an array of \"env:port\" strings");
+            return Vec::new();
+        };
+        let mut reach = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let key = format!("reach[{i}]");
+            let Some(text) = self.string(&key, entry, "an \"env:port\" string") else {
+                continue;
+            };
+            let parsed = text.split_once(':').and_then(|(name, port)| {
+                let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+                is_env_name(name).then(|| (name.to_string(), port))
+            });
+            match parsed {
+                Some((name, port)) => {
+                    self.refs.push((
+                        env.to_string(),
+                        name.clone(),
+                        RefKind::Reach,
+                        entry.span().start,
+                    ));
+                    reach.push(Reach { env: name, port });
+                }
+                None => self.value_error(&key, entry, "write \"other-env:PORT\" (port 1-65535)"),
+            }
+        }
+        reach
     }
 
     fn command(&mut self, item: &Item<'_>) -> Option<Vec<String>> {
@@ -832,6 +999,7 @@ pub(crate) fn parse(source: &str, file_name: &str) -> Result<Spec, crate::SpecEr
     let mut validator = Validator {
         source,
         diags,
+        refs: Vec::new(),
         base_spans: BTreeMap::new(),
     };
     let spec = validator.spec(root.get_ref());

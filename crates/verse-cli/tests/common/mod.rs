@@ -67,16 +67,30 @@ pub fn busybox_rootfs() -> &'static Path {
 pub struct Verse {
     pub root: tempfile::TempDir,
     daemon: Option<Child>,
+    /// Extra environment of the daemon (e.g. a test DNS upstream).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Verse {
     /// A daemon on a fresh root, with the busybox image imported as `busybox`.
     pub fn start() -> Verse {
+        Verse::start_with_env(&[])
+    }
+
+    /// Like [`Verse::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(vars: &[(&str, &str)]) -> Verse {
         let root = tempfile::Builder::new()
             .prefix("verse-e2e-")
             .tempdir()
             .expect("temp root");
-        let mut verse = Verse { root, daemon: None };
+        let mut verse = Verse {
+            root,
+            daemon: None,
+            daemon_env: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
         verse.start_daemon();
         let out = verse.ok(&[
             "image",
@@ -101,6 +115,7 @@ impl Verse {
         let child = Command::new(VERSE)
             .arg("daemon")
             .env("VERSE_ROOT", self.root())
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
