@@ -31,6 +31,8 @@ struct RawEntry {
     gui: bool,
     #[serde(default)]
     context: bool,
+    #[serde(default)]
+    generic: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +64,8 @@ pub struct App {
     pub gui: bool,
     /// Only counts next to a developer word or in a list of apps.
     pub context: bool,
+    /// A group word, dropped when another app of its group is named.
+    pub generic: bool,
 }
 
 /// A name Debian main does not ship.
@@ -146,6 +150,7 @@ impl Catalog {
                     packages: entry.packages,
                     gui: entry.gui,
                     context: entry.context,
+                    generic: entry.generic,
                 });
             }
         }

@@ -653,6 +653,17 @@ const PURPOSES: &[&str] = &[
     "office-work",
 ];
 
+const BOX_NOUNS: &[&str] = &[
+    "desktop",
+    "box",
+    "machine",
+    "env",
+    "environment",
+    "workspace",
+    "sandbox",
+    "computer",
+];
+
 const MEMORY_NOUNS: &[&str] = &["ram", "memory", "mem"];
 const DISK_NOUNS: &[&str] = &["disk", "storage", "ssd", "hdd", "drive", "space", "disks"];
 
@@ -787,6 +798,22 @@ const EXTRA_WORDS: &[&str] = &[
     "mirror",
     "sure",
     "tracking",
+    "ai",
+    "agent",
+    "agents",
+    "llm",
+    "bot",
+    "sample",
+    "samples",
+    "zip",
+    "pdf",
+    "pdfs",
+    "attachment",
+    "attachments",
+    "database",
+    "databases",
+    "db",
+    "dbs",
     "anonymous",
     "anonymously",
     "privacy",
@@ -894,8 +921,8 @@ impl Reader<'_> {
             || is(word_before, DEV_WORDS)
             || is(word_before, LIST_MARKERS)
             || matches!(before, Some(Token::Comma))
-            || matches!(after, Some(Token::Comma))
-            || word_after == Some("and")
+            // "go, rust and python": a list that starts the prompt
+            || (start == 0 && (matches!(after, Some(Token::Comma)) || word_after == Some("and")))
     }
 
     /// Match catalog phrases, longest first. Returns chosen apps and named hosts.
@@ -1524,10 +1551,10 @@ impl Reader<'_> {
                         ],
                     ) || i
                         .checked_sub(1)
-                        .is_some_and(|p| matches!(self.tokens[p], Token::Comma))))
+                        .is_some_and(|p| matches!(self.tokens[p], Token::Comma))
+                        || is(self.word(i + 1), BOX_NOUNS)))
                 || (is(prev, &["label", "labelled", "labeled", "tag", "tagged"])
-                    && !STOPWORDS.contains(&w.as_str())
-                    && !is(prev, &[]));
+                    && !STOPWORDS.contains(&w.as_str()));
             if is_label {
                 self.used[i] = true;
                 if !draft.labels.contains(&w) {
@@ -1706,6 +1733,30 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
     reader.unknown_words();
 
     let catalog = Catalog::get();
+    let mut apps = apps;
+    let generic: Vec<usize> = apps
+        .iter()
+        .copied()
+        .filter(|a| {
+            let app = &catalog.apps[*a];
+            app.generic
+                && apps
+                    .iter()
+                    .any(|b| b != a && catalog.apps[*b].group == app.group)
+        })
+        .collect();
+    for g in generic {
+        apps.retain(|a| *a != g);
+        let app = &catalog.apps[g];
+        reader.note(
+            NoteKind::Read,
+            format!(
+                "\"{}\" names the group of the apps you chose; its defaults ({}) were not added",
+                app.name,
+                app.packages.join(", ")
+            ),
+        );
+    }
     let mut packages: BTreeSet<String> = apps
         .iter()
         .flat_map(|a| catalog.apps[*a].packages.iter().cloned())

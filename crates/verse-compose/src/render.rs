@@ -103,10 +103,11 @@ pub fn fields(draft: &Draft) -> Vec<Field> {
 
 /// The `[image.NAME]` section's lines.
 fn image_lines(draft: &Draft) -> Vec<String> {
-    vec![
-        format!("base = {}", toml_string(&draft.base)),
-        format!("packages = {}", toml_list(&draft.packages)),
-    ]
+    let mut lines = vec![format!("base = {}", toml_string(&draft.base))];
+    if !draft.packages.is_empty() {
+        lines.push(format!("packages = {}", toml_list(&draft.packages)));
+    }
+    lines
 }
 
 fn accepted(doc: &str) -> bool {
