@@ -2,7 +2,7 @@
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
 packages=(busybox-static iproute2 procps)
-[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
+[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap curl xz-utils)  # curl, xz-utils: compose checks its catalog against the bookworm package list
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
