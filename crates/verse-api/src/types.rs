@@ -204,3 +204,13 @@ pub struct DaemonInfo {
     pub root: String,
     pub pid: u32,
 }
+
+/// `POST /v1/compose`: natural language in, a checked spec fragment out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ComposeRequest {
+    /// What the person asked for, in their words.
+    pub prompt: String,
+    /// The env's name; derived from the words when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}

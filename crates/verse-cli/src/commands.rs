@@ -14,6 +14,22 @@ pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
     match command {
         Command::Doctor { json } => doctor(&paths, json),
         Command::Daemon => daemon(paths),
+        Command::Compose {
+            prompt,
+            json,
+            name,
+            into,
+            apply,
+        } => crate::compose::run(
+            crate::compose::ComposeArgs {
+                prompt,
+                json,
+                name,
+                into,
+                apply,
+            },
+            paths,
+        ),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -284,7 +300,10 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             };
             return stream::run(&client, request).await;
         }
-        Command::Doctor { .. } | Command::Daemon | Command::Shim { .. } => {
+        Command::Doctor { .. }
+        | Command::Daemon
+        | Command::Compose { .. }
+        | Command::Shim { .. } => {
             unreachable!("handled before")
         }
     }

@@ -39,6 +39,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/rollback", post(rollback))
         .route("/v1/images", get(list_images).post(import_image))
         .route("/v1/images/{name}/verify", get(verify_image))
+        .route("/v1/compose", post(crate::compose::compose))
         .with_state(daemon)
 }
 
