@@ -111,11 +111,11 @@ impl NetworkIntent {
 /// A size as the spec writes it: the largest binary unit that divides it.
 pub fn size_string(bytes: u64) -> String {
     for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
-    if bytes >= 1 << 20 && bytes % (1 << 19) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 19) {
         // 1.5GiB reads better than 1536MiB
         return format!("{}MiB", bytes >> 20);
     }

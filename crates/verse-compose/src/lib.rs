@@ -165,10 +165,10 @@ fn check_input(prompt: &str, options: &Options) -> Result<(), ComposeError> {
     if len > MAX_PROMPT {
         return Err(ComposeError::TooLong(len));
     }
-    if let Some(name) = &options.name {
-        if read::sanitize_name(name) != *name {
-            return Err(ComposeError::BadName(name.clone()));
-        }
+    if let Some(name) = &options.name
+        && read::sanitize_name(name) != *name
+    {
+        return Err(ComposeError::BadName(name.clone()));
     }
     Ok(())
 }

@@ -1271,13 +1271,13 @@ impl Reader<'_> {
             NoteKind::Read,
             format!("{why}: network = {}", network.describe()),
         );
-        if let NetworkIntent::Proxy { url } = &network {
-            if url == TOR_PROXY {
-                self.note(
-                    NoteKind::Default,
-                    format!("tor is reached at {TOR_PROXY}; a Tor daemon must listen there"),
-                );
-            }
+        if let NetworkIntent::Proxy { url } = &network
+            && url == TOR_PROXY
+        {
+            self.note(
+                NoteKind::Default,
+                format!("tor is reached at {TOR_PROXY}; a Tor daemon must listen there"),
+            );
         }
         draft.network = network;
     }

@@ -164,16 +164,16 @@ fn split_piece(piece: &str, out: &mut Vec<Token>) {
             .map(|(i, _)| i)
             .unwrap_or(part.len());
         let number = &part[..digits_end];
-        if !number.is_empty() && number.chars().any(|c| c.is_ascii_digit()) {
-            if let Ok(n) = number.trim_end_matches('.').parse::<f64>() {
-                let rest = &part[digits_end..];
-                // "4gb", "2x", "8g"; but "python3", "lua5.4" stay words (letters first).
-                out.push(Token::Number(n));
-                if !rest.is_empty() {
-                    out.push(Token::Word(rest.to_string()));
-                }
-                continue;
+        // "4gb", "2x", "8g"; but "python3", "lua5.4" stay words (letters first).
+        if number.chars().any(|c| c.is_ascii_digit())
+            && let Ok(n) = number.trim_end_matches('.').parse::<f64>()
+        {
+            let rest = &part[digits_end..];
+            out.push(Token::Number(n));
+            if !rest.is_empty() {
+                out.push(Token::Word(rest.to_string()));
             }
+            continue;
         }
         out.push(Token::Word(part.to_string()));
     }
@@ -222,11 +222,12 @@ fn numbers(tokens: Vec<Token>) -> Vec<Token> {
         };
         let mut j = i + 1;
         // "twenty four"
-        if value >= 20.0 && value < 100.0 && value % 10.0 == 0.0 {
-            if let Some(n) = word(j).and_then(small_number).filter(|n| *n < 10.0) {
-                value += n;
-                j += 1;
-            }
+        if (20.0..100.0).contains(&value)
+            && value % 10.0 == 0.0
+            && let Some(n) = word(j).and_then(small_number).filter(|n| *n < 10.0)
+        {
+            value += n;
+            j += 1;
         }
         // "one and a half", "2 and a half"
         if word(j) == Some("and")
