@@ -310,7 +310,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
+pub(crate) fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
     if json {
         output::json(report);
     } else {

@@ -69,35 +69,12 @@ async fn apply(paths: &Paths, into: &Path, file_name: &str, merged: String) -> R
         dry_run: true,
     };
     let plan: ApplyReport = client.post("/v1/apply", &request).await?;
-    eprintln!("\nplan for {file_name}:");
-    for action in &plan.actions {
-        let detail = if action.detail.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", action.detail)
-        };
-        eprintln!("  {:<10} would {}{detail}", action.env, action.action);
-    }
+    println!("\nplan for {file_name}:");
+    crate::commands::print_apply(&plan, false, true);
     write_atomically(into, &merged)?;
     request.dry_run = false;
     let report: ApplyReport = client.post("/v1/apply", &request).await?;
-    for action in &report.actions {
-        println!("{:<10} {}", action.env, action.action);
-    }
-    for failure in &report.failures {
-        eprintln!(
-            "{:<10} FAILED to {}: {}",
-            failure.env, failure.action, failure.detail
-        );
-    }
-    if let Some(generation) = report.generation {
-        println!("generation {generation} is active");
-    }
-    Ok(if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(crate::commands::print_apply(&report, false, false))
 }
 
 /// Replace `path` with `text` in one rename, so a reader never sees half a spec.

@@ -181,7 +181,7 @@ fn apply_runs_the_composed_env_and_the_api_composes() {
         stdout(&out),
         stderr(&out)
     );
-    assert!(stderr(&out).contains("would create"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("would create"), "{}", stdout(&out));
     let env = verse.env("scratch");
     assert_eq!(env["state"], "running", "{env}");
     assert_eq!(env["cpu"], 1.0);

@@ -847,6 +847,14 @@ impl Reader<'_> {
             .map(|i| (i, self.word(i).unwrap_or_default().to_string()))
     }
 
+    /// The word tokens no reader has used yet, with their indices.
+    fn unused_words(&self) -> Vec<(usize, String)> {
+        (0..self.tokens.len())
+            .filter(|&i| !self.used[i])
+            .filter_map(|i| self.word(i).map(|w| (i, w.to_string())))
+            .collect()
+    }
+
     /// True when a negation stands within `window` words before `i` (not across a comma).
     fn negated(&self, i: usize, window: usize) -> bool {
         let mut j = i;
@@ -1294,13 +1302,7 @@ impl Reader<'_> {
         // persistence
         let mut ephemeral: Option<String> = None;
         let mut persistent: Option<String> = None;
-        for i in 0..self.tokens.len() {
-            let Some(w) = self.word(i).map(str::to_string) else {
-                continue;
-            };
-            if self.used[i] {
-                continue;
-            }
+        for (i, w) in self.unused_words() {
             if EPHEMERAL_WORDS.contains(&w.as_str()) {
                 self.used[i] = true;
                 ephemeral.get_or_insert(w);
@@ -1380,13 +1382,7 @@ impl Reader<'_> {
         let mut strong: Option<String> = None;
         let mut gvisor: Option<String> = None;
         let mut container: Option<String> = None;
-        for i in 0..self.tokens.len() {
-            let Some(w) = self.word(i).map(str::to_string) else {
-                continue;
-            };
-            if self.used[i] {
-                continue;
-            }
+        for (i, w) in self.unused_words() {
             let next_owned = self.word(i + 1).map(str::to_string);
             let next = next_owned.as_deref();
             if VM_WORDS.contains(&w.as_str()) {
@@ -1455,13 +1451,7 @@ impl Reader<'_> {
         let catalog = Catalog::get();
         let mut want_desktop: Option<String> = None;
         let mut want_terminal: Option<String> = None;
-        for i in 0..self.tokens.len() {
-            let Some(w) = self.word(i).map(str::to_string) else {
-                continue;
-            };
-            if self.used[i] {
-                continue;
-            }
+        for (i, w) in self.unused_words() {
             if DESKTOP_WORDS.contains(&w.as_str()) {
                 self.used[i] = true;
                 if self.negated(i, 2) {
@@ -1533,13 +1523,7 @@ impl Reader<'_> {
     }
 
     fn labels(&mut self, draft: &mut Draft) {
-        for i in 0..self.tokens.len() {
-            let Some(w) = self.word(i).map(str::to_string) else {
-                continue;
-            };
-            if self.used[i] {
-                continue;
-            }
+        for (i, w) in self.unused_words() {
             let prev = i.checked_sub(1).and_then(|p| self.word(p));
             let is_label = COLOURS.contains(&w.as_str())
                 || (PURPOSES.contains(&w.as_str())
