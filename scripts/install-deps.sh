@@ -2,7 +2,8 @@
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
 packages=(busybox-static iproute2 procps nftables util-linux curl debootstrap ostree)
-[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3)
+# curl, xz-utils: compose checks its catalog against the bookworm package list
+[ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3 xz-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -241,3 +241,13 @@ pub struct NetInfo {
     pub dropped: u64,
     pub router: bool,
 }
+
+/// `POST /v1/compose`: natural language in, a checked spec fragment out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ComposeRequest {
+    /// What the person asked for, in their words.
+    pub prompt: String,
+    /// The env's name; derived from the words when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}

@@ -15,6 +15,22 @@ pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
         Command::Doctor { json } => doctor(&paths, json),
         Command::Daemon => daemon(paths),
         Command::Key(key) => crate::images::key(key, &paths),
+        Command::Compose {
+            prompt,
+            json,
+            name,
+            into,
+            apply,
+        } => crate::compose::run(
+            crate::compose::ComposeArgs {
+                prompt,
+                json,
+                name,
+                into,
+                apply,
+            },
+            paths,
+        ),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -311,14 +327,15 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
         | Command::Daemon
         | Command::Shim { .. }
         | Command::BuildStep { .. }
-        | Command::Key(_) => {
+        | Command::Key(_)
+        | Command::Compose { .. } => {
             unreachable!("handled before")
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
+pub(crate) fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
     if json {
         output::json(report);
     } else {

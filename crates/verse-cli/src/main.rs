@@ -3,6 +3,7 @@
 //! (or `--json` for programs).
 
 mod commands;
+mod compose;
 mod images;
 mod net;
 mod output;
@@ -141,6 +142,32 @@ enum Command {
     /// Inspect envs' networks.
     #[command(subcommand)]
     Net(net::NetCommand),
+    /// Describe an env in plain words; print a checked spec fragment and why.
+    ///
+    /// Offline by default (a catalog of Debian packages and rules in the repo). With
+    /// VERSE_COMPOSE_ENDPOINT set to an OpenAI-compatible chat endpoint (http), a model is
+    /// asked first; its answer is checked and any problem falls back to offline.
+    /// The explanation goes to stderr, so `verse compose "..." > env.toml` keeps the spec.
+    #[command(
+        after_help = "Examples:\n  verse compose \"a python dev box with 2 cores, 4 GB and no internet\"\n  verse compose --name novel \"a writing desktop, four gigs\" --into verse.toml\n  verse compose \"throwaway firefox for banking, red\" --into verse.toml --apply"
+    )]
+    Compose {
+        /// What you want, in your words.
+        #[arg(required = true, value_name = "WORDS")]
+        prompt: Vec<String>,
+        /// Print {"image": {...}, "env": {...}, "pending", "notes", "unknown"} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Name the env (default: from the words).
+        #[arg(long)]
+        name: Option<String>,
+        /// Merge the fragment into this spec file (created if missing); refuses name clashes.
+        #[arg(long, value_name = "FILE")]
+        into: Option<PathBuf>,
+        /// Show the plan, then apply the merged file through the daemon (needs --into).
+        #[arg(long)]
+        apply: bool,
+    },
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

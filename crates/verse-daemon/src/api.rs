@@ -41,6 +41,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/images", get(crate::images::list).post(import_image))
         .merge(crate::images::routes())
         .route("/v1/images/{name}/verify", get(verify_image))
+        .route("/v1/compose", post(crate::compose::compose))
         .with_state(daemon)
 }
 
