@@ -3,6 +3,7 @@
 //! (or `--json` for programs).
 
 mod commands;
+mod lifecycle;
 mod output;
 mod stream;
 
@@ -130,6 +131,8 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    #[command(flatten)]
+    Lifecycle(lifecycle::LifecycleCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

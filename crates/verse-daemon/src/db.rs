@@ -40,6 +40,12 @@ pub struct EnvPlan {
     pub uid: u32,
     pub gid: u32,
     pub stop_timeout_ms: u64,
+    #[serde(default)]
+    pub restart: verse_spec::Restart,
+    #[serde(default)]
+    pub health: Option<verse_spec::Health>,
+    #[serde(default)]
+    pub snapshots: Option<verse_spec::SnapshotSchedule>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,12 +103,13 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::db_lifecycle::SCHEMA)?;
         Ok(Db {
             conn: Mutex::new(conn),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -2,10 +2,18 @@
 //! serves the HTTP API on `$VERSE_ROOT/run/verse/verse.sock`.
 
 mod api;
+mod control;
 pub mod db;
+mod db_lifecycle;
+mod diff;
 mod error;
+mod events;
+mod hibernate;
 mod lifecycle;
+mod lifecycle_api;
 mod reconcile;
+mod snapshots;
+mod supervisor;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -24,6 +32,10 @@ pub struct Daemon {
     /// Serialises changes to envs (apply, up, down, rm, run's creation), so
     /// two clients never start or remove the same env at once.
     pub changes: tokio::sync::Mutex<()>,
+    /// Event broadcast and what the daemon last saw of each env.
+    pub watch: events::Watch,
+    /// Restart backoff and health-check bookkeeping.
+    pub supervisor: supervisor::Supervisor,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +93,8 @@ impl Daemon {
             db,
             store,
             changes: tokio::sync::Mutex::new(()),
+            watch: events::Watch::default(),
+            supervisor: supervisor::Supervisor::default(),
         })
     }
 }
@@ -104,7 +118,9 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
         std::process::id().to_string(),
     );
 
+    snapshots::recover(&daemon);
     lifecycle::reattach(&daemon).await;
+    tokio::spawn(supervisor::run(Arc::clone(&daemon)));
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 
     let app = api::router(Arc::clone(&daemon));

@@ -35,6 +35,9 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         uid,
         gid,
         stop_timeout_ms: env.stop_timeout_ms,
+        restart: env.restart,
+        health: env.health.clone(),
+        snapshots: env.snapshots,
     }
 }
 
@@ -179,18 +182,18 @@ pub async fn execute(
                 Some(old) => lifecycle::remove(daemon, &old).await,
                 None => Ok(()),
             },
-            ("update", Some(row)) => {
-                let old_timeout = daemon
-                    .db
-                    .env(&row.name)?
-                    .map_or(10_000, |r| r.plan.stop_timeout_ms);
-                lifecycle::stop(daemon, &row.name, old_timeout).await?;
-                daemon.db.put_env(row)?;
-                lifecycle::start(daemon, row, false).await.map(drop)
-            }
+            ("update", Some(row)) => crate::supervisor::update(daemon, row).await,
             ("create" | "start", Some(row)) => {
                 daemon.db.put_env(row)?;
-                lifecycle::start(daemon, row, false).await.map(drop)
+                let cause = if action.action == "create" {
+                    daemon.emit(&row.name, "created", None, "verse apply");
+                    "verse apply (new env)"
+                } else {
+                    "verse apply (was not running)"
+                };
+                lifecycle::start_because(daemon, row, false, cause)
+                    .await
+                    .map(drop)
             }
             _ => Ok(()),
         };

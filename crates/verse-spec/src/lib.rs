@@ -36,7 +36,10 @@ mod validate;
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
-pub use model::{Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Spec, UserSpec, Volume};
+pub use model::{
+    Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Health, Network, Restart, SnapshotSchedule, Spec,
+    UserSpec, Volume,
+};
 pub use validate::{
     ENV_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY, TOP_KEYS, closest,
 };

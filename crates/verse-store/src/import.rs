@@ -301,7 +301,47 @@ impl Store {
         b.insert(&[], Node::empty_dir(meta_of(&md)))
             .map_err(|r| StoreError::refused(path, "/", r))?;
         let mut components = Vec::new();
-        import_dir_rec(&mut b, path, path, &mut components, progress)?;
+        import_dir_rec(
+            &mut b,
+            path,
+            path,
+            &mut components,
+            progress,
+            DirOptions::default(),
+        )?;
+        b.finish()
+    }
+
+    /// Imports an overlayfs upper directory (an env's writable layer) as a layer:
+    /// owners are shifted back out of the env's id range starting at `uid_base`
+    /// (ids outside it become `NOBODY`), whiteouts (char devices 0/0) are kept
+    /// as char devices, and an opaque directory (`trusted.overlay.opaque=y`) is
+    /// recorded with an empty `.wh..wh..opq` file inside it, as OCI layers mark
+    /// one. [`Store::materialize_upper`] turns both back into what overlayfs reads.
+    pub fn import_upper(
+        &self,
+        path: impl AsRef<Path>,
+        uid_base: u32,
+        progress: &mut dyn Progress,
+    ) -> Result<Layer> {
+        let path = path.as_ref();
+        let _lock = self.lock_shared()?;
+        let options = DirOptions {
+            unshift: Some(uid_base),
+            overlay_upper: true,
+        };
+        let md = fs::symlink_metadata(path).ctx(|| format!("reading {}", path.display()))?;
+        if !md.is_dir() {
+            return Err(StoreError::Invalid {
+                path: path.display().to_string(),
+                detail: "not a directory".into(),
+            });
+        }
+        let mut b = Builder::new(self);
+        b.insert(&[], Node::empty_dir(options.meta(&md)))
+            .map_err(|r| StoreError::refused(path, "/", r))?;
+        let mut components = Vec::new();
+        import_dir_rec(&mut b, path, path, &mut components, progress, options)?;
         b.finish()
     }
 
@@ -359,13 +399,74 @@ fn meta_of(md: &fs::Metadata) -> Meta {
     }
 }
 
+/// The name that marks an opaque directory in a layer (OCI's convention).
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The xattr overlayfs sets on an opaque directory of its upper layer.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// How `import_dir_rec` reads a directory.
+#[derive(Clone, Copy, Default)]
+struct DirOptions {
+    /// Shift owners back from an env range starting here.
+    unshift: Option<u32>,
+    /// The directory is an overlayfs upper: record opaque directories.
+    overlay_upper: bool,
+}
+
+impl DirOptions {
+    fn meta(&self, md: &fs::Metadata) -> Meta {
+        let mut meta = meta_of(md);
+        if let Some(base) = self.unshift {
+            let back = |id: u32| {
+                if id >= base && id - base < 65536 {
+                    id - base
+                } else {
+                    crate::checkout::NOBODY
+                }
+            };
+            meta.uid = back(meta.uid);
+            meta.gid = back(meta.gid);
+        }
+        meta
+    }
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    let mut value = [0u8; 8];
+    matches!(
+        rustix::fs::lgetxattr(dir, OVERLAY_OPAQUE_XATTR, &mut value[..]),
+        Ok(n) if &value[..n] == b"y"
+    )
+}
+
 fn import_dir_rec(
     b: &mut Builder<'_>,
     top: &Path,
     dir: &Path,
     components: &mut Vec<Vec<u8>>,
     progress: &mut dyn Progress,
+    options: DirOptions,
 ) -> Result<()> {
+    if options.overlay_upper && is_opaque(dir) {
+        let (hash, size, new) = b
+            .store
+            .write_object(&mut io::empty())
+            .ctx(|| "storing an empty object".to_string())?;
+        b.file_stored(size, new, progress);
+        components.push(OPAQUE_MARKER.to_vec());
+        let node = Node::Leaf {
+            meta: Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            size,
+            kind: EntryKind::File(hash),
+        };
+        b.insert(components, node)
+            .map_err(|r| StoreError::refused(top, display(components), r))?;
+        components.pop();
+    }
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
         let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
@@ -380,13 +481,20 @@ fn import_dir_rec(
         if let Some(why) = bad_name_reason(name.as_bytes()) {
             return Err(refuse(why.into()));
         }
+        if options.overlay_upper && name.as_bytes() == OPAQUE_MARKER {
+            // A file the env itself named like the marker would turn into an
+            // opaque directory on restore: refuse rather than change meaning.
+            return Err(refuse(
+                "a file named .wh..wh..opq cannot be kept in a snapshot (it marks opaque directories)".into(),
+            ));
+        }
         let md = fs::symlink_metadata(&path).ctx(|| format!("reading {}", path.display()))?;
-        let meta = meta_of(&md);
+        let meta = options.meta(&md);
         let ft = md.file_type();
         let node = if ft.is_dir() {
             b.insert(components, Node::empty_dir(meta))
                 .map_err(refuse)?;
-            import_dir_rec(b, top, &path, components, progress)?;
+            import_dir_rec(b, top, &path, components, progress, options)?;
             components.pop();
             continue;
         } else if ft.is_file() {

@@ -16,13 +16,14 @@ mod import;
 mod progress;
 mod store;
 pub mod tree;
+mod upper;
 mod verify;
 
 pub use checkout::{NOBODY, host_id};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use hash::Hash;
-pub use import::{Compression, Layer, MAX_FILE_SIZE};
+pub use import::{Compression, Layer, MAX_FILE_SIZE, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR};
 pub use progress::{NoProgress, Progress};
 pub use store::{LayerInfo, Store};
 pub use verify::{Change, ChangeKind};
