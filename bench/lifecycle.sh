@@ -32,12 +32,10 @@ echo "env memory: $("$verse" ls --json | python3 -c 'import json,sys; print(json
 "$verse" snapshot hold base >/dev/null
 out="$root/json"; mkdir -p "$out"
 hyperfine -N -w 2 -r "$runs" --export-json "$out/pause.json" \
-  --prepare "$verse unpause hold" "$verse pause hold" 2>/dev/null | grep -E "Time|±" || true
-"$verse" unpause hold >/dev/null 2>&1 || true
+  --prepare "sh -c '$verse unpause hold >/dev/null 2>&1; true'" "$verse pause hold" >/dev/null
 hyperfine -N -w 2 -r "$runs" --export-json "$out/unpause.json" \
-  --prepare "$verse pause hold" "$verse unpause hold" >/dev/null
-hyperfine -N -w 2 -r "$runs" --export-json "$out/unpause_first_response.json" \
-  --prepare "$verse pause hold" "$verse unpause hold" >/dev/null
+  --prepare "sh -c '$verse pause hold >/dev/null 2>&1; true'" "$verse unpause hold" >/dev/null
+"$verse" unpause hold >/dev/null 2>&1 || true
 hyperfine -N -w 1 -r "$runs" --export-json "$out/exec.json" "$verse exec hold -- true" >/dev/null
 hyperfine -N -w 1 -r "$runs" --export-json "$out/snapshot_unchanged.json" "$verse snapshot hold" >/dev/null
 hyperfine -N -w 1 -r "$runs" --export-json "$out/snapshot_changed.json" \
