@@ -237,7 +237,7 @@ fn random_operations_and_daemon_kills_leave_state_and_reality_in_agreement() {
         // An interrupted apply or rm may have half-happened: the daemon's view
         // then becomes the new baseline once it has been checked.
         check_invariants(&verse, &tag, &may, &must);
-        if target.is_some() && !ok || args[0] == "rm" && !ok {
+        if (args[0] == "rm" || target.is_some()) && !ok {
             let listed: BTreeSet<String> = verse
                 .envs()
                 .iter()
