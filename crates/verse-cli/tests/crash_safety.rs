@@ -91,11 +91,21 @@ fn check_invariants(
             .and_then(|r| r.split('/').next())
             .unwrap_or_default()
             .to_string();
-        let listed = envs.iter().find(|e| e["name"] == env.as_str());
-        assert!(
-            listed.is_some_and(|e| e["state"] == "running" || e["state"] == "paused"),
-            "orphan shim for {env}: {cmdline}"
-        );
+        // A shim still binding its socket or finishing its teardown is not an
+        // orphan: give it a moment to be listed as running or to exit.
+        let shim_proc = entry.path();
+        let mut settled = false;
+        for _ in 0..30 {
+            let listed = verse.envs().into_iter().find(|e| e["name"] == env.as_str());
+            if !shim_proc.exists()
+                || listed.is_some_and(|e| e["state"] == "running" || e["state"] == "paused")
+            {
+                settled = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(settled, "orphan shim for {env}: {cmdline}");
     }
     // No cgroup without an env, no mount on the host.
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
