@@ -14,3 +14,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq >&2 || true
   apt-get install -y -qq "${missing[@]}" >&2
 fi
+# CRIU for hibernate/resume: trixie's 4.x in a prefix Verse owns (bookworm's
+# 3.17 fails on kernels >= 6.13). Not fatal: everything else works without it.
+"$(dirname "$0")/install-criu.sh" >/dev/null || echo "note: no working CRIU; hibernate/resume will be refused" >&2

@@ -246,15 +246,23 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                             e.cpu.map_or("-".into(), |c| format!("{c}")),
                             e.memory.map_or("-".into(), bytes),
                             e.uptime_secs.map_or("-".into(), duration),
+                            e.health.clone().unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
                 table(
                     &[
-                        "NAME", "STATE", "BACKEND", "IMAGE", "CPU", "MEMORY", "UPTIME",
+                        "NAME", "STATE", "BACKEND", "IMAGE", "CPU", "MEMORY", "UPTIME", "HEALTH",
                     ],
                     &rows,
                 );
+                for e in envs.iter().filter(|e| e.note.is_some()) {
+                    println!(
+                        "note: {}: {}",
+                        e.name,
+                        e.note.as_deref().unwrap_or_default()
+                    );
+                }
             }
         }
         Command::Up { name } => {
@@ -323,6 +331,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             };
             return stream::run(&client, request).await;
         }
+        Command::Lifecycle(command) => return crate::lifecycle::run(command, &client).await,
         Command::Doctor { .. }
         | Command::Daemon
         | Command::Shim { .. }

@@ -5,6 +5,7 @@
 mod commands;
 mod compose;
 mod images;
+mod lifecycle;
 mod net;
 mod output;
 mod stream;
@@ -168,6 +169,8 @@ enum Command {
         #[arg(long)]
         apply: bool,
     },
+    #[command(flatten)]
+    Lifecycle(lifecycle::LifecycleCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

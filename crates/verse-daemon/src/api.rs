@@ -42,6 +42,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(crate::images::routes())
         .route("/v1/images/{name}/verify", get(verify_image))
         .route("/v1/compose", post(crate::compose::compose))
+        .merge(crate::lifecycle_api::routes())
         .with_state(daemon)
 }
 
@@ -78,7 +79,7 @@ async fn up(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<E
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "running")?;
     if !lifecycle::is_running(&daemon, &name).await {
-        lifecycle::start(&daemon, &row, false).await?;
+        lifecycle::start_because(&daemon, &row, false, "verse up").await?;
     }
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
@@ -87,7 +88,7 @@ async fn down(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "stopped")?;
-    lifecycle::stop(&daemon, &name, row.plan.stop_timeout_ms).await?;
+    lifecycle::stop_because(&daemon, &name, row.plan.stop_timeout_ms, "verse down").await?;
     let row = find_env(&daemon, &name)?;
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
@@ -145,6 +146,10 @@ async fn exec(
         return Err(
             ApiError::bad_request("no command given").hint("verse exec NAME -- COMMAND [ARGS...]")
         );
+    }
+    if crate::control::is_paused(&daemon, &name) {
+        return Err(ApiError::conflict(format!("env `{name}` is paused"))
+            .hint(format!("`verse unpause {name}` lets it run again")));
     }
     let (_, shim) = lifecycle::shim_client(&daemon, &name)
         .request(&ShimRequest::Exec(request))
@@ -235,6 +240,9 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             network: verse_spec::Network::None,
             reach: Vec::new(),
             router: false,
+            restart: verse_spec::Restart::No,
+            health: None,
+            snapshots: None,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,
@@ -411,7 +419,7 @@ async fn logs(
         .expect("valid response"))
 }
 
-fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
+pub(crate) fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
     let diagnostics: Vec<Diagnostic> = errors
         .iter()
         .map(|e| Diagnostic {

@@ -52,6 +52,12 @@ pub struct EnvPlan {
     pub reach: Vec<(String, u16)>,
     #[serde(default)]
     pub router: bool,
+    #[serde(default)]
+    pub restart: verse_spec::Restart,
+    #[serde(default)]
+    pub health: Option<verse_spec::Health>,
+    #[serde(default)]
+    pub snapshots: Option<verse_spec::SnapshotSchedule>,
 }
 
 impl EnvPlan {
@@ -131,12 +137,13 @@ impl Db {
                  ALTER TABLE images ADD COLUMN layers INTEGER NOT NULL DEFAULT 1;",
             )?;
         }
+        conn.execute_batch(crate::db_lifecycle::SCHEMA)?;
         Ok(Db {
             conn: Mutex::new(conn),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

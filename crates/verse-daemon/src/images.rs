@@ -396,6 +396,13 @@ async fn gc(State(daemon): Shared) -> ApiResult<Json<ImageGcReport>> {
             manifests.insert(h);
             roots.extend(m.layers.iter().map(|l| l.root));
         }
+        // Snapshots of envs are layers too.
+        for snapshot in worker.db.snapshots(None)? {
+            let root = snapshot.root.parse().map_err(|e| {
+                ApiError::internal(format!("snapshot {} of {}: {e}", snapshot.id, snapshot.env))
+            })?;
+            roots.push(root);
+        }
         let manifests_removed = worker
             .store
             .remove_manifests_except(&manifests)

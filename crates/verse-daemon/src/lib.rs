@@ -3,12 +3,20 @@
 
 mod api;
 mod compose;
+mod control;
 pub mod db;
+mod db_lifecycle;
+mod diff;
 mod error;
+mod events;
+mod hibernate;
 mod images;
 mod lifecycle;
+mod lifecycle_api;
 mod net;
 mod reconcile;
+mod snapshots;
+mod supervisor;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -31,6 +39,10 @@ pub struct Daemon {
     pub net: verse_net::Host,
     /// The DNS forwarder on the gateway address, while envs have a network.
     pub dns: std::sync::Mutex<Option<verse_net::DnsForwarder>>,
+    /// Event broadcast and what the daemon last saw of each env.
+    pub watch: events::Watch,
+    /// Restart backoff and health-check bookkeeping.
+    pub supervisor: supervisor::Supervisor,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +103,8 @@ impl Daemon {
             db,
             store,
             changes: tokio::sync::Mutex::new(()),
+            watch: events::Watch::default(),
+            supervisor: supervisor::Supervisor::default(),
         })
     }
 }
@@ -114,7 +128,9 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
         std::process::id().to_string(),
     );
 
+    snapshots::recover(&daemon);
     lifecycle::reattach(&daemon).await;
+    tokio::spawn(supervisor::run(Arc::clone(&daemon)));
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 
     let app = api::router(Arc::clone(&daemon));

@@ -41,6 +41,8 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
         error: None,
         cpu_usage_ns: None,
         memory_bytes: None,
+        health: None,
+        note: daemon.db.note(&row.name).ok().flatten(),
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)
@@ -56,6 +58,17 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
                 info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
                 info.cpu_usage_ns = status.cpu_usage_ns;
                 info.memory_bytes = status.memory_bytes;
+                if crate::control::is_paused(daemon, &row.name) {
+                    info.state = EnvState::Paused;
+                }
+                if row.plan.health.is_some() {
+                    info.health = Some(
+                        crate::events::lock(&daemon.watch.health)
+                            .get(&row.name)
+                            .cloned()
+                            .unwrap_or_else(|| "starting".into()),
+                    );
+                }
             }
         }
         Err(_) => {
@@ -78,6 +91,12 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
             }
         }
     }
+    if info.state != EnvState::Running
+        && info.state != EnvState::Paused
+        && crate::hibernate::is_hibernated(daemon, &row.name)
+    {
+        info.state = EnvState::Hibernated;
+    }
     info
 }
 
@@ -91,6 +110,44 @@ pub async fn is_running(daemon: &Daemon, name: &str) -> bool {
 /// Starts an env. In attach mode the env waits for a client to attach
 /// (`verse run`) before its command starts.
 pub async fn start(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResult<Launched> {
+    start_because(daemon, row, attach, "requested").await
+}
+
+/// [`start`], recording `cause` in the event log.
+pub async fn start_because(
+    daemon: &Arc<Daemon>,
+    row: &EnvRow,
+    attach: bool,
+    cause: &str,
+) -> ApiResult<Launched> {
+    match start_unlogged(daemon, row, attach).await {
+        Ok(launched) => {
+            daemon.emit(&row.name, "started", Some(EnvState::Running), cause);
+            Ok(launched)
+        }
+        Err(e) => {
+            daemon.emit(
+                &row.name,
+                "failed",
+                Some(EnvState::Failed),
+                format!("{cause}: could not start: {}", e.body.error),
+            );
+            Err(e)
+        }
+    }
+}
+
+async fn start_unlogged(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResult<Launched> {
+    if crate::hibernate::is_hibernated(daemon, &row.name) {
+        return Err(ApiError::conflict(format!(
+            "env `{}` is hibernated; starting it afresh would lose its saved processes",
+            row.name
+        ))
+        .hint(format!(
+            "`verse resume {0}` brings it back; `verse hibernate --discard {0}` drops the saved state",
+            row.name
+        )));
+    }
     if is_running(daemon, &row.name).await {
         return Err(ApiError::conflict(format!(
             "env `{}` is already running",
@@ -299,6 +356,27 @@ fn prepare_env_dir(env_dir: &std::path::Path) -> std::io::Result<()> {
 /// Stops an env: SIGTERM, then SIGKILL after `timeout_ms`. Returns once it
 /// has stopped; a stopped env is left as it is.
 pub async fn stop(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResult<()> {
+    stop_because(daemon, name, timeout_ms, "requested").await
+}
+
+/// [`stop`], recording `cause` in the event log when the env was running.
+pub async fn stop_because(
+    daemon: &Daemon,
+    name: &str,
+    timeout_ms: u64,
+    cause: &str,
+) -> ApiResult<()> {
+    let was_running = is_running(daemon, name).await;
+    // A frozen process cannot act on its stop signal: thaw a paused env first.
+    crate::control::thaw_for_stop(daemon, name);
+    stop_unlogged(daemon, name, timeout_ms).await?;
+    if was_running {
+        daemon.emit(name, "stopped", Some(EnvState::Stopped), cause);
+    }
+    Ok(())
+}
+
+async fn stop_unlogged(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResult<()> {
     match shim_client(daemon, name)
         .call(&ShimRequest::Stop { timeout_ms })
         .await
@@ -347,6 +425,12 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
         let _ = daemon.net.release(&row.name);
         crate::net::sync(daemon).await?;
     }
+    // Its snapshots go with it (their layers are reclaimed by the store's gc).
+    let _ = daemon.db.remove_snapshots_of(&row.name);
+    let _ = daemon.db.set_note(&row.name, None);
+    let _ = daemon.db.clear_fallback(&row.name);
+    daemon.emit(&row.name, "removed", None, "requested");
+    daemon.forget(&row.name);
     Ok(())
 }
 

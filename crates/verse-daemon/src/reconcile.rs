@@ -39,6 +39,9 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         network: env.network.clone(),
         reach: env.reach.iter().map(|r| (r.env.clone(), r.port)).collect(),
         router: env.router,
+        restart: env.restart,
+        health: env.health.clone(),
+        snapshots: env.snapshots,
     }
 }
 
@@ -204,23 +207,19 @@ pub async fn execute(
                 Some(old) => lifecycle::remove(daemon, &old).await,
                 None => Ok(()),
             },
-            ("update", Some(row)) => {
-                let old_timeout = daemon
-                    .db
-                    .env(&row.name)?
-                    .map_or(10_000, |r| r.plan.stop_timeout_ms);
-                match lifecycle::stop(daemon, &row.name, old_timeout).await {
-                    Ok(()) => {
-                        daemon.db.put_env(row)?;
-                        lifecycle::start(daemon, row, false).await.map(drop)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            ("update", Some(row)) => crate::supervisor::update(daemon, row).await,
             ("network", Some(row)) => daemon.db.put_env(row).map_err(Into::into),
             ("create" | "start", Some(row)) => {
                 daemon.db.put_env(row)?;
-                lifecycle::start(daemon, row, false).await.map(drop)
+                let cause = if action.action == "create" {
+                    daemon.emit(&row.name, "created", None, "verse apply");
+                    "verse apply (new env)"
+                } else {
+                    "verse apply (was not running)"
+                };
+                lifecycle::start_because(daemon, row, false, cause)
+                    .await
+                    .map(drop)
             }
             _ => Ok(()),
         };

@@ -6,6 +6,7 @@
 //! plus the raw [`Facts`] other crates can act on.
 
 mod cgroup;
+pub mod criu;
 mod kernel;
 mod process;
 
@@ -88,6 +89,9 @@ pub struct Facts {
     pub nft_path: Option<String>,
     /// `nft list tables` succeeded.
     pub nft_works: bool,
+    /// The CRIU hibernate would use (needs root for `criu check`).
+    #[serde(default)]
+    pub criu: Option<criu::CriuFacts>,
 }
 
 /// The result of [`probe`].
@@ -235,6 +239,34 @@ pub fn probe(verse_root: &Path) -> Report {
                 overlay_cost,
             ),
         }
+    });
+
+    // CRIU, for hibernate/resume.
+    facts.criu = criu::probe();
+    checks.push(match &facts.criu {
+        Some(c) if c.check_ok => check(
+            "criu",
+            Status::Ok,
+            format!("{} (version {}): `criu check` passes", c.path, c.version),
+            "",
+        ),
+        Some(c) => check(
+            "criu",
+            Status::Warn,
+            format!(
+                "{} (version {}): `criu check` fails: {}",
+                c.path,
+                c.version,
+                c.check_error.clone().unwrap_or_default()
+            ),
+            "no hibernate/resume of container envs; run scripts/install-criu.sh",
+        ),
+        None => check(
+            "criu",
+            Status::Warn,
+            "not found",
+            "no hibernate/resume of container envs; run scripts/install-criu.sh",
+        ),
     });
 
     // seccomp.

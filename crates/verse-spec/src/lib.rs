@@ -65,7 +65,8 @@ pub use image::{
     parse_public_key,
 };
 pub use model::{
-    Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Reach, Spec, UserSpec, Volume,
+    Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Health, Network, Reach, Restart, SnapshotSchedule,
+    Spec, UserSpec, Volume,
 };
 pub use net::{DestHost, Destination, ProxyUrl, parse_destination, parse_proxy};
 pub use validate::{

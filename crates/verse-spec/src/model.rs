@@ -63,6 +63,66 @@ pub struct EnvSpec {
     pub user: Option<UserSpec>,
     /// Milliseconds between the stop signal and the kill.
     pub stop_timeout_ms: u64,
+    /// When the daemon starts the env again after its main process ended.
+    #[serde(default, skip_serializing_if = "Restart::is_no")]
+    pub restart: Restart,
+    /// A command run inside the env at an interval; failing it `retries` times in a
+    /// row makes the env unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// Automatic snapshots of the env's writable layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotSchedule>,
+}
+
+/// `restart = "no" | "on-failure" | "always"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Never: an env whose main process ended stays stopped (or failed).
+    #[default]
+    No,
+    /// When the main process ended with a non-zero code or a signal.
+    OnFailure,
+    /// Whenever the main process ended, unless the user stopped the env.
+    Always,
+}
+
+impl Restart {
+    pub fn is_no(&self) -> bool {
+        *self == Restart::No
+    }
+}
+
+/// `health = { command = "...", interval = "10s", timeout = "2s", retries = 3, grace = "60s" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// argv run inside the env; a string command becomes `["/bin/sh", "-c", command]`.
+    pub command: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failures before the env counts as unhealthy.
+    pub retries: u32,
+    /// After `verse apply` changes the env, how long it has to become healthy before
+    /// the daemon falls back to the previous definition.
+    pub grace_ms: u64,
+}
+
+/// Defaults of a health check.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 10_000;
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+pub const DEFAULT_HEALTH_GRACE_MS: u64 = 60_000;
+
+/// `snapshots = { every = "1h", keep = 24 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSchedule {
+    pub every_ms: u64,
+    /// Scheduled snapshots kept per env (older ones are removed; snapshots taken
+    /// by hand are never pruned).
+    pub keep: u32,
 }
 
 impl EnvSpec {
@@ -85,6 +145,9 @@ impl EnvSpec {
             workdir: None,
             user: None,
             stop_timeout_ms: DEFAULT_STOP_TIMEOUT_MS,
+            restart: Restart::No,
+            health: None,
+            snapshots: None,
         }
     }
 }

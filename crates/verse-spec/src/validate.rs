@@ -6,7 +6,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::error::Diagnostics;
-use crate::model::{Backend, EnvSpec, Network, Reach, Spec, UserSpec, Volume};
+use crate::model::{
+    Backend, EnvSpec, Health, Network, Reach, Restart, SnapshotSchedule, Spec, UserSpec, Volume,
+};
 use crate::net::{parse_destination, parse_proxy};
 use crate::units::{self, SIZE_UNITS, UnitError};
 
@@ -38,6 +40,9 @@ pub const ENV_KEYS: &[&str] = &[
     "stop_timeout",
     "reach",
     "router",
+    "restart",
+    "health",
+    "snapshots",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
@@ -394,6 +399,13 @@ impl<'s> Validator<'s> {
                         spec.stop_timeout_ms = ms;
                     }
                 }
+                "restart" => {
+                    if let Some(r) = self.restart(value) {
+                        spec.restart = r;
+                    }
+                }
+                "health" => spec.health = self.health(value),
+                "snapshots" => spec.snapshots = self.snapshot_schedule(value),
                 other => {
                     let planned = PLANNED_ENV_KEYS
                         .contains(&other)
@@ -982,6 +994,173 @@ impl<'s> Validator<'s> {
             return None;
         }
         Some(ms)
+    }
+}
+
+/// Lifecycle keys: `restart`, `health`, `snapshots`.
+impl Validator<'_> {
+    fn restart(&mut self, item: &Item<'_>) -> Option<Restart> {
+        match item.get_ref() {
+            DeValue::String(s) => match s.as_ref() {
+                "no" => Some(Restart::No),
+                "on-failure" => Some(Restart::OnFailure),
+                "always" => Some(Restart::Always),
+                _ => {
+                    self.value_error(
+                        "restart",
+                        item,
+                        "not a restart policy; allowed: \"no\", \"on-failure\", \"always\"",
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.type_error("restart", item, "\"no\", \"on-failure\" or \"always\"");
+                None
+            }
+        }
+    }
+
+    /// A duration key inside an inline table, in milliseconds, within `min..=max`.
+    fn duration_in(&mut self, key: &str, item: &Item<'_>, min: u64, max: u64) -> Option<u64> {
+        let hint = format!(
+            "write e.g. \"500ms\", \"10s\" or \"1h\" (units: {})",
+            units::DURATION_UNITS
+        );
+        let ms = match item.get_ref() {
+            DeValue::String(s) => match units::parse_duration_ms(s) {
+                Ok(ms) => ms,
+                Err(_) => {
+                    self.value_error(key, item, format!("not a duration; {hint}"));
+                    return None;
+                }
+            },
+            DeValue::Integer(_) | DeValue::Float(_) => {
+                self.value_error(key, item, format!("needs a unit; {hint}"));
+                return None;
+            }
+            _ => {
+                self.type_error(key, item, "a duration string such as \"10s\"");
+                return None;
+            }
+        };
+        if ms < min || ms > max {
+            self.value_error(key, item, format!("must be between {min} ms and {max} ms"));
+            return None;
+        }
+        Some(ms)
+    }
+
+    fn small_count(&mut self, key: &str, item: &Item<'_>, min: i128, max: i128) -> Option<u32> {
+        match integer(item.get_ref()) {
+            Some(n) if (min..=max).contains(&n) => Some(n as u32),
+            Some(_) => {
+                self.value_error(key, item, format!("must be between {min} and {max}"));
+                None
+            }
+            None => {
+                self.type_error(key, item, "a whole number");
+                None
+            }
+        }
+    }
+
+    fn health(&mut self, item: &Item<'_>) -> Option<Health> {
+        const KEYS: &[&str] = &["command", "interval", "timeout", "retries", "grace"];
+        let DeValue::Table(table) = item.get_ref() else {
+            self.type_error(
+                "health",
+                item,
+                "a table such as { command = \"test -f /ready\", interval = \"10s\" }",
+            );
+            return None;
+        };
+        let before = self.diags.len();
+        let mut health = Health {
+            command: Vec::new(),
+            interval_ms: crate::model::DEFAULT_HEALTH_INTERVAL_MS,
+            timeout_ms: crate::model::DEFAULT_HEALTH_TIMEOUT_MS,
+            retries: crate::model::DEFAULT_HEALTH_RETRIES,
+            grace_ms: crate::model::DEFAULT_HEALTH_GRACE_MS,
+        };
+        for (key, value) in table.iter() {
+            match key.get_ref().as_ref() {
+                "command" => {
+                    if let Some(argv) = self.command(value) {
+                        health.command = argv;
+                    }
+                }
+                "interval" => {
+                    if let Some(ms) = self.duration_in("health.interval", value, 100, 86_400_000) {
+                        health.interval_ms = ms;
+                    }
+                }
+                "timeout" => {
+                    if let Some(ms) = self.duration_in("health.timeout", value, 10, 3_600_000) {
+                        health.timeout_ms = ms;
+                    }
+                }
+                "retries" => {
+                    if let Some(n) = self.small_count("health.retries", value, 1, 100) {
+                        health.retries = n;
+                    }
+                }
+                "grace" => {
+                    if let Some(ms) = self.duration_in("health.grace", value, 0, 86_400_000) {
+                        health.grace_ms = ms;
+                    }
+                }
+                _ => self.unknown_key(key, "health", KEYS, None),
+            }
+        }
+        if !table.contains_key("command") {
+            self.diags.error(
+                item.span().start,
+                "health: missing required key `command`; add e.g. command = \"test -f /ready\"",
+            );
+        }
+        (self.diags.len() == before).then_some(health)
+    }
+
+    fn snapshot_schedule(&mut self, item: &Item<'_>) -> Option<SnapshotSchedule> {
+        const KEYS: &[&str] = &["every", "keep"];
+        let DeValue::Table(table) = item.get_ref() else {
+            self.type_error(
+                "snapshots",
+                item,
+                "a table such as { every = \"1h\", keep = 24 }",
+            );
+            return None;
+        };
+        let before = self.diags.len();
+        let mut schedule = SnapshotSchedule {
+            every_ms: 0,
+            keep: 24,
+        };
+        for (key, value) in table.iter() {
+            match key.get_ref().as_ref() {
+                "every" => {
+                    if let Some(ms) =
+                        self.duration_in("snapshots.every", value, 1_000, 366 * 86_400_000)
+                    {
+                        schedule.every_ms = ms;
+                    }
+                }
+                "keep" => {
+                    if let Some(n) = self.small_count("snapshots.keep", value, 1, 10_000) {
+                        schedule.keep = n;
+                    }
+                }
+                _ => self.unknown_key(key, "snapshots", KEYS, None),
+            }
+        }
+        if !table.contains_key("every") {
+            self.diags.error(
+                item.span().start,
+                "snapshots: missing required key `every`; add e.g. every = \"1h\"",
+            );
+        }
+        (self.diags.len() == before).then_some(schedule)
     }
 }
 

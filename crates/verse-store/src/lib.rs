@@ -17,6 +17,7 @@ mod manifest;
 mod progress;
 mod store;
 pub mod tree;
+mod upper;
 mod verify;
 
 pub use checkout::{NOBODY, host_id};
@@ -24,7 +25,9 @@ pub use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use hash::Hash;
-pub use import::{Compression, ImportOptions, Layer, MAX_FILE_SIZE, OPAQUE_MARKER};
+pub use import::{
+    Compression, ImportOptions, Layer, MAX_FILE_SIZE, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR,
+};
 pub use manifest::{
     Manifest, ManifestLayer, RunConfig, SignatureInfo, check_signature, decode_signing_key,
     encode_signing_key, env_list, generate_signing_key, key_id, parse_key_id,
