@@ -284,6 +284,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             };
             return stream::run(&client, request).await;
         }
+        Command::Audit(command) => return crate::audit::run(command, &client).await,
         Command::Doctor { .. } | Command::Daemon | Command::Shim { .. } => {
             unreachable!("handled before")
         }

@@ -2,6 +2,7 @@
 //! it parses arguments, talks to the daemon's API and prints for humans
 //! (or `--json` for programs).
 
+mod audit;
 mod commands;
 mod output;
 mod stream;
@@ -130,6 +131,9 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Read, verify and checkpoint the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

@@ -3,13 +3,14 @@
 use crate::Daemon;
 use crate::db::{EnvPlan, EnvRow, now};
 use crate::error::{ApiError, ApiResult};
+use crate::guard::Actor;
 use crate::{lifecycle, reconcile};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/rollback", post(rollback))
         .route("/v1/images", get(list_images).post(import_image))
         .route("/v1/images/{name}/verify", get(verify_image))
+        .merge(crate::guard::routes())
         .with_state(daemon)
 }
 
@@ -70,32 +72,44 @@ async fn show_env(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
-async fn up(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+async fn up(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EnvInfo>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "running")?;
     if !lifecycle::is_running(&daemon, &name).await {
         lifecycle::start(&daemon, &row, false).await?;
+        daemon.audit(&actor, "start", Some(&name), "up");
     }
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
-async fn down(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+async fn down(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EnvInfo>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "stopped")?;
     lifecycle::stop(&daemon, &name, row.plan.stop_timeout_ms).await?;
+    daemon.audit(&actor, "stop", Some(&name), "down");
     let row = find_env(&daemon, &name)?;
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
 async fn remove_env(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     lifecycle::remove(&daemon, &row).await?;
+    daemon.audit(&actor, "rm", Some(&name), "");
     Ok(Json(serde_json::json!({ "removed": name })))
 }
 
@@ -133,6 +147,7 @@ fn switching_protocols() -> Response {
 
 async fn exec(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
@@ -143,6 +158,7 @@ async fn exec(
             ApiError::bad_request("no command given").hint("verse exec NAME -- COMMAND [ARGS...]")
         );
     }
+    let detail = argv_detail(&request.argv);
     let (_, shim) = lifecycle::shim_client(&daemon, &name)
         .request(&ShimRequest::Exec(request))
         .await
@@ -153,6 +169,7 @@ async fn exec(
             }
             other => ApiError::bad_request(format!("exec in `{name}`: {other}")),
         })?;
+    daemon.audit(&actor, "exec", Some(&name), detail);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -184,6 +201,13 @@ where
     to_shim.abort();
 }
 
+fn argv_detail(argv: &[String]) -> String {
+    format!(
+        "argv={}",
+        serde_json::to_string(argv).expect("strings serialise")
+    )
+}
+
 fn valid_env_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
@@ -194,7 +218,11 @@ fn valid_env_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
+async fn run(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    req: Request,
+) -> ApiResult<Response> {
     let (request, on_upgrade): (RunRequest, _) = upgrade_parts(req).await?;
     if request.argv.is_empty() {
         return Err(
@@ -254,6 +282,8 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             let _ = lifecycle::remove(&daemon, &row).await;
             return Err(e);
         }
+        let detail = format!("image={} {}", request.image, argv_detail(&request.argv));
+        daemon.audit(&actor, "run", Some(&name), detail);
     }
     let attach = ShimRequest::Attach {
         tty: request.tty,
@@ -421,6 +451,7 @@ fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
 
 async fn apply(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<ApplyRequest>,
 ) -> ApiResult<Json<ApplyReport>> {
     let spec = verse_spec::parse_str(&request.source, &request.file_name).map_err(spec_errors)?;
@@ -441,7 +472,13 @@ async fn apply(
         &spec.canonical_json(),
         &envs,
     )?;
-    let mut report = reconcile::execute(&daemon, actions).await?;
+    let detail = format!(
+        "generation={generation} file={} digest={}",
+        request.file_name,
+        spec.digest()
+    );
+    daemon.audit(&actor, "apply", None, detail);
+    let mut report = reconcile::execute(&daemon, &actor, actions).await?;
     report.generation = Some(generation);
     Ok(Json(report))
 }
@@ -452,6 +489,7 @@ async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo
 
 async fn rollback(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<RollbackRequest>,
 ) -> ApiResult<Json<ApplyReport>> {
     let _changes = daemon.changes.lock().await;
@@ -486,7 +524,8 @@ async fn rollback(
         .map_err(|e| ApiError::internal(format!("generation {target} is unreadable: {e}")))?;
     let actions = reconcile::plan(&daemon, &spec).await?;
     daemon.db.activate_generation(target)?;
-    let mut report = reconcile::execute(&daemon, actions).await?;
+    daemon.audit(&actor, "rollback", None, format!("generation={target}"));
+    let mut report = reconcile::execute(&daemon, &actor, actions).await?;
     report.generation = Some(target);
     Ok(Json(report))
 }
@@ -507,6 +546,7 @@ fn valid_image_name(name: &str) -> bool {
 
 async fn import_image(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<ImportRequest>,
 ) -> ApiResult<Json<ImportReport>> {
     if !valid_image_name(&request.name) {
@@ -557,6 +597,11 @@ async fn import_image(
         created_at: now(),
     };
     daemon.db.put_image(&image)?;
+    let detail = format!(
+        "image={} root={} path={}",
+        image.name, image.root, request.path
+    );
+    daemon.audit(&actor, "image-import", None, detail);
     Ok(Json(ImportReport {
         image,
         new_bytes: layer.new_bytes,

@@ -4,6 +4,7 @@
 mod api;
 pub mod db;
 mod error;
+pub mod guard;
 mod lifecycle;
 mod reconcile;
 
@@ -24,6 +25,9 @@ pub struct Daemon {
     /// Serialises changes to envs (apply, up, down, rm, run's creation), so
     /// two clients never start or remove the same env at once.
     pub changes: tokio::sync::Mutex<()>,
+    /// The tamper-evident audit log (`var/lib/verse/audit/`), signed with
+    /// the host key (`etc/verse/host.key`).
+    pub audit: verse_guard::AuditLog,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,8 @@ pub enum DaemonError {
         path: String,
         source: verse_store::StoreError,
     },
+    #[error(transparent)]
+    Audit(#[from] verse_guard::AuditError),
     #[error("a Verse daemon is already serving {0}")]
     AlreadyRunning(String),
     #[error("listening on {path}: {source}")]
@@ -75,12 +81,21 @@ impl Daemon {
                 path: paths.store().display().to_string(),
                 source,
             })?;
+        let host_key = verse_guard::audit::load_or_create_host_key(&paths.etc().join("host.key"))?;
+        // Every record is fdatasync'ed before the request that made it
+        // returns: see the durability note in verse_guard::audit.
+        let audit = verse_guard::AuditLog::open(
+            &paths.state_dir().join("audit"),
+            host_key,
+            verse_guard::Durability::EveryRecord,
+        )?;
         Ok(Daemon {
             paths,
             exe,
             db,
             store,
             changes: tokio::sync::Mutex::new(()),
+            audit,
         })
     }
 }
@@ -117,9 +132,18 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
         }
         tracing::info!("shutting down; environments keep running under their shims");
     };
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = app.layer(axum::middleware::from_fn(guard::local_root_only));
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<guard::PeerCred>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    // A clean stop signs the head, so the next checkpoint covers every
+    // record this daemon wrote.
+    if let Err(e) = daemon.audit.checkpoint() {
+        tracing::error!("signing the audit checkpoint at shutdown: {e}");
+    }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(daemon.paths.run_dir().join("verse.pid"));
     result.map_err(DaemonError::Serve)

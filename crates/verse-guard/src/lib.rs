@@ -1,0 +1,6 @@
+//! Verse's guard: the tamper-evident audit log (and, as they land, capability
+//! tokens, quarantine and the inter-env copy policy).
+
+pub mod audit;
+
+pub use audit::{AuditError, AuditLog, Checkpoint, Durability, Record, VerifyReport};
