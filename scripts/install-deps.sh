@@ -2,6 +2,8 @@
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
 packages=(busybox-static iproute2 procps)
+# guard tests: TLS certificates (openssl), a remote client (curl), non-root peers (setpriv)
+packages+=(openssl curl util-linux)
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
 missing=()
 for p in "${packages[@]}"; do

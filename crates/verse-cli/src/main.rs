@@ -6,6 +6,7 @@ mod audit;
 mod commands;
 mod output;
 mod stream;
+mod token;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,7 +50,18 @@ enum Command {
         json: bool,
     },
     /// Run the daemon in the foreground (serves the API on the unix socket).
-    Daemon,
+    Daemon {
+        /// Also serve the API over TCP with TLS at ADDR (e.g. 0.0.0.0:7443);
+        /// it accepts only capability tokens (see `verse token`).
+        #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+        listen: Option<std::net::SocketAddr>,
+        /// PEM certificate (chain) for --listen.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --listen.
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+    },
     /// Manage images in the content-addressed store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -131,6 +143,9 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Mint, attenuate and revoke capability tokens for the TCP API.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Read, verify and checkpoint the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),

@@ -87,6 +87,68 @@ pub fn routes() -> Router<Arc<Daemon>> {
         .route("/v1/audit/log", get(audit_log))
         .route("/v1/audit/verify", post(audit_verify))
         .route("/v1/audit/checkpoint", post(audit_checkpoint))
+        .route("/v1/tokens", post(mint_token))
+        .route("/v1/tokens/revoke", post(revoke_token))
+}
+
+/// `POST /v1/tokens`: mint a token.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct MintRequest {
+    /// Rights, `KIND:NAME:OPS` separated by `;` or spaces.
+    pub allow: String,
+    /// How long it is valid, e.g. `1h` (default: until revoked).
+    pub ttl: Option<String>,
+}
+
+/// `POST /v1/tokens/revoke`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct RevokeRequest {
+    pub id: String,
+}
+
+fn token_error(e: verse_guard::token::TokenError) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+async fn mint_token(
+    State(daemon): State<Arc<Daemon>>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Json(request): Json<MintRequest>,
+) -> ApiResult<Json<verse_guard::token::Minted>> {
+    use verse_guard::token;
+    let rights = token::parse_rights(&request.allow).map_err(token_error)?;
+    let ttl = request
+        .ttl
+        .as_deref()
+        .map(token::parse_ttl)
+        .transpose()
+        .map_err(token_error)?;
+    let minted = token::mint(&daemon.token_root, &rights, ttl).map_err(token_error)?;
+    let detail = format!(
+        "id={} rights={} expires={}",
+        minted.id,
+        minted.rights.join(";"),
+        minted.expires.as_deref().unwrap_or("never")
+    );
+    daemon.audit(&actor, "token-mint", None, detail);
+    Ok(Json(minted))
+}
+
+async fn revoke_token(
+    State(daemon): State<Arc<Daemon>>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Json(request): Json<RevokeRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = request.id.trim().to_ascii_lowercase();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(
+            ApiError::bad_request(format!("`{}` is not a token id (hex)", request.id))
+                .hint("`verse token mint` prints the id of each token it makes"),
+        );
+    }
+    daemon.db.revoke_token(&id)?;
+    daemon.audit(&actor, "token-revoke", None, format!("id={id}"));
+    Ok(Json(serde_json::json!({ "revoked": id })))
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ mod error;
 pub mod guard;
 mod lifecycle;
 mod reconcile;
+pub mod tcp;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct Daemon {
     /// The tamper-evident audit log (`var/lib/verse/audit/`), signed with
     /// the host key (`etc/verse/host.key`).
     pub audit: verse_guard::AuditLog,
+    /// Signs capability tokens (`etc/verse/token.key`).
+    pub token_root: biscuit_auth::KeyPair,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,10 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Audit(#[from] verse_guard::AuditError),
+    #[error(transparent)]
+    Token(#[from] verse_guard::token::TokenError),
+    #[error(transparent)]
+    Tcp(#[from] tcp::TcpError),
     #[error("a Verse daemon is already serving {0}")]
     AlreadyRunning(String),
     #[error("listening on {path}: {source}")]
@@ -89,7 +96,10 @@ impl Daemon {
             host_key,
             verse_guard::Durability::EveryRecord,
         )?;
+        let token_root =
+            verse_guard::token::load_or_create_root_key(&paths.etc().join("token.key"))?;
         Ok(Daemon {
+            token_root,
             paths,
             exe,
             db,
@@ -101,7 +111,12 @@ impl Daemon {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Envs keep running after it stops.
-pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
+/// `tcp`: also serve the token-only API over TLS there.
+pub async fn serve(
+    paths: Paths,
+    exe: PathBuf,
+    tcp: Option<tcp::TcpConfig>,
+) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon::open(paths, exe)?);
     let socket = daemon.paths.socket();
     if tokio::net::UnixStream::connect(&socket).await.is_ok() {
@@ -119,6 +134,10 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
         std::process::id().to_string(),
     );
 
+    let tcp_task = match tcp {
+        Some(config) => Some(tcp::spawn(Arc::clone(&daemon), config).await?),
+        None => None,
+    };
     lifecycle::reattach(&daemon).await;
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 
@@ -139,6 +158,9 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
     )
     .with_graceful_shutdown(shutdown)
     .await;
+    if let Some(task) = tcp_task {
+        task.abort();
+    }
     // A clean stop signs the head, so the next checkpoint covers every
     // record this daemon wrote.
     if let Err(e) = daemon.audit.checkpoint() {

@@ -2,5 +2,6 @@
 //! tokens, quarantine and the inter-env copy policy).
 
 pub mod audit;
+pub mod token;
 
 pub use audit::{AuditError, AuditLog, Checkpoint, Durability, Record, VerifyReport};

@@ -97,9 +97,15 @@ impl Verse {
     }
 
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// Starts the daemon with extra arguments (e.g. `--listen ADDR ...`).
+    pub fn start_daemon_with(&mut self, args: &[&str]) {
         let log = std::fs::File::create(self.root().join("daemon.log")).unwrap();
         let child = Command::new(VERSE)
             .arg("daemon")
+            .args(args)
             .env("VERSE_ROOT", self.root())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
