@@ -2,6 +2,8 @@
 //! tokens, quarantine and the inter-env copy policy).
 
 pub mod audit;
+pub mod quarantine;
+pub mod scan;
 pub mod token;
 
 pub use audit::{AuditError, AuditLog, Checkpoint, Durability, Record, VerifyReport};
