@@ -184,7 +184,11 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                         vec![
                             format!("{}{}", g.id, if g.active { " *" } else { "" }),
                             ago(g.created_at),
-                            g.digest.chars().take(12).collect(),
+                            g.digest
+                                .trim_start_matches("blake3:")
+                                .chars()
+                                .take(12)
+                                .collect(),
                             g.envs.join(","),
                             g.source_file.clone(),
                         ]
@@ -315,10 +319,10 @@ fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
             } else {
                 format!(" ({})", action.detail)
             };
-            let verb = if dry_run {
-                format!("would {}", action.action)
-            } else {
-                action.action.clone()
+            let verb = match (dry_run, action.action.as_str()) {
+                (true, "unchanged") => "unchanged".to_string(),
+                (true, verb) => format!("would {verb}"),
+                (false, verb) => verb.to_string(),
             };
             println!("{:<10} {}{}", action.env, verb, detail);
         }

@@ -9,7 +9,7 @@ pub fn report(error: &anyhow::Error) {
             eprintln!("error: {}", body.error);
         } else {
             for d in &body.diagnostics {
-                eprintln!("{}:{}:{}: error: {}", d.file, d.line, d.column, d.message);
+                eprintln!("{}:{}:{}: {}", d.file, d.line, d.column, d.message);
             }
         }
         for change in &body.changes {

@@ -165,6 +165,19 @@ fn run_rm_runs_a_one_off_command_and_leaves_nothing() {
         0,
         "run --rm left a directory"
     );
+    // The writable layer is deleted right after the exit code is sent.
+    let trash = verse.root().join("var/lib/verse/trash");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_dir(&trash).map_or(0, |d| d.count()) > 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        std::fs::read_dir(&trash).map_or(0, |d| d.count()),
+        0,
+        "run --rm left its layer in the trash"
+    );
     assert!(verse.host_mounts().is_empty());
     let out = verse.run_with_input(&["run", "--rm", "busybox", "--", "cat"], b"piped through\n");
     assert_eq!(stdout(&out), "piped through\n");

@@ -466,16 +466,26 @@ async fn apply(
         }));
     }
     let envs: Vec<String> = spec.envs.keys().cloned().collect();
-    let generation = daemon.db.add_generation(
-        &spec.digest(),
-        &request.file_name,
-        &spec.canonical_json(),
-        &envs,
-    )?;
+    // Re-applying the active spec records no new generation.
+    let digest = spec.digest();
+    let active = daemon.db.generations()?.into_iter().find(|g| g.active);
+    if let Some(active) = active.filter(|g| g.digest == digest) {
+        let detail = format!(
+            "generation={} (unchanged) file={}",
+            active.id, request.file_name
+        );
+        daemon.audit(&actor, "apply", None, detail);
+        let mut report = reconcile::execute(&daemon, &actor, actions).await?;
+        report.generation = Some(active.id);
+        return Ok(Json(report));
+    }
+    let generation =
+        daemon
+            .db
+            .add_generation(&digest, &request.file_name, &spec.canonical_json(), &envs)?;
     let detail = format!(
-        "generation={generation} file={} digest={}",
-        request.file_name,
-        spec.digest()
+        "generation={generation} file={} digest={digest}",
+        request.file_name
     );
     daemon.audit(&actor, "apply", None, detail);
     let mut report = reconcile::execute(&daemon, &actor, actions).await?;

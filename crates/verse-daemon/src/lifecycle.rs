@@ -290,6 +290,13 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
 /// At daemon start: find the shims of running envs again and tidy what a
 /// crash left behind.
 pub async fn reattach(daemon: &Daemon) {
+    // Directories finished envs left for deletion, if their shim died first.
+    let trash = verse_runtime::config::trash_dir(&daemon.paths.state_dir());
+    if let Ok(entries) = std::fs::read_dir(&trash) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let rows = match daemon.db.envs() {
         Ok(rows) => rows,
         Err(e) => {

@@ -185,9 +185,13 @@ pub async fn execute(
                     .db
                     .env(&row.name)?
                     .map_or(10_000, |r| r.plan.stop_timeout_ms);
-                lifecycle::stop(daemon, &row.name, old_timeout).await?;
-                daemon.db.put_env(row)?;
-                lifecycle::start(daemon, row, false).await.map(drop)
+                match lifecycle::stop(daemon, &row.name, old_timeout).await {
+                    Ok(()) => {
+                        daemon.db.put_env(row)?;
+                        lifecycle::start(daemon, row, false).await.map(drop)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             ("create" | "start", Some(row)) => {
                 daemon.db.put_env(row)?;

@@ -50,6 +50,11 @@ pub struct ShimConfig {
     pub attach: bool,
 }
 
+/// Where finished envs' directories wait to be deleted, under the state dir.
+pub fn trash_dir(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("trash")
+}
+
 impl ShimConfig {
     pub fn upper(&self) -> PathBuf {
         self.env_dir.join("upper")

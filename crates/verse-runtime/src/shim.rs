@@ -645,21 +645,7 @@ impl Shim {
                     Ok(stdio) => {
                         let (child_in, child_out, child_err, proc) = stdio.split(true, id);
                         match self.start_init(child_in, child_out, child_err) {
-                            Ok(pid) => {
-                                self.procs.insert(pid.as_raw(), proc);
-                                self.respond(
-                                    id,
-                                    ShimResponse {
-                                        pid: Some(pid.as_raw() as u32),
-                                        ..ShimResponse::ok()
-                                    },
-                                    false,
-                                );
-                                if let Some(conn) = self.conns.get_mut(&id) {
-                                    conn.state = ConnState::Streaming(pid);
-                                }
-                                self.process_frames(id);
-                            }
+                            Ok(pid) => self.stream(id, pid, proc),
                             Err(e) => {
                                 self.respond(id, ShimResponse::error(e.clone()), true);
                                 self.flush_conn(id);
@@ -713,27 +699,28 @@ impl Shim {
                     tty: request.tty,
                 };
                 match sandbox::exec(init, &self.cgroup, exec) {
-                    Ok(pid) => {
-                        self.procs.insert(pid.as_raw(), proc);
-                        self.respond(
-                            id,
-                            ShimResponse {
-                                pid: Some(pid.as_raw() as u32),
-                                ..ShimResponse::ok()
-                            },
-                            false,
-                        );
-                        if let Some(conn) = self.conns.get_mut(&id) {
-                            conn.state = ConnState::Streaming(pid);
-                        }
-                        self.process_frames(id);
-                        // The process may already have exited before it was registered.
-                        self.reap();
-                    }
+                    Ok(pid) => self.stream(id, pid, proc),
                     Err(e) => self.respond(id, ShimResponse::error(e.to_string()), true),
                 }
             }
         }
+    }
+
+    /// Connects a started process to connection `id`: the response names its
+    /// pid, then frames flow both ways until it exits.
+    fn stream(&mut self, id: u64, pid: Pid, proc: Proc) {
+        self.procs.insert(pid.as_raw(), proc);
+        let response = ShimResponse {
+            pid: Some(pid.as_raw() as u32),
+            ..ShimResponse::ok()
+        };
+        self.respond(id, response, false);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.state = ConnState::Streaming(pid);
+        }
+        self.process_frames(id);
+        // The process may have exited before it was registered.
+        self.reap();
     }
 
     fn respond(&mut self, id: u64, response: ShimResponse, close: bool) {
@@ -876,12 +863,18 @@ impl Shim {
         self.reap_remaining();
         let env_dir = self.config.env_dir.clone();
         let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
+        // What must go is renamed out of the way at once and deleted after
+        // the clients have their answer: deleting an overlay's upper and work
+        // dirs costs milliseconds the user need not wait for.
+        let mut trash = Vec::new();
         if self.config.remove_on_exit {
-            let _ = std::fs::remove_dir_all(&env_dir);
+            trash.extend(move_to_trash(&env_dir));
         } else {
             if self.config.ephemeral {
-                reset_dir(&self.config.upper(), self.config.id_base);
-                reset_dir(&self.config.work(), self.config.id_base);
+                for dir in [self.config.upper(), self.config.work()] {
+                    trash.extend(move_to_trash(&dir));
+                    recreate_owned(&dir, self.config.id_base);
+                }
             }
             let record = ExitRecord {
                 exit_code,
@@ -918,6 +911,10 @@ impl Shim {
             let _ = conn.stream.set_nonblocking(false);
             let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(2)));
             let _ = (&conn.stream).write_all(&conn.outbuf);
+        }
+        self.conns.clear();
+        for dir in trash {
+            let _ = std::fs::remove_dir_all(dir);
         }
         std::process::exit(0);
     }
@@ -1050,11 +1047,33 @@ fn set_window_size(master: &File, rows: u16, cols: u16) {
     unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
 }
 
-/// Empties a writable-layer directory (ephemeral envs) and gives it back to
-/// the env's root user.
-fn reset_dir(dir: &Path, id_base: u32) {
-    let _ = std::fs::remove_dir_all(dir);
+/// A fresh, empty writable-layer directory owned by the env's root user.
+fn recreate_owned(dir: &Path, id_base: u32) {
     if std::fs::create_dir_all(dir).is_ok() {
         let _ = std::os::unix::fs::chown(dir, Some(id_base), Some(id_base));
     }
+}
+
+/// Renames `path` into the state directory's `trash/` (envs/NAME/.. /..), from
+/// where it is deleted later: by this shim after it has answered, or by the
+/// daemon at start if the shim died first. Falls back to deleting in place.
+fn move_to_trash(path: &Path) -> Option<std::path::PathBuf> {
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let state = path
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "envs"))?
+        .parent()?;
+    let trash = crate::config::trash_dir(state);
+    let name = format!(
+        "{}-{}-{}",
+        path.file_name()?.to_string_lossy(),
+        std::process::id(),
+        COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let target = trash.join(name);
+    if std::fs::create_dir_all(&trash).is_ok() && std::fs::rename(path, &target).is_ok() {
+        return Some(target);
+    }
+    let _ = std::fs::remove_dir_all(path);
+    None
 }

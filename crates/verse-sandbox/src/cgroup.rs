@@ -263,6 +263,14 @@ impl Cgroup {
         }
     }
 
+    /// The directory of a cgroup v2 cgroup; None on v1.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        match &self.layout {
+            Layout::V2 { dir } => Some(dir),
+            Layout::V1 { .. } => None,
+        }
+    }
+
     fn v1_dir(&self, controller: &str) -> Option<&Path> {
         match &self.layout {
             Layout::V1 { dirs } => dirs

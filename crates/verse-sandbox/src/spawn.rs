@@ -9,7 +9,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, sethostname};
 
 use crate::child::{
-    Channel, Command, Message, StepContext, StepResult, child_main, clone_fork, setup_stdio,
+    Channel, Command, Message, StepContext, StepResult, child_main, clone_fork, clone_into_cgroup,
+    setup_stdio,
 };
 use crate::error::{Context, SandboxError};
 use crate::security::SeccompPrograms;
@@ -46,14 +47,32 @@ pub fn spawn(config: ContainerConfig) -> Result<Pid, SandboxError> {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC;
-    let Some(pid) = clone_fork(flags).context(|| "clone env init".into())? else {
+    // On cgroup v2 the child is born in its cgroup; v1 has no such clone flag, so there
+    // the parent moves it in before releasing it (see `drive`).
+    let v2_dir = config.cgroup.v2_dir().map(|dir| {
+        std::fs::File::open(dir).map_err(|e| SandboxError::Io {
+            context: format!("opening cgroup {}", dir.display()),
+            source: e,
+        })
+    });
+    let (cloned, born_in_cgroup) = match &v2_dir {
+        Some(Ok(dir)) => match clone_into_cgroup(flags, dir.as_raw_fd()) {
+            // Kernels before 5.7: fall back to moving the child in.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG)) => {
+                (clone_fork(flags), false)
+            }
+            other => (other, true),
+        },
+        _ => (clone_fork(flags), false),
+    };
+    let Some(pid) = cloned.context(|| "clone env init".into())? else {
         drop(parent_end);
         child_main(&child_end, || {
             spawn_child(&config, &cmd, &seccomp, &child_end)
         })
     };
     drop(child_end);
-    match drive(pid, &config, &parent_end) {
+    match drive(pid, &config, &parent_end, born_in_cgroup) {
         Ok(()) => Ok(pid),
         Err(e) => {
             let _ = kill(pid, Signal::SIGKILL);
@@ -83,10 +102,17 @@ fn validate(config: &ContainerConfig) -> Result<(), SandboxError> {
 }
 
 /// Parent side of the handshake.
-fn drive(pid: Pid, config: &ContainerConfig, chan: &Channel) -> Result<(), SandboxError> {
+fn drive(
+    pid: Pid,
+    config: &ContainerConfig,
+    chan: &Channel,
+    born_in_cgroup: bool,
+) -> Result<(), SandboxError> {
     // Into the cgroup before the child does anything, so every byte and task it creates is
     // accounted and limited.
-    config.cgroup.add(pid)?;
+    if !born_in_cgroup {
+        config.cgroup.add(pid)?;
+    }
     chan.send(&[GO]).context(|| "release env child".into())?;
     match chan.recv().context(|| "read from env child".into())? {
         Message::Sync(USERNS_READY) => {}

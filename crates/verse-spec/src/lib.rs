@@ -8,7 +8,7 @@
 //!
 //! ```toml
 //! [env.NAME]                 # NAME: [a-z0-9][a-z0-9-]{0,62}
-//! image = "busybox"          # required: name of an image in the store
+//! image = "busybox"          # required: an image of this spec ([image.NAME]) or of the store
 //! backend = "container"      # only "container" for now ("vm", "gvisor" planned)
 //! cpu = 1.5                  # cores, > 0 and <= 1024
 //! memory = "512MiB"          # bytes (integer) or a size string, >= 4MiB; see `units`
@@ -22,13 +22,32 @@
 //! workdir = "/"              # absolute
 //! user = "root"              # "root", "1000" (gid = uid), "1000:100", or 1000
 //! stop_timeout = "10s"       # ms, s, m, h; default 10s, at most 1h
+//!
+//!
+//! [image.NAME]               # NAME: like an env name; environments name it with `image = "NAME"`
+//! base = "debian:bookworm"   # required: "debian:SUITE" (debootstrap --variant=minbase), or
+//!                            # another image of this spec or of the store (images stack)
+//! packages = ["pandoc"]      # Debian packages, installed with apt-get
+//! files = { "/etc/motd" = "Welcome", "/usr/local/bin/x" = "./bin/x" }
+//!                            # content, or "./path" / "../path" on the host (relative to the spec)
+//! run = ["useradd -m writer"] # build steps, each run with /bin/sh -c as root, each a layer
+//! user = "writer"            # default user: "root", a name in the image, "UID" or "UID:GID"
+//! workdir = "/home/writer"   # default working directory (absolute)
+//! env = { LANG = "C.UTF-8" } # default environment variables
+//!
+//! [trust]
+//! require_signed = true      # refuse images without a valid signature by one of `keys`
+//! keys = ["ed25519:<64 hex digits>"]  # as printed by `verse key generate`
 //! ```
+//!
+//! A `base` chain that comes back to where it started (`a` on `b`, `b` on `a`) is an error.
 //!
 //! Volume paths and `workdir` are normalised (`//` and `.` removed); `..` is rejected, and
 //! volumes cannot be mounted over `/`, `/proc`, `/sys`, `/dev` or anything below them.
 //! Sizes: `K`/`KiB` = 1024, `KB` = 1000 (likewise M, G, T); units are case-insensitive.
 
 mod error;
+mod image;
 mod model;
 pub mod units;
 mod validate;
@@ -36,9 +55,14 @@ mod validate;
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
+pub use image::{
+    DEBIAN_SUITES, FileSource, ImageBase, ImageFile, ImageSpec, KEY_PREFIX, TrustPolicy,
+    parse_public_key,
+};
 pub use model::{Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Spec, UserSpec, Volume};
 pub use validate::{
-    ENV_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY, TOP_KEYS, closest,
+    ENV_KEYS, IMAGE_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY,
+    TOP_KEYS, TRUST_KEYS, closest,
 };
 
 /// Parse and validate a spec held in memory. `file_name` is only used in diagnostics.

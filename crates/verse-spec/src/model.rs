@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::{ImageSpec, TrustPolicy};
+
 /// Default time between the stop signal and the kill, in milliseconds.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 
@@ -13,6 +15,13 @@ pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 pub struct Spec {
     /// Environments by name.
     pub envs: BTreeMap<String, EnvSpec>,
+    /// Image recipes by name (`[image.NAME]`). Left out of the JSON when empty, so specs
+    /// without images keep the digest they had before images existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, ImageSpec>,
+    /// Which images may run (`[trust]`); left out of the JSON when it is the default.
+    #[serde(default, skip_serializing_if = "TrustPolicy::is_default")]
+    pub trust: TrustPolicy,
 }
 
 /// One environment (`[env.NAME]`), with every default filled in.

@@ -12,8 +12,12 @@ use crate::units::{self, SIZE_UNITS, UnitError};
 type Item<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
 
+mod image;
+
+pub use image::{IMAGE_KEYS, TRUST_KEYS};
+
 /// Keys allowed at the top level of `verse.toml`.
-pub const TOP_KEYS: &[&str] = &["env"];
+pub const TOP_KEYS: &[&str] = &["env", "image", "trust"];
 
 /// Keys allowed in `[env.NAME]`.
 pub const ENV_KEYS: &[&str] = &[
@@ -34,10 +38,7 @@ pub const ENV_KEYS: &[&str] = &[
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
-const PLANNED_TOP_KEYS: &[(&str, &str)] = &[(
-    "image",
-    "[image.NAME] build recipes are not supported yet (planned); import the image into the store and name it with `image = \"...\"` in [env.NAME]",
-)];
+const PLANNED_TOP_KEYS: &[(&str, &str)] = &[];
 
 /// Env keys that are planned but not implemented.
 const PLANNED_ENV_KEYS: &[&str] = &["desktop", "downloads", "shared", "extends"];
@@ -158,6 +159,8 @@ fn hostname_problem(name: &str) -> Option<String> {
 struct Validator<'s> {
     source: &'s str,
     diags: Diagnostics<'s>,
+    /// Where each image's `base` value starts, for cycle diagnostics.
+    base_spans: BTreeMap<String, usize>,
 }
 
 impl<'s> Validator<'s> {
@@ -225,6 +228,8 @@ impl<'s> Validator<'s> {
                         );
                     }
                 },
+                "image" => self.images(item, &mut spec),
+                "trust" => spec.trust = self.trust(item),
                 other => {
                     let planned = PLANNED_TOP_KEYS
                         .iter()
@@ -234,36 +239,50 @@ impl<'s> Validator<'s> {
                 }
             }
         }
+        self.check_base_cycles(&spec);
         spec
     }
 
-    fn env(&mut self, name_key: &Key<'_>, item: &Item<'_>) -> Option<EnvSpec> {
+    /// Checks a `[KIND.NAME]` header: the name (reported, `false` when bad) and that the value
+    /// is a table (`None` when not, reported).
+    fn named_table<'a, 'i>(
+        &mut self,
+        kind: &str,
+        noun: &str,
+        name_key: &Key<'_>,
+        item: &'a Item<'i>,
+    ) -> (bool, Option<&'a DeTable<'i>>) {
         let name = name_key.get_ref().as_ref();
-        let mut ok = true;
-        if !is_env_name(name) {
+        let ok = is_env_name(name);
+        if !ok {
             self.diags.error(
                 name_key.span().start,
                 format!(
-                    "invalid environment name `{name}`: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit"
+                    "invalid {noun} name `{name}`: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit"
                 ),
             );
-            ok = false;
         }
-        let place = format!("[env.{name}]");
-        let table = match item.get_ref() {
-            DeValue::Table(t) => t,
+        match item.get_ref() {
+            DeValue::Table(t) => (ok, Some(t)),
             other => {
                 let found = describe(other);
                 self.diags.error(
                     item.span().start,
                     format!(
-                        "env.{name} = {}: expected a table of settings (write [env.{name}] and keys under it), found {found}",
+                        "{kind}.{name} = {}: expected a table of settings (write [{kind}.{name}] and keys under it), found {found}",
                         self.shown(item)
                     ),
                 );
-                return None;
+                (ok, None)
             }
-        };
+        }
+    }
+
+    fn env(&mut self, name_key: &Key<'_>, item: &Item<'_>) -> Option<EnvSpec> {
+        let name = name_key.get_ref().as_ref();
+        let (ok, table) = self.named_table("env", "environment", name_key, item);
+        let table = table?;
+        let place = format!("[env.{name}]");
 
         let mut spec = EnvSpec::new(name, "");
         let mut image = None;
@@ -720,7 +739,9 @@ impl<'s> Validator<'s> {
     }
 
     fn user(&mut self, item: &Item<'_>) -> Option<UserSpec> {
-        const MAX_ID: u64 = u32::MAX as u64 - 1;
+        // An env maps ids 0..65536 of its own onto the host; ids above
+        // that range exist nowhere inside the env.
+        const MAX_ID: u64 = 65_535;
         let parse_id = |s: &str| {
             s.parse::<u64>()
                 .ok()
@@ -808,7 +829,11 @@ pub(crate) fn parse(source: &str, file_name: &str) -> Result<Spec, crate::SpecEr
         }
         return Err(diags.finish());
     }
-    let mut validator = Validator { source, diags };
+    let mut validator = Validator {
+        source,
+        diags,
+        base_spans: BTreeMap::new(),
+    };
     let spec = validator.spec(root.get_ref());
     if validator.diags.is_empty() {
         Ok(spec)
