@@ -2,6 +2,8 @@
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
 packages=(busybox-static iproute2 procps nftables util-linux curl debootstrap ostree)
+# guard tests: TLS certificates (openssl), non-root peers (setpriv, util-linux)
+packages+=(openssl)
 # curl, xz-utils: compose checks its catalog against the bookworm package list
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3 xz-utils)
 missing=()

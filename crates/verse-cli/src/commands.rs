@@ -13,7 +13,19 @@ use verse_api::{
 pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
     match command {
         Command::Doctor { json } => doctor(&paths, json),
-        Command::Daemon => daemon(paths),
+        Command::Daemon {
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
+            let tcp = match (listen, tls_cert, tls_key) {
+                (Some(addr), Some(cert), Some(key)) => {
+                    Some(verse_daemon::tcp::TcpConfig { addr, cert, key })
+                }
+                _ => None,
+            };
+            daemon(paths, tcp)
+        }
         Command::Key(key) => crate::images::key(key, &paths),
         Command::Compose {
             prompt,
@@ -55,7 +67,7 @@ fn doctor(paths: &Paths, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn daemon(paths: Paths) -> Result<ExitCode> {
+fn daemon(paths: Paths, tcp: Option<verse_daemon::tcp::TcpConfig>) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERSE_LOG")
@@ -73,7 +85,7 @@ fn daemon(paths: Paths) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(verse_daemon::serve(paths, exe))?;
+    runtime.block_on(verse_daemon::serve(paths, exe, tcp))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -332,8 +344,10 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             return stream::run(&client, request).await;
         }
         Command::Lifecycle(command) => return crate::lifecycle::run(command, &client).await,
+        Command::Audit(command) => return crate::audit::run(command, &client).await,
+        Command::Token(command) => return crate::token::run(command, &client).await,
         Command::Doctor { .. }
-        | Command::Daemon
+        | Command::Daemon { .. }
         | Command::Shim { .. }
         | Command::BuildStep { .. }
         | Command::Key(_)

@@ -2,6 +2,7 @@
 //! it parses arguments, talks to the daemon's API and prints for humans
 //! (or `--json` for programs).
 
+mod audit;
 mod commands;
 mod compose;
 mod images;
@@ -9,6 +10,7 @@ mod lifecycle;
 mod net;
 mod output;
 mod stream;
+mod token;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,7 +54,18 @@ enum Command {
         json: bool,
     },
     /// Run the daemon in the foreground (serves the API on the unix socket).
-    Daemon,
+    Daemon {
+        /// Also serve the API over TCP with TLS at ADDR (e.g. 0.0.0.0:7443);
+        /// it accepts only capability tokens (see `verse token`).
+        #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+        listen: Option<std::net::SocketAddr>,
+        /// PEM certificate (chain) for --listen.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --listen.
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+    },
     /// Manage images in the content-addressed store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -171,6 +184,12 @@ enum Command {
     },
     #[command(flatten)]
     Lifecycle(lifecycle::LifecycleCommand),
+    /// Mint, attenuate and revoke capability tokens for the TCP API.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Read, verify and checkpoint the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

@@ -3,13 +3,14 @@
 use crate::Daemon;
 use crate::db::{EnvPlan, EnvRow, now};
 use crate::error::{ApiError, ApiResult};
+use crate::guard::Actor;
 use crate::{lifecycle, reconcile};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/images/{name}/verify", get(verify_image))
         .route("/v1/compose", post(crate::compose::compose))
         .merge(crate::lifecycle_api::routes())
+        .merge(crate::guard::routes())
         .with_state(daemon)
 }
 
@@ -74,32 +76,44 @@ async fn show_env(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
-async fn up(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+async fn up(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EnvInfo>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "running")?;
     if !lifecycle::is_running(&daemon, &name).await {
         lifecycle::start_because(&daemon, &row, false, "verse up").await?;
+        daemon.audit(&actor, "start", Some(&name), "up");
     }
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
-async fn down(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+async fn down(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EnvInfo>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "stopped")?;
     lifecycle::stop_because(&daemon, &name, row.plan.stop_timeout_ms, "verse down").await?;
+    daemon.audit(&actor, "stop", Some(&name), "down");
     let row = find_env(&daemon, &name)?;
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
 async fn remove_env(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     lifecycle::remove(&daemon, &row).await?;
+    daemon.audit(&actor, "rm", Some(&name), "");
     Ok(Json(serde_json::json!({ "removed": name })))
 }
 
@@ -137,6 +151,7 @@ fn switching_protocols() -> Response {
 
 async fn exec(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
@@ -151,6 +166,7 @@ async fn exec(
         return Err(ApiError::conflict(format!("env `{name}` is paused"))
             .hint(format!("`verse unpause {name}` lets it run again")));
     }
+    let detail = argv_detail(&request.argv);
     let (_, shim) = lifecycle::shim_client(&daemon, &name)
         .request(&ShimRequest::Exec(request))
         .await
@@ -161,6 +177,7 @@ async fn exec(
             }
             other => ApiError::bad_request(format!("exec in `{name}`: {other}")),
         })?;
+    daemon.audit(&actor, "exec", Some(&name), detail);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -192,6 +209,13 @@ where
     to_shim.abort();
 }
 
+fn argv_detail(argv: &[String]) -> String {
+    format!(
+        "argv={}",
+        serde_json::to_string(argv).expect("strings serialise")
+    )
+}
+
 fn valid_env_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
@@ -202,7 +226,11 @@ fn valid_env_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
+async fn run(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    req: Request,
+) -> ApiResult<Response> {
     let (request, on_upgrade): (RunRequest, _) = upgrade_parts(req).await?;
     if request.argv.is_empty() {
         return Err(
@@ -269,6 +297,8 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             let _ = lifecycle::remove(&daemon, &row).await;
             return Err(e);
         }
+        let detail = format!("image={} {}", request.image, argv_detail(&request.argv));
+        daemon.audit(&actor, "run", Some(&name), detail);
     }
     let attach = ShimRequest::Attach {
         tty: request.tty,
@@ -436,6 +466,7 @@ pub(crate) fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
 
 async fn apply(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<ApplyRequest>,
 ) -> ApiResult<Json<ApplyReport>> {
     let spec = verse_spec::parse_str(&request.source, &request.file_name).map_err(spec_errors)?;
@@ -457,7 +488,12 @@ async fn apply(
     let digest = spec.digest();
     let active = daemon.db.generations()?.into_iter().find(|g| g.active);
     if let Some(active) = active.filter(|g| g.digest == digest) {
-        let mut report = reconcile::execute(&daemon, actions).await?;
+        let detail = format!(
+            "generation={} (unchanged) file={}",
+            active.id, request.file_name
+        );
+        daemon.audit(&actor, "apply", None, detail);
+        let mut report = reconcile::execute(&daemon, &actor, actions).await?;
         report.generation = Some(active.id);
         return Ok(Json(report));
     }
@@ -465,7 +501,12 @@ async fn apply(
         daemon
             .db
             .add_generation(&digest, &request.file_name, &spec.canonical_json(), &envs)?;
-    let mut report = reconcile::execute(&daemon, actions).await?;
+    let detail = format!(
+        "generation={generation} file={} digest={digest}",
+        request.file_name
+    );
+    daemon.audit(&actor, "apply", None, detail);
+    let mut report = reconcile::execute(&daemon, &actor, actions).await?;
     report.generation = Some(generation);
     Ok(Json(report))
 }
@@ -489,6 +530,7 @@ async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo
 
 async fn rollback(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<RollbackRequest>,
 ) -> ApiResult<Json<ApplyReport>> {
     let _changes = daemon.changes.lock().await;
@@ -523,7 +565,8 @@ async fn rollback(
         .map_err(|e| ApiError::internal(format!("generation {target} is unreadable: {e}")))?;
     let actions = reconcile::plan(&daemon, &spec).await?;
     daemon.db.activate_generation(target)?;
-    let mut report = reconcile::execute(&daemon, actions).await?;
+    daemon.audit(&actor, "rollback", None, format!("generation={target}"));
+    let mut report = reconcile::execute(&daemon, &actor, actions).await?;
     report.generation = Some(target);
     Ok(Json(report))
 }
@@ -540,6 +583,7 @@ fn valid_image_name(name: &str) -> bool {
 
 async fn import_image(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<ImportRequest>,
 ) -> ApiResult<Json<ImportReport>> {
     if !valid_image_name(&request.name) {
@@ -606,6 +650,11 @@ async fn import_image(
     })?;
     let image = crate::images::record_single_layer(&daemon, &request.name, &layer, &request.path)?;
     daemon.db.put_image(&image)?;
+    let detail = format!(
+        "image={} root={} path={}",
+        image.name, image.root, request.path
+    );
+    daemon.audit(&actor, "image-import", None, detail);
     Ok(Json(ImportReport {
         image,
         new_bytes: layer.new_bytes,

@@ -113,6 +113,10 @@ CREATE TABLE IF NOT EXISTS generations (
     envs TEXT NOT NULL,
     active INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    id TEXT PRIMARY KEY,
+    revoked_at INTEGER NOT NULL
+);
 ";
 
 impl Db {
@@ -141,6 +145,25 @@ impl Db {
         Ok(Db {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// Puts a token revocation id on the revocation list (idempotent).
+    pub fn revoke_token(&self, id: &str) -> Result<(), DbError> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO revoked_tokens (id, revoked_at) VALUES (?1, ?2)",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn is_revoked(&self, id: &str) -> Result<bool, DbError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT 1 FROM revoked_tokens WHERE id = ?1", [id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {

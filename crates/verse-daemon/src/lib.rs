@@ -9,6 +9,7 @@ mod db_lifecycle;
 mod diff;
 mod error;
 mod events;
+pub mod guard;
 mod hibernate;
 mod images;
 mod lifecycle;
@@ -17,6 +18,7 @@ mod net;
 mod reconcile;
 mod snapshots;
 mod supervisor;
+pub mod tcp;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -43,6 +45,11 @@ pub struct Daemon {
     pub watch: events::Watch,
     /// Restart backoff and health-check bookkeeping.
     pub supervisor: supervisor::Supervisor,
+    /// The tamper-evident audit log (`var/lib/verse/audit/`), signed with
+    /// the host key (`etc/verse/host.key`).
+    pub audit: verse_guard::AuditLog,
+    /// Signs capability tokens (`etc/verse/token.key`).
+    pub token_root: biscuit_auth::KeyPair,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +66,12 @@ pub enum DaemonError {
         path: String,
         source: verse_store::StoreError,
     },
+    #[error(transparent)]
+    Audit(#[from] verse_guard::AuditError),
+    #[error(transparent)]
+    Token(#[from] verse_guard::token::TokenError),
+    #[error(transparent)]
+    Tcp(#[from] tcp::TcpError),
     #[error("a Verse daemon is already serving {0}")]
     AlreadyRunning(String),
     #[error("listening on {path}: {source}")]
@@ -94,8 +107,19 @@ impl Daemon {
                 path: paths.store().display().to_string(),
                 source,
             })?;
+        let host_key = verse_guard::audit::load_or_create_host_key(&paths.etc().join("host.key"))?;
+        // Every record is fdatasync'ed before the request that made it
+        // returns: see the durability note in verse_guard::audit.
+        let audit = verse_guard::AuditLog::open(
+            &paths.state_dir().join("audit"),
+            host_key,
+            verse_guard::Durability::EveryRecord,
+        )?;
+        let token_root =
+            verse_guard::token::load_or_create_root_key(&paths.etc().join("token.key"))?;
         let net = verse_net::Host::open(&paths.state_dir(), &paths.instance_tag());
         Ok(Daemon {
+            token_root,
             net,
             dns: std::sync::Mutex::new(None),
             paths,
@@ -105,12 +129,18 @@ impl Daemon {
             changes: tokio::sync::Mutex::new(()),
             watch: events::Watch::default(),
             supervisor: supervisor::Supervisor::default(),
+            audit,
         })
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Envs keep running after it stops.
-pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
+/// `tcp`: also serve the token-only API over TLS there.
+pub async fn serve(
+    paths: Paths,
+    exe: PathBuf,
+    tcp: Option<tcp::TcpConfig>,
+) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon::open(paths, exe)?);
     let socket = daemon.paths.socket();
     if tokio::net::UnixStream::connect(&socket).await.is_ok() {
@@ -129,6 +159,10 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
     );
 
     snapshots::recover(&daemon);
+    let tcp_task = match tcp {
+        Some(config) => Some(tcp::spawn(Arc::clone(&daemon), config).await?),
+        None => None,
+    };
     lifecycle::reattach(&daemon).await;
     tokio::spawn(supervisor::run(Arc::clone(&daemon)));
     tracing::info!(socket = %socket.display(), "verse daemon serving");
@@ -143,9 +177,21 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
         }
         tracing::info!("shutting down; environments keep running under their shims");
     };
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = app.layer(axum::middleware::from_fn(guard::local_root_only));
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<guard::PeerCred>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    if let Some(task) = tcp_task {
+        task.abort();
+    }
+    // A clean stop signs the head, so the next checkpoint covers every
+    // record this daemon wrote.
+    if let Err(e) = daemon.audit.checkpoint() {
+        tracing::error!("signing the audit checkpoint at shutdown: {e}");
+    }
     net::shutdown(&daemon).await;
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(daemon.paths.run_dir().join("verse.pid"));

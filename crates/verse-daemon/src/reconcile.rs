@@ -194,6 +194,7 @@ fn describe_change(old: &EnvPlan, new: &EnvPlan) -> String {
 /// Carries out a plan. Every env is attempted; failures are reported, not fatal.
 pub async fn execute(
     daemon: &Arc<Daemon>,
+    actor: &crate::guard::Actor,
     actions: Vec<(PlannedAction, Option<EnvRow>)>,
 ) -> ApiResult<ApplyReport> {
     let mut report = ApplyReport {
@@ -224,7 +225,10 @@ pub async fn execute(
             _ => Ok(()),
         };
         match result {
-            Ok(()) => report.actions.push(action),
+            Ok(()) => {
+                daemon.audit(actor, &action.action, Some(&action.env), &action.detail);
+                report.actions.push(action)
+            }
             Err(e) => report.failures.push(PlannedAction {
                 detail: e.body.error,
                 ..action

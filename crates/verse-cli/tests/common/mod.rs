@@ -111,9 +111,15 @@ impl Verse {
     }
 
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// Starts the daemon with extra arguments (e.g. `--listen ADDR ...`).
+    pub fn start_daemon_with(&mut self, args: &[&str]) {
         let log = std::fs::File::create(self.root().join("daemon.log")).unwrap();
         let child = Command::new(VERSE)
             .arg("daemon")
+            .args(args)
             .env("VERSE_ROOT", self.root())
             .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
