@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
-packages=(busybox-static iproute2 procps)
+packages=(busybox-static iproute2 procps qemu-system-x86 erofs-utils e2fsprogs runsc cpio)
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
 missing=()
 for p in "${packages[@]}"; do
@@ -12,4 +12,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2 || true
   apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+# The vm backend's guest kernel: Debian's linux-image, unpacked (not installed:
+# this host does not boot it) into /usr/lib/verse/kernel (boot/vmlinuz-*,
+# lib/modules/*). Verse reads it from there, or from $VERSE_VM_KERNEL.
+kernel_dir=/usr/lib/verse/kernel
+if ! ls "$kernel_dir"/boot/vmlinuz-* >/dev/null 2>&1; then
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  if [ -z "$pkg" ]; then
+    apt-get update -qq >&2 || true
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  fi
+  echo "unpacking guest kernel $pkg into $kernel_dir" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "$pkg" >&2 2>/dev/null)
+  mkdir -p "$kernel_dir.tmp"
+  dpkg-deb -x "$tmp"/*.deb "$kernel_dir.tmp"
+  rm -rf "$tmp" "$kernel_dir"
+  mv "$kernel_dir.tmp" "$kernel_dir"
 fi

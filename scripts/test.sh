@@ -15,6 +15,7 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 "$here/scripts/busybox-rootfs.sh" >/dev/null
+"$here/scripts/build-agent.sh" >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then

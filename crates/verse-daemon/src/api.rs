@@ -216,6 +216,7 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
         plan: EnvPlan {
             image: request.image.clone(),
             backend: "container".into(),
+            accel: String::new(),
             cpu: None,
             memory: None,
             pids: None,

@@ -122,8 +122,13 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
     // Tampering with any file of a layer is caught here, before an env runs
     // on it. An existing checkout is checked, never silently rebuilt: the
     // user learns what changed and repairs it by re-importing the image.
-    if daemon.store.checkout_path(&root, ID_BASE).exists()
-        && let Err(changes) = daemon.store.quick_check(&root, ID_BASE)
+    let check_base = if plan.backend == "container" {
+        ID_BASE
+    } else {
+        0
+    };
+    if daemon.store.checkout_path(&root, check_base).exists()
+        && let Err(changes) = daemon.store.quick_check(&root, check_base)
     {
         let first = changes
             .first()
@@ -141,7 +146,14 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         ))
         .changes(changes.into_iter().map(to_path_change).collect()));
     }
-    let checkout = daemon.store.checkout(&root, ID_BASE).map_err(|e| {
+    // vm and gvisor envs see the image's own ids (0 is root): their kernel,
+    // not a user namespace, separates them from the host.
+    let id_base = if plan.backend == "container" {
+        ID_BASE
+    } else {
+        0
+    };
+    let checkout = daemon.store.checkout(&root, id_base).map_err(|e| {
         ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
             "`verse image verify {}` names what is wrong",
             plan.image
@@ -191,6 +203,27 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
+    let (vm, gvisor) = match plan.backend.as_str() {
+        "vm" => (
+            Some(crate::backends::prepare_vm(
+                daemon, row, &root, &checkout, &env_dir,
+            )?),
+            None,
+        ),
+        "gvisor" => (None, Some(crate::backends::prepare_gvisor()?)),
+        _ => (None, None),
+    };
+    if (vm.is_some() || gvisor.is_some()) && !volumes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "env `{}`: volumes are not supported on the {} backend yet",
+            row.name, plan.backend
+        )));
+    }
+    if vm.is_some() && attach {
+        return Err(ApiError::bad_request(
+            "`verse run` starts container envs only; declare a vm env in a spec",
+        ));
+    }
     let config = ShimConfig {
         name: row.name.clone(),
         env_dir: env_dir.clone(),
@@ -203,7 +236,7 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         cwd: plan.workdir.clone().into(),
         uid: plan.uid,
         gid: plan.gid,
-        id_base: ID_BASE,
+        id_base,
         cgroup: cgroup_path(daemon, &row.name),
         cpu: plan.cpu,
         memory: plan.memory,
@@ -212,6 +245,8 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         ephemeral: plan.ephemeral,
         remove_on_exit: row.remove_on_exit,
         attach,
+        vm,
+        gvisor,
     };
     verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
         ApiError::internal(format!("starting env `{}`: {e}", row.name)).hint(format!(

@@ -48,6 +48,22 @@ pub struct ShimConfig {
     /// Start the env only when a client attaches, with its stdio streamed to
     /// that client (`verse run`). Otherwise stdio is /dev/null and the log file.
     pub attach: bool,
+    /// Set for `backend = "vm"`: the env runs in this microVM.
+    #[serde(default)]
+    pub vm: Option<verse_vm::VmConfig>,
+    /// Set for `backend = "gvisor"`: the env runs under runsc.
+    #[serde(default)]
+    pub gvisor: Option<GvisorConfig>,
+}
+
+/// How a gVisor env runs (the rootfs is the same overlay as a container's,
+/// built from unshifted layer checkouts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GvisorConfig {
+    /// The runsc binary.
+    pub runsc: PathBuf,
+    /// gVisor platform: "ptrace" (works everywhere) or "kvm".
+    pub platform: String,
 }
 
 impl ShimConfig {

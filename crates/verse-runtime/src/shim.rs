@@ -77,6 +77,10 @@ pub fn run_shim(config_path: &Path) -> ! {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
+    if let Some(vm) = config.vm.clone() {
+        crate::vm_shim::run(config, vm);
+    }
+
     let mut shim = match Shim::start(config) {
         Ok(shim) => shim,
         Err(message) => {
@@ -98,8 +102,30 @@ pub fn run_shim(config_path: &Path) -> ! {
     shim.run()
 }
 
+/// A socket that becomes readable on SIGCHLD, SIGTERM, SIGINT and SIGHUP,
+/// and a flag set by the last three (a request to stop the env).
+pub(crate) fn install_signals() -> Result<(UnixStream, Arc<AtomicBool>), String> {
+    let (signals, signal_writer) =
+        UnixStream::pair().map_err(|e| format!("creating the signal pipe: {e}"))?;
+    signals.set_nonblocking(true).map_err(|e| e.to_string())?;
+    signal_writer
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let writer = signal_writer.try_clone().map_err(|e| e.to_string())?;
+        signal_hook::low_level::pipe::register_raw(signal, OwnedFd::from(writer))
+            .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
+    }
+    let terminated = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&terminated))
+            .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
+    }
+    Ok((signals, terminated))
+}
+
 /// Writes the ready line on stdout (the launcher's pipe) and closes it.
-fn report_ready(line: &ReadyLine) {
+pub(crate) fn report_ready(line: &ReadyLine) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
@@ -170,22 +196,7 @@ struct Shim {
 
 impl Shim {
     fn start(config: ShimConfig) -> Result<Shim, String> {
-        let (signals, signal_writer) =
-            UnixStream::pair().map_err(|e| format!("creating the signal pipe: {e}"))?;
-        signals.set_nonblocking(true).map_err(|e| e.to_string())?;
-        signal_writer
-            .set_nonblocking(true)
-            .map_err(|e| e.to_string())?;
-        for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            let writer = signal_writer.try_clone().map_err(|e| e.to_string())?;
-            signal_hook::low_level::pipe::register_raw(signal, OwnedFd::from(writer))
-                .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
-        }
-        let terminated = Arc::new(AtomicBool::new(false));
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            signal_hook::flag::register(signal, Arc::clone(&terminated))
-                .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
-        }
+        let (signals, terminated) = install_signals()?;
 
         if let Some(dir) = config.socket.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;

@@ -9,7 +9,7 @@
 //! ```toml
 //! [env.NAME]                 # NAME: [a-z0-9][a-z0-9-]{0,62}
 //! image = "busybox"          # required: name of an image in the store
-//! backend = "container"      # only "container" for now ("vm", "gvisor" planned)
+//! backend = "container"      # "container", "vm" (QEMU microVM) or "gvisor" (runsc)
 //! cpu = 1.5                  # cores, > 0 and <= 1024
 //! memory = "512MiB"          # bytes (integer) or a size string, >= 4MiB; see `units`
 //! pids = 256                 # 1..=4194304
@@ -36,7 +36,9 @@ mod validate;
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
-pub use model::{Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Spec, UserSpec, Volume};
+pub use model::{
+    Accel, Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Spec, UserSpec, Volume,
+};
 pub use validate::{
     ENV_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY, TOP_KEYS, closest,
 };
