@@ -56,15 +56,7 @@ pub struct ShimConfig {
     pub gvisor: Option<GvisorConfig>,
 }
 
-/// How a gVisor env runs (the rootfs is the same overlay as a container's,
-/// built from unshifted layer checkouts).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GvisorConfig {
-    /// The runsc binary.
-    pub runsc: PathBuf,
-    /// gVisor platform: "ptrace" (works everywhere) or "kvm".
-    pub platform: String,
-}
+pub use verse_gvisor::GvisorConfig;
 
 impl ShimConfig {
     pub fn upper(&self) -> PathBuf {

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod config;
+mod gvisor_env;
 pub mod launch;
 pub mod protocol;
 pub mod record;

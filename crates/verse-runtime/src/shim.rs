@@ -80,6 +80,17 @@ pub fn run_shim(config_path: &Path) -> ! {
     if let Some(vm) = config.vm.clone() {
         crate::vm_shim::run(config, vm);
     }
+    if config.gvisor.is_some()
+        && let Err(message) = crate::gvisor_env::private_mounts()
+    {
+        report_ready(&ReadyLine {
+            ok: false,
+            shim_pid: std::process::id(),
+            init_pid: None,
+            error: Some(message),
+        });
+        std::process::exit(1);
+    }
 
     let mut shim = match Shim::start(config) {
         Ok(shim) => shim,
@@ -213,7 +224,14 @@ impl Shim {
             .map_err(|e| format!("opening the log {}: {e}", config.log_path().display()))?;
         let limits = sandbox::Limits {
             cpu: config.cpu,
-            memory: config.memory,
+            // Under gVisor the limit is the sandbox kernel's; the host cgroup
+            // also bounds the sentry and gofer around it.
+            memory: match &config.gvisor {
+                Some(_) => config
+                    .memory
+                    .map(|m| m + crate::gvisor_env::SANDBOX_OVERHEAD),
+                None => config.memory,
+            },
             pids: config.pids,
         };
         let cgroup = sandbox::Cgroup::create(&config.cgroup, &limits)
@@ -262,6 +280,10 @@ impl Shim {
         stderr: OwnedFd,
     ) -> Result<Pid, String> {
         let c = &self.config;
+        if let Some(gvisor) = &c.gvisor {
+            let pid = crate::gvisor_env::start(c, gvisor, &self.cgroup, [stdin, stdout, stderr])?;
+            return Ok(self.started(pid));
+        }
         let container = sandbox::ContainerConfig {
             rootfs: sandbox::Rootfs {
                 lowers: c.lowers.clone(),
@@ -300,6 +322,11 @@ impl Shim {
             stderr,
         };
         let pid = sandbox::spawn(container).map_err(|e| e.to_string())?;
+        Ok(self.started(pid))
+    }
+
+    /// Records that the env's init `pid` runs.
+    fn started(&mut self, pid: Pid) -> Pid {
         self.init = Some(pid);
         let started_at = now_unix();
         self.started_at = Some(started_at);
@@ -309,7 +336,7 @@ impl Shim {
             started_at,
         };
         let _ = record::store(&ShimRecord::path(&self.config.env_dir), &record);
-        Ok(pid)
+        pid
     }
 
     fn run(&mut self) -> ! {
@@ -723,7 +750,11 @@ impl Shim {
                     stderr,
                     tty: request.tty,
                 };
-                match sandbox::exec(init, &self.cgroup, exec) {
+                let started = match &self.config.gvisor {
+                    Some(gvisor) => crate::gvisor_env::exec(&self.config, gvisor, exec),
+                    None => sandbox::exec(init, &self.cgroup, exec).map_err(|e| e.to_string()),
+                };
+                match started {
                     Ok(pid) => {
                         self.procs.insert(pid.as_raw(), proc);
                         self.respond(
@@ -741,7 +772,7 @@ impl Shim {
                         // The process may already have exited before it was registered.
                         self.reap();
                     }
-                    Err(e) => self.respond(id, ShimResponse::error(e.to_string()), true),
+                    Err(e) => self.respond(id, ShimResponse::error(e), true),
                 }
             }
         }
@@ -885,6 +916,9 @@ impl Shim {
         // catches anything that escaped the namespace's view.
         self.teardown_cgroup();
         self.reap_remaining();
+        if let Some(gvisor) = &self.config.gvisor {
+            crate::gvisor_env::cleanup(&self.config, gvisor);
+        }
         let env_dir = self.config.env_dir.clone();
         let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
         if self.config.remove_on_exit {
