@@ -388,6 +388,23 @@ impl Agent {
             .current_dir(&spec.cwd)
             .uid(spec.uid)
             .gid(spec.gid);
+        // SAFETY: open(2), write(2) and close(2) are async-signal-safe; the
+        // path and value are static. The agent shields itself from the OOM
+        // killer (-1000); its children must not inherit that, or a memory
+        // hog would leave the kernel nothing to kill.
+        unsafe {
+            command.pre_exec(|| {
+                let fd = libc::open(
+                    c"/proc/self/oom_score_adj".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                );
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
         let proc = if is_main {
             let out = self.log.try_clone().map_err(|e| e.to_string())?;
             let err = self.log.try_clone().map_err(|e| e.to_string())?;

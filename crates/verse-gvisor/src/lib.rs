@@ -142,7 +142,10 @@ impl GvisorConfig {
         c.arg("--root")
             .arg(state_dir)
             .arg(format!("--platform={}", self.platform))
-            .arg("--network=none");
+            .arg("--network=none")
+            // The shim puts runsc in the env's cgroup, which holds the
+            // limits; runsc must not make cgroups of its own.
+            .arg("--ignore-cgroups");
         c
     }
 
