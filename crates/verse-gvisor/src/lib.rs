@@ -165,8 +165,7 @@ impl GvisorConfig {
         argv: &[String],
         env: &[(String, String)],
         cwd: &Path,
-        uid: u32,
-        gid: u32,
+        (uid, gid): (u32, u32),
     ) -> Command {
         let mut c = self.runsc(state_dir);
         c.arg("exec").arg("--cwd").arg(cwd);

@@ -173,8 +173,7 @@ pub(crate) fn exec(
         &exec.argv,
         &exec.env,
         &exec.cwd,
-        exec.uid,
-        exec.gid,
+        (exec.uid, exec.gid),
     );
     command
         .stdin(exec.stdin)
