@@ -189,17 +189,7 @@ fn behaves_like_an_env(backend: &str) {
             !verse.env_dir(env).exists(),
             "{env}: env dir (disk) left behind"
         );
-        // Only this daemon's cgroups: other installations on the host may
-        // have envs of the same name.
-        let tag = verse_api::Paths::new(verse.root()).instance_tag();
-        let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|h| h.path().join(&tag).join(env))
-            .filter(|d| d.exists())
-            .map(|d| d.display().to_string())
-            .collect();
+        let left = verse.cgroup_dirs(env);
         assert!(left.is_empty(), "{env}: cgroup left behind: {left:?}");
     }
     assert!(!pid_alive(keep_pid), "the VMM/sandbox outlived rm");

@@ -209,8 +209,11 @@ impl Verse {
         self.root().join("var/lib/verse/envs").join(name)
     }
 
-    /// Host cgroup directories of an env, on whichever hierarchies exist.
+    /// Host cgroup directories of an env of this daemon, on whichever
+    /// hierarchies exist (only under this root's instance tag: other daemons
+    /// on the host, e.g. parallel tests, may have envs of the same name).
     pub fn cgroup_dirs(&self, name: &str) -> Vec<PathBuf> {
+        let tag = verse_api::Paths::new(self.root()).instance_tag();
         let mut found = Vec::new();
         let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
             return found;
@@ -218,15 +221,9 @@ impl Verse {
         let mut roots: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         roots.push(PathBuf::from("/sys/fs/cgroup"));
         for hierarchy in roots {
-            if let Ok(tags) = std::fs::read_dir(&hierarchy) {
-                for tag in tags.flatten() {
-                    if tag.file_name().to_string_lossy().starts_with("verse") {
-                        let dir = tag.path().join(name);
-                        if dir.exists() {
-                            found.push(dir);
-                        }
-                    }
-                }
+            let dir = hierarchy.join(&tag).join(name);
+            if dir.exists() {
+                found.push(dir);
             }
         }
         found
