@@ -76,7 +76,7 @@ echo "== (b) idle VMM RSS" >&2
 sleep 10
 vpid=$("$VERSE" ls --json | python3 -c 'import json,sys; print([e for e in json.load(sys.stdin) if e["name"]=="benchvm"][0]["pid"])')
 vrss=$(awk '/VmRSS/ {print $2}' /proc/"$vpid"/status)
-eval "$(bare "$BENCH_TMP/marker-idle.cpio")" >/dev/null 2>&1 &
+(eval "exec $(bare "$BENCH_TMP/marker-idle.cpio")") >/dev/null 2>&1 &
 bpid=$!
 echo "$bpid" >"$BENCH_TMP/bare.pid"
 sleep 10
