@@ -9,12 +9,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-"$here/scripts/install-deps.sh"
+"$here/scripts/install-deps.sh" --test
 if ! command -v cargo >/dev/null; then
   echo "test: no Rust toolchain found; install one with rustup (https://rustup.rs)" >&2
   exit 1
 fi
 "$here/scripts/busybox-rootfs.sh" >/dev/null
+"$here/scripts/build-agent.sh" >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then

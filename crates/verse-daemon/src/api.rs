@@ -252,6 +252,7 @@ async fn run(
         plan: EnvPlan {
             image: request.image.clone(),
             backend: "container".into(),
+            accel: String::new(),
             cpu: None,
             memory: None,
             pids: None,

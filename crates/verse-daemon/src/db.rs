@@ -28,6 +28,9 @@ pub enum DbError {
 pub struct EnvPlan {
     pub image: String,
     pub backend: String,
+    /// vm envs: "auto", "kvm" or "tcg"; empty for other backends.
+    #[serde(default)]
+    pub accel: String,
     pub cpu: Option<f64>,
     pub memory: Option<u64>,
     pub pids: Option<u64>,

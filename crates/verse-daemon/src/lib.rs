@@ -2,6 +2,7 @@
 //! serves the HTTP API on `$VERSE_ROOT/run/verse/verse.sock`.
 
 mod api;
+mod backends;
 mod compose;
 mod control;
 pub mod db;

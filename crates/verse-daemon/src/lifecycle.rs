@@ -178,8 +178,13 @@ fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> 
     // Tampering with any file of a layer is caught here, before an env runs
     // on it. An existing checkout is checked, never silently rebuilt: the
     // user learns what changed and repairs it by re-importing the image.
-    if daemon.store.checkout_path(&root, ID_BASE).exists()
-        && let Err(changes) = daemon.store.quick_check(&root, ID_BASE)
+    let check_base = if plan.backend == "container" {
+        ID_BASE
+    } else {
+        0
+    };
+    if daemon.store.checkout_path(&root, check_base).exists()
+        && let Err(changes) = daemon.store.quick_check(&root, check_base)
     {
         let first = changes
             .first()
@@ -197,7 +202,7 @@ fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> 
         ))
         .changes(changes.into_iter().map(to_path_change).collect()));
     }
-    daemon.store.checkout(&root, ID_BASE).map_err(|e| {
+    daemon.store.checkout(&root, check_base).map_err(|e| {
         ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
             "`verse image verify {}` names what is wrong",
             plan.image
@@ -216,9 +221,10 @@ fn start_blocking(
     if let Some(keys) = &plan.trusted_keys {
         crate::images::check_trust(daemon, &plan.image, &manifest_hash, keys)?;
     }
+    let roots = manifest.roots_top_first();
     let mut lowers = Vec::new();
-    for root in manifest.roots_top_first() {
-        lowers.push(checked_checkout(daemon, row, &root)?);
+    for root in &roots {
+        lowers.push(checked_checkout(daemon, row, root)?);
     }
     let run = &manifest.config;
 
@@ -290,6 +296,37 @@ fn start_blocking(
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
+    let (vm, gvisor) = match plan.backend.as_str() {
+        "vm" => {
+            let ([root], [checkout]) = (roots.as_slice(), lowers.as_slice()) else {
+                return Err(ApiError::bad_request(format!(
+                    "env `{}`: the vm backend runs single-layer images for now, and `{}` has {} layers",
+                    row.name,
+                    plan.image,
+                    roots.len()
+                )));
+            };
+            (
+                Some(crate::backends::prepare_vm(
+                    daemon, row, root, checkout, &env_dir,
+                )?),
+                None,
+            )
+        }
+        "gvisor" => (None, Some(crate::backends::prepare_gvisor()?)),
+        _ => (None, None),
+    };
+    if (vm.is_some() || gvisor.is_some()) && !volumes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "env `{}`: volumes are not supported on the {} backend yet",
+            row.name, plan.backend
+        )));
+    }
+    if vm.is_some() && attach {
+        return Err(ApiError::bad_request(
+            "`verse run` starts container envs only; declare a vm env in a spec",
+        ));
+    }
     let config = ShimConfig {
         name: row.name.clone(),
         env_dir: env_dir.clone(),
@@ -302,7 +339,13 @@ fn start_blocking(
         cwd: workdir.into(),
         uid,
         gid,
-        id_base: ID_BASE,
+        // vm and gvisor envs see the image's own ids: their kernel, not a user
+        // namespace, separates them from the host.
+        id_base: if plan.backend == "container" {
+            ID_BASE
+        } else {
+            0
+        },
         cgroup: cgroup_path(daemon, &row.name),
         cpu: plan.cpu,
         memory: plan.memory,
@@ -312,6 +355,8 @@ fn start_blocking(
         remove_on_exit: row.remove_on_exit,
         attach,
         net: net.map(|(n, _)| n),
+        vm,
+        gvisor,
     };
     let networked = config.net.is_some();
     let launched = verse_runtime::launch(&daemon.exe, &config).map_err(|e| {

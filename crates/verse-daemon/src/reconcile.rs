@@ -14,7 +14,11 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
     let (uid, gid) = env.user.as_ref().map_or((0, 0), |u| (u.uid, u.gid));
     EnvPlan {
         image: env.image.clone(),
-        backend: "container".into(),
+        backend: env.backend.as_str().into(),
+        accel: match env.backend {
+            verse_spec::Backend::Vm => env.accel.as_str().into(),
+            _ => String::new(),
+        },
         cpu: env.cpu,
         memory: env.memory,
         pids: env.pids,

@@ -9,7 +9,7 @@
 //! ```toml
 //! [env.NAME]                 # NAME: [a-z0-9][a-z0-9-]{0,62}
 //! image = "busybox"          # required: an image of this spec ([image.NAME]) or of the store
-//! backend = "container"      # only "container" for now ("vm", "gvisor" planned)
+//! backend = "container"      # "container", "vm" (QEMU microVM) or "gvisor" (runsc)
 //! cpu = 1.5                  # cores, > 0 and <= 1024
 //! memory = "512MiB"          # bytes (integer) or a size string, >= 4MiB; see `units`
 //! pids = 256                 # 1..=4194304
@@ -65,8 +65,8 @@ pub use image::{
     parse_public_key,
 };
 pub use model::{
-    Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Health, Network, Reach, Restart, SnapshotSchedule,
-    Spec, UserSpec, Volume,
+    Accel, Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Health, Network, Reach, Restart,
+    SnapshotSchedule, Spec, UserSpec, Volume,
 };
 pub use net::{DestHost, Destination, ProxyUrl, parse_destination, parse_proxy};
 pub use validate::{

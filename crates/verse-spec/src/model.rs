@@ -32,6 +32,11 @@ pub struct EnvSpec {
     pub image: String,
     /// How the environment is isolated.
     pub backend: Backend,
+    /// Accelerator of a vm env: "auto" (KVM where it runs guests at speed,
+    /// TCG otherwise), "kvm" or "tcg". Ignored by other backends.
+    /// Left out of the JSON when "auto", so digests of specs without it stay as they were.
+    #[serde(default, skip_serializing_if = "Accel::is_auto")]
+    pub accel: Accel,
     /// CPU limit in cores (fractional allowed); `None` means unlimited.
     pub cpu: Option<f64>,
     /// Memory limit in bytes; `None` means unlimited.
@@ -131,6 +136,7 @@ impl EnvSpec {
         EnvSpec {
             image: image.to_string(),
             backend: Backend::default(),
+            accel: Accel::default(),
             cpu: None,
             memory: None,
             pids: None,
@@ -159,6 +165,45 @@ pub enum Backend {
     /// Linux namespaces, cgroups, overlayfs, seccomp, landlock.
     #[default]
     Container,
+    /// A QEMU microVM with its own guest kernel.
+    Vm,
+    /// gVisor's user-space kernel (runsc).
+    Gvisor,
+}
+
+impl Backend {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Container => "container",
+            Backend::Vm => "vm",
+            Backend::Gvisor => "gvisor",
+        }
+    }
+}
+
+/// How a vm env's CPU is virtualised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM if a tiny guest boots at speed under it, TCG otherwise.
+    #[default]
+    Auto,
+    Kvm,
+    /// QEMU's software emulation: works everywhere, slow.
+    Tcg,
+}
+
+impl Accel {
+    pub fn is_auto(&self) -> bool {
+        *self == Accel::Auto
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
 }
 
 /// Network mode of an environment. Enforced by the host, outside the env.

@@ -7,7 +7,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::Diagnostics;
 use crate::model::{
-    Backend, EnvSpec, Health, Network, Reach, Restart, SnapshotSchedule, Spec, UserSpec, Volume,
+    Accel, Backend, EnvSpec, Health, Network, Reach, Restart, SnapshotSchedule, Spec, UserSpec,
+    Volume,
 };
 use crate::net::{parse_destination, parse_proxy};
 use crate::units::{self, SIZE_UNITS, UnitError};
@@ -26,6 +27,7 @@ pub const TOP_KEYS: &[&str] = &["env", "image", "trust"];
 pub const ENV_KEYS: &[&str] = &[
     "image",
     "backend",
+    "accel",
     "cpu",
     "memory",
     "pids",
@@ -367,6 +369,11 @@ impl<'s> Validator<'s> {
                         spec.backend = b;
                     }
                 }
+                "accel" => {
+                    if let Some(a) = self.accel(value) {
+                        spec.accel = a;
+                    }
+                }
                 "cpu" => spec.cpu = self.cpu(value),
                 "memory" => spec.memory = self.memory(value),
                 "pids" => spec.pids = self.pids(value),
@@ -460,17 +467,12 @@ impl<'s> Validator<'s> {
     }
 
     fn backend(&mut self, item: &Item<'_>) -> Option<Backend> {
-        let s = self.string("backend", item, "\"container\"")?;
+        let allowed = "\"container\", \"vm\" or \"gvisor\"";
+        let s = self.string("backend", item, allowed)?;
         match s {
             "container" => Some(Backend::Container),
-            "vm" | "gvisor" => {
-                self.value_error(
-                    "backend",
-                    item,
-                    format!("the {s} backend is not available yet (planned); use \"container\""),
-                );
-                None
-            }
+            "vm" => Some(Backend::Vm),
+            "gvisor" => Some(Backend::Gvisor),
             other => {
                 let hint = closest(other, &["container", "vm", "gvisor"])
                     .map(|c| format!("did you mean \"{c}\"? "))
@@ -478,7 +480,28 @@ impl<'s> Validator<'s> {
                 self.value_error(
                     "backend",
                     item,
-                    format!("unknown backend; {hint}allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"),
+                    format!("unknown backend; {hint}allowed: {allowed}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn accel(&mut self, item: &Item<'_>) -> Option<Accel> {
+        let allowed = "\"auto\", \"kvm\" or \"tcg\"";
+        let s = self.string("accel", item, allowed)?;
+        match s {
+            "auto" => Some(Accel::Auto),
+            "kvm" => Some(Accel::Kvm),
+            "tcg" => Some(Accel::Tcg),
+            other => {
+                let hint = closest(other, &["auto", "kvm", "tcg"])
+                    .map(|c| format!("did you mean \"{c}\"? "))
+                    .unwrap_or_default();
+                self.value_error(
+                    "accel",
+                    item,
+                    format!("unknown accelerator; {hint}allowed: {allowed}"),
                 );
                 None
             }

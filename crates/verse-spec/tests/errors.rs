@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots";
 
 #[test]
 fn unknown_key_with_suggestion() {
@@ -135,23 +135,25 @@ fn image_errors() {
 
 #[test]
 fn backend_errors() {
-    assert_eq!(
-        one_in_env("backend = \"vm\""),
-        "verse.toml:3:11: backend = \"vm\": the vm backend is not available yet (planned); use \"container\""
-    );
-    assert_eq!(
-        one_in_env("backend = \"gvisor\""),
-        "verse.toml:3:11: backend = \"gvisor\": the gvisor backend is not available yet (planned); use \"container\""
-    );
+    let allowed = "allowed: \"container\", \"vm\" or \"gvisor\"";
     assert_eq!(
         one_in_env("backend = \"containr\""),
-        "verse.toml:3:11: backend = \"containr\": unknown backend; did you mean \"container\"? allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"
+        format!(
+            "verse.toml:3:11: backend = \"containr\": unknown backend; did you mean \"container\"? {allowed}"
+        )
     );
     assert_eq!(
         one_in_env("backend = \"docker\""),
-        "verse.toml:3:11: backend = \"docker\": unknown backend; allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"
+        format!("verse.toml:3:11: backend = \"docker\": unknown backend; {allowed}")
     );
-    assert!(one_in_env("backend = true").ends_with("expected \"container\", found a boolean"));
+    assert!(
+        one_in_env("backend = true")
+            .ends_with("expected \"container\", \"vm\" or \"gvisor\", found a boolean")
+    );
+    assert_eq!(
+        one_in_env("accel = \"kvn\""),
+        "verse.toml:3:9: accel = \"kvn\": unknown accelerator; did you mean \"kvm\"? allowed: \"auto\", \"kvm\" or \"tcg\""
+    );
 }
 
 #[test]
