@@ -3,6 +3,11 @@
 set -euo pipefail
 packages=(busybox-static iproute2 procps)
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
+# The web UI's browser tests: Debian's Chromium (driven by playwright-core; no
+# browser download), and debootstrap for the desktop image (scripts/desktop-rootfs.sh).
+[ "${1:-}" = "--web" ] && packages+=(chromium debootstrap)
+# Node.js builds the web UI; a newer one already on PATH is used as it is.
+[ "${1:-}" = "--web" ] && ! command -v npm >/dev/null && packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

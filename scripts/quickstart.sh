@@ -22,6 +22,10 @@ fi
 say "installing system packages"
 "$here/scripts/install-deps.sh"
 
+say "building the web UI (npm)"
+"$here/scripts/install-deps.sh" --web
+"$here/scripts/web-build.sh"
+
 say "building verse (release)"
 cargo build --release -p verse-cli
 install -m 0755 target/release/verse /usr/local/bin/verse

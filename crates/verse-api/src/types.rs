@@ -204,3 +204,12 @@ pub struct DaemonInfo {
     pub root: String,
     pub pid: u32,
 }
+
+/// Where the daemon serves the web UI (`verse web`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebInfo {
+    /// The URL to open, with the daemon's secret; `None` when not serving.
+    pub url: Option<String>,
+    /// Why the UI is not served, when it is not.
+    pub error: Option<String>,
+}

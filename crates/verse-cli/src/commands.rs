@@ -13,7 +13,7 @@ use verse_api::{
 pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
     match command {
         Command::Doctor { json } => doctor(&paths, json),
-        Command::Daemon => daemon(paths),
+        Command::Daemon { web } => daemon(paths, &web),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -38,7 +38,7 @@ fn doctor(paths: &Paths, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn daemon(paths: Paths) -> Result<ExitCode> {
+fn daemon(paths: Paths, web: &str) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERSE_LOG")
@@ -56,7 +56,12 @@ fn daemon(paths: Paths) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(verse_daemon::serve(paths, exe))?;
+    let web = if web == verse_daemon::DEFAULT_WEB_ADDR {
+        verse_daemon::WebListen::Default
+    } else {
+        verse_daemon::WebListen::parse(web).map_err(anyhow::Error::msg)?
+    };
+    runtime.block_on(verse_daemon::serve(paths, exe, web))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -288,7 +293,8 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             };
             return stream::run(&client, request).await;
         }
-        Command::Doctor { .. } | Command::Daemon | Command::Shim { .. } => {
+        Command::Web => crate::web::print_url(&client).await?,
+        Command::Doctor { .. } | Command::Daemon { .. } | Command::Shim { .. } => {
             unreachable!("handled before")
         }
     }

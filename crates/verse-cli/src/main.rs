@@ -5,6 +5,7 @@
 mod commands;
 mod output;
 mod stream;
+mod web;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -47,8 +48,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the daemon in the foreground (serves the API on the unix socket).
-    Daemon,
+    /// Run the daemon in the foreground (serves the API on the unix socket, and the web UI).
+    Daemon {
+        /// Where the web UI listens: a loopback IP:PORT, or `off`.
+        #[arg(long, env = "VERSE_WEB", value_name = "IP:PORT|off", default_value = verse_daemon::DEFAULT_WEB_ADDR)]
+        web: String,
+    },
+    /// Print the URL of the web UI (with this daemon's secret: keep it to yourself).
+    Web,
     /// Manage images in the content-addressed store.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -39,6 +39,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/rollback", post(rollback))
         .route("/v1/images", get(list_images).post(import_image))
         .route("/v1/images/{name}/verify", get(verify_image))
+        .route("/v1/web", get(web_info))
         .with_state(daemon)
 }
 
@@ -48,6 +49,10 @@ async fn daemon_info(State(daemon): Shared) -> Json<DaemonInfo> {
         root: daemon.paths.root.display().to_string(),
         pid: std::process::id(),
     })
+}
+
+async fn web_info(State(daemon): Shared) -> Json<verse_api::WebInfo> {
+    Json(daemon.web.get().cloned().unwrap_or_default())
 }
 
 fn find_env(daemon: &Daemon, name: &str) -> ApiResult<EnvRow> {

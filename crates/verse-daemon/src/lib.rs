@@ -3,9 +3,11 @@
 
 mod api;
 pub mod db;
+pub mod desktop;
 mod error;
 mod lifecycle;
 mod reconcile;
+mod web;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use verse_api::Paths;
 
 pub use error::ApiError;
+pub use web::{DEFAULT_WEB_ADDR, WebListen};
 
 /// The daemon's shared state, one per `VERSE_ROOT`.
 pub struct Daemon {
@@ -24,6 +27,8 @@ pub struct Daemon {
     /// Serialises changes to envs (apply, up, down, rm, run's creation), so
     /// two clients never start or remove the same env at once.
     pub changes: tokio::sync::Mutex<()>,
+    /// Where the web UI is served (set once at start).
+    pub web: std::sync::OnceLock<verse_api::WebInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +86,14 @@ impl Daemon {
             db,
             store,
             changes: tokio::sync::Mutex::new(()),
+            web: std::sync::OnceLock::new(),
         })
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Envs keep running after it stops.
-pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
+/// The web UI is served as `web` says (see [`WebListen`]).
+pub async fn serve(paths: Paths, exe: PathBuf, web: WebListen) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon::open(paths, exe)?);
     let socket = daemon.paths.socket();
     if tokio::net::UnixStream::connect(&socket).await.is_ok() {
@@ -105,6 +112,7 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
     );
 
     lifecycle::reattach(&daemon).await;
+    web::start(&daemon, web).await?;
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 
     let app = api::router(Arc::clone(&daemon));

@@ -101,6 +101,8 @@ impl Verse {
         let child = Command::new(VERSE)
             .arg("daemon")
             .env("VERSE_ROOT", self.root())
+            // Each test daemon serves its UI on a free port of its own.
+            .env("VERSE_WEB", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
