@@ -61,6 +61,26 @@ pub struct EnvInfo {
     /// Measured use while running.
     pub cpu_usage_ns: Option<u64>,
     pub memory_bytes: Option<u64>,
+    /// The env's virtual display, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<DesktopInfo>,
+    /// Colour and name shown on its tab and around its desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<EnvLabel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DesktopInfo {
+    pub wm: String,
+    /// "WIDTHxHEIGHT".
+    pub size: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvLabel {
+    /// "#rrggbb".
+    pub color: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

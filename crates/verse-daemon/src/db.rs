@@ -40,6 +40,13 @@ pub struct EnvPlan {
     pub uid: u32,
     pub gid: u32,
     pub stop_timeout_ms: u64,
+    /// A virtual display in the env (see `desktop.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<verse_spec::desktop::DesktopSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autostart: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<verse_spec::desktop::Label>,
 }
 
 #[derive(Debug, Clone)]

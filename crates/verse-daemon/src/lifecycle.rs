@@ -41,6 +41,14 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
         error: None,
         cpu_usage_ns: None,
         memory_bytes: None,
+        desktop: row.plan.desktop.as_ref().map(|d| verse_api::DesktopInfo {
+            wm: d.wm.clone(),
+            size: format!("{}x{}", d.width, d.height),
+        }),
+        label: row.plan.label.as_ref().map(|l| verse_api::EnvLabel {
+            color: l.color.clone(),
+            name: l.name.clone(),
+        }),
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)
@@ -168,10 +176,22 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
             readonly: *readonly,
         });
     }
-    let argv = plan
+    let mut argv = plan
         .command
         .clone()
         .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), IDLE_COMMAND.into()]);
+    if let Some(desktop) = &plan.desktop {
+        let dir = crate::desktop::prepare_socket_dir(&daemon.paths, &row.name, plan.uid, plan.gid)
+            .map_err(|e| {
+                ApiError::internal(format!("env `{}`: preparing its desktop: {e}", row.name))
+            })?;
+        volumes.push(VolumeMount {
+            host: dir,
+            path: crate::desktop::SOCKET_DIR_IN_ENV.into(),
+            readonly: false,
+        });
+        argv = crate::desktop::session_command(desktop, &plan.autostart, plan.command.as_deref());
+    }
     let mut env = vec![
         (
             "PATH".to_string(),
@@ -187,6 +207,9 @@ fn start_blocking(daemon: &Daemon, row: &EnvRow, root: &str, attach: bool) -> Ap
         ),
         ("HOSTNAME".to_string(), plan.hostname.clone()),
     ];
+    if plan.desktop.is_some() {
+        env.push(("DISPLAY".to_string(), crate::desktop::DISPLAY.to_string()));
+    }
     for (key, value) in &plan.env {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
@@ -283,6 +306,7 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", env_dir.display())))?;
     }
     let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
+    crate::desktop::remove_socket_dir(&daemon.paths, &row.name);
     daemon.db.remove_env(&row.name)?;
     Ok(())
 }

@@ -35,6 +35,9 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         uid,
         gid,
         stop_timeout_ms: env.stop_timeout_ms,
+        desktop: env.desktop.clone(),
+        autostart: env.autostart.clone(),
+        label: env.label.clone(),
     }
 }
 

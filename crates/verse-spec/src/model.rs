@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::desktop::{DesktopSpec, Label};
 use crate::image::{ImageSpec, TrustPolicy};
 
 /// Default time between the stop signal and the kill, in milliseconds.
@@ -57,6 +58,17 @@ pub struct EnvSpec {
     pub user: Option<UserSpec>,
     /// Milliseconds between the stop signal and the kill.
     pub stop_timeout_ms: u64,
+    /// A virtual display with a window manager (`desktop = true`). Left out of
+    /// the JSON when absent, as are `autostart` and `label`, so specs without
+    /// them keep their digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<DesktopSpec>,
+    /// Commands started on the desktop once it is up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autostart: Vec<String>,
+    /// Colour and name shown on the env's tab and around its desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Label>,
 }
 
 impl EnvSpec {
@@ -77,6 +89,9 @@ impl EnvSpec {
             workdir: None,
             user: None,
             stop_timeout_ms: DEFAULT_STOP_TIMEOUT_MS,
+            desktop: None,
+            autostart: Vec::new(),
+            label: None,
         }
     }
 }
