@@ -28,7 +28,7 @@ type View = "desktop" | "terminal" | "logs";
 // Measurements the benchmark and the tests read (bench/web/).
 interface Metrics {
   switches: { env: string; ms: number }[];
-  firstFrame: { env: string; ms: number }[];
+  firstFrame: { env: string; ms: number; at: number }[];
   frames: Record<string, number>;
   bytes: Record<string, number>;
 }
@@ -234,7 +234,7 @@ function connectDesktop(name: string, s: DesktopSession) {
     display.flip = (q?: boolean) => {
       flip(q);
       metrics.frames[name]++;
-      if (first) { first = false; metrics.firstFrame.push({ env: name, ms: performance.now() - started }); s.pane.dataset.painted = "1"; }
+      if (first) { first = false; metrics.firstFrame.push({ env: name, ms: performance.now() - started, at: performance.now() }); s.pane.dataset.painted = "1"; }
     };
   }
   rfb.addEventListener("connect", () => { s.connected = true; s.notice.hidden = true; s.pane.dataset.connected = "1"; });
