@@ -62,3 +62,6 @@ Verse is running. Next:
   verse logs scratch           the console of the other env
   verse doctor                 what this host can do
 MSG
+
+say "the web UI"
+echo "  $(verse web)    (open it in a browser on this machine; see README: Desktops in the browser)"
