@@ -8,6 +8,11 @@ packages+=(qemu-system-x86 erofs-utils e2fsprogs runsc cpio)
 packages+=(openssl)
 # curl, xz-utils: compose checks its catalog against the bookworm package list
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3 xz-utils)
+# The web UI's browser tests: Debian's Chromium (driven by playwright-core; no
+# browser download), and debootstrap for the desktop image (scripts/desktop-rootfs.sh).
+[ "${1:-}" = "--web" ] && packages+=(chromium debootstrap)
+# Node.js builds the web UI; a newer one already on PATH is used as it is.
+[ "${1:-}" = "--web" ] && ! command -v npm >/dev/null && packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

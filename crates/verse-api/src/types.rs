@@ -68,6 +68,26 @@ pub struct EnvInfo {
     /// What the daemon did on its own, e.g. a fallback to the previous definition.
     #[serde(default)]
     pub note: Option<String>,
+    /// The env's virtual display, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<DesktopInfo>,
+    /// Colour and name shown on its tab and around its desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<EnvLabel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DesktopInfo {
+    pub wm: String,
+    /// "WIDTHxHEIGHT".
+    pub size: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvLabel {
+    /// "#rrggbb".
+    pub color: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,4 +352,13 @@ pub struct SnapshotRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RestoreRequest {
     pub snapshot: String,
+}
+
+/// Where the daemon serves the web UI (`verse web`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebInfo {
+    /// The URL to open, with the daemon's secret; `None` when not serving.
+    pub url: Option<String>,
+    /// Why the UI is not served, when it is not.
+    pub error: Option<String>,
 }

@@ -17,6 +17,7 @@ pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
             listen,
             tls_cert,
             tls_key,
+            web,
         } => {
             let tcp = match (listen, tls_cert, tls_key) {
                 (Some(addr), Some(cert), Some(key)) => {
@@ -24,7 +25,7 @@ pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
                 }
                 _ => None,
             };
-            daemon(paths, tcp)
+            daemon(paths, tcp, &web)
         }
         Command::Key(key) => crate::images::key(key, &paths),
         Command::Compose {
@@ -67,7 +68,7 @@ fn doctor(paths: &Paths, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn daemon(paths: Paths, tcp: Option<verse_daemon::tcp::TcpConfig>) -> Result<ExitCode> {
+fn daemon(paths: Paths, tcp: Option<verse_daemon::tcp::TcpConfig>, web: &str) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERSE_LOG")
@@ -85,7 +86,12 @@ fn daemon(paths: Paths, tcp: Option<verse_daemon::tcp::TcpConfig>) -> Result<Exi
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(verse_daemon::serve(paths, exe, tcp))?;
+    let web = if web == verse_daemon::DEFAULT_WEB_ADDR {
+        verse_daemon::WebListen::Default
+    } else {
+        verse_daemon::WebListen::parse(web).map_err(anyhow::Error::msg)?
+    };
+    runtime.block_on(verse_daemon::serve(paths, exe, tcp, web))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -343,6 +349,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             };
             return stream::run(&client, request).await;
         }
+        Command::Web => crate::web::print_url(&client).await?,
         Command::Lifecycle(command) => return crate::lifecycle::run(command, &client).await,
         Command::Audit(command) => return crate::audit::run(command, &client).await,
         Command::Token(command) => return crate::token::run(command, &client).await,

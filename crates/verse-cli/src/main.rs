@@ -11,6 +11,7 @@ mod net;
 mod output;
 mod stream;
 mod token;
+mod web;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,7 +54,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the daemon in the foreground (serves the API on the unix socket).
+    /// Run the daemon in the foreground (serves the API on the unix socket, and the web UI).
     Daemon {
         /// Also serve the API over TCP with TLS at ADDR (e.g. 0.0.0.0:7443);
         /// it accepts only capability tokens (see `verse token`).
@@ -65,7 +66,12 @@ enum Command {
         /// PEM private key for --listen.
         #[arg(long, value_name = "FILE")]
         tls_key: Option<PathBuf>,
+        /// Where the web UI listens: a loopback IP:PORT, or `off`.
+        #[arg(long, env = "VERSE_WEB", value_name = "IP:PORT|off", default_value = verse_daemon::DEFAULT_WEB_ADDR)]
+        web: String,
     },
+    /// Print the URL of the web UI (with this daemon's secret: keep it to yourself).
+    Web,
     /// Manage images in the content-addressed store.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -45,6 +45,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/compose", post(crate::compose::compose))
         .merge(crate::lifecycle_api::routes())
         .merge(crate::guard::routes())
+        .route("/v1/web", get(web_info))
         .with_state(daemon)
 }
 
@@ -54,6 +55,10 @@ async fn daemon_info(State(daemon): Shared) -> Json<DaemonInfo> {
         root: daemon.paths.root.display().to_string(),
         pid: std::process::id(),
     })
+}
+
+async fn web_info(State(daemon): Shared) -> Json<verse_api::WebInfo> {
+    Json(daemon.web.get().cloned().unwrap_or_default())
 }
 
 fn find_env(daemon: &Daemon, name: &str) -> ApiResult<EnvRow> {
@@ -272,6 +277,9 @@ async fn run(
             restart: verse_spec::Restart::No,
             health: None,
             snapshots: None,
+            desktop: None,
+            autostart: Vec::new(),
+            label: None,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,

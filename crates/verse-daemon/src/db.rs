@@ -61,6 +61,13 @@ pub struct EnvPlan {
     pub health: Option<verse_spec::Health>,
     #[serde(default)]
     pub snapshots: Option<verse_spec::SnapshotSchedule>,
+    /// A virtual display in the env (see `desktop.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<verse_spec::desktop::DesktopSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autostart: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<verse_spec::desktop::Label>,
 }
 
 impl EnvPlan {

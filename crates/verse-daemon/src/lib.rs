@@ -7,6 +7,7 @@ mod compose;
 mod control;
 pub mod db;
 mod db_lifecycle;
+pub mod desktop;
 mod diff;
 mod error;
 mod events;
@@ -20,6 +21,7 @@ mod reconcile;
 mod snapshots;
 mod supervisor;
 pub mod tcp;
+mod web;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use verse_api::Paths;
 
 pub use error::ApiError;
+pub use web::{DEFAULT_WEB_ADDR, WebListen};
 
 /// The daemon's shared state, one per `VERSE_ROOT`.
 pub struct Daemon {
@@ -51,6 +54,8 @@ pub struct Daemon {
     pub audit: verse_guard::AuditLog,
     /// Signs capability tokens (`etc/verse/token.key`).
     pub token_root: biscuit_auth::KeyPair,
+    /// Where the web UI is served (set once at start).
+    pub web: std::sync::OnceLock<verse_api::WebInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,16 +136,19 @@ impl Daemon {
             watch: events::Watch::default(),
             supervisor: supervisor::Supervisor::default(),
             audit,
+            web: std::sync::OnceLock::new(),
         })
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Envs keep running after it stops.
-/// `tcp`: also serve the token-only API over TLS there.
+/// `tcp`: also serve the token-only API over TLS there. The web UI is served
+/// as `web` says (see [`WebListen`]).
 pub async fn serve(
     paths: Paths,
     exe: PathBuf,
     tcp: Option<tcp::TcpConfig>,
+    web: WebListen,
 ) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon::open(paths, exe)?);
     let socket = daemon.paths.socket();
@@ -166,6 +174,7 @@ pub async fn serve(
     };
     lifecycle::reattach(&daemon).await;
     tokio::spawn(supervisor::run(Arc::clone(&daemon)));
+    web::start(&daemon, web).await?;
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 
     let app = api::router(Arc::clone(&daemon));

@@ -43,6 +43,14 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
         memory_bytes: None,
         health: None,
         note: daemon.db.note(&row.name).ok().flatten(),
+        desktop: row.plan.desktop.as_ref().map(|d| verse_api::DesktopInfo {
+            wm: d.wm.clone(),
+            size: format!("{}x{}", d.width, d.height),
+        }),
+        label: row.plan.label.as_ref().map(|l| verse_api::EnvLabel {
+            color: l.color.clone(),
+            name: l.name.clone(),
+        }),
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)
@@ -250,7 +258,7 @@ fn start_blocking(
     }
     // The image's entrypoint and cmd, env, user and workdir apply where the plan is silent.
     let image_argv: Vec<String> = run.entrypoint.iter().chain(&run.cmd).cloned().collect();
-    let argv = plan.command.clone().unwrap_or_else(|| {
+    let mut argv = plan.command.clone().unwrap_or_else(|| {
         if image_argv.is_empty() {
             vec!["/bin/sh".into(), "-c".into(), IDLE_COMMAND.into()]
         } else {
@@ -269,6 +277,17 @@ fn start_blocking(
         ("/", Some(w)) => w.clone(),
         _ => plan.workdir.clone(),
     };
+    if let Some(desktop) = &plan.desktop {
+        let dir = crate::desktop::prepare_socket_dir(&daemon.paths, &row.name, uid, gid).map_err(
+            |e| ApiError::internal(format!("env `{}`: preparing its desktop: {e}", row.name)),
+        )?;
+        volumes.push(VolumeMount {
+            host: dir,
+            path: crate::desktop::SOCKET_DIR_IN_ENV.into(),
+            readonly: false,
+        });
+        argv = crate::desktop::session_command(desktop, &plan.autostart, plan.command.as_deref());
+    }
     let mut env = vec![
         (
             "PATH".to_string(),
@@ -291,6 +310,9 @@ fn start_blocking(
             path: "/etc/resolv.conf".into(),
             readonly: true,
         });
+    }
+    if plan.desktop.is_some() {
+        env.push(("DISPLAY".to_string(), crate::desktop::DISPLAY.to_string()));
     }
     for (key, value) in run.env.iter().chain(&plan.env) {
         env.retain(|(k, _)| k != key);
@@ -455,6 +477,7 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", env_dir.display())))?;
     }
     let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
+    crate::desktop::remove_socket_dir(&daemon.paths, &row.name);
     daemon.db.remove_env(&row.name)?;
     if row.plan.network != verse_spec::Network::None {
         // A shim that died uncleanly left the host end of its veth.

@@ -46,6 +46,9 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         restart: env.restart,
         health: env.health.clone(),
         snapshots: env.snapshots,
+        desktop: env.desktop.clone(),
+        autostart: env.autostart.clone(),
+        label: env.label.clone(),
     }
 }
 

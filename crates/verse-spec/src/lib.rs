@@ -50,6 +50,7 @@
 //! volumes cannot be mounted over `/`, `/proc`, `/sys`, `/dev` or anything below them.
 //! Sizes: `K`/`KiB` = 1024, `KB` = 1000 (likewise M, G, T); units are case-insensitive.
 
+pub mod desktop;
 mod error;
 mod image;
 mod model;
@@ -70,8 +71,8 @@ pub use model::{
 };
 pub use net::{DestHost, Destination, ProxyUrl, parse_destination, parse_proxy};
 pub use validate::{
-    ENV_KEYS, IMAGE_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY,
-    TOP_KEYS, TRUST_KEYS, closest,
+    DESKTOP_KEYS, ENV_KEYS, IMAGE_KEYS, LABEL_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS,
+    MAX_STOP_TIMEOUT_MS, MIN_MEMORY, TOP_KEYS, TRUST_KEYS, closest,
 };
 
 /// Parse and validate a spec held in memory. `file_name` is only used in diagnostics.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::desktop::{DesktopSpec, Label};
 use crate::image::{ImageSpec, TrustPolicy};
 
 /// Default time between the stop signal and the kill, in milliseconds.
@@ -78,6 +79,17 @@ pub struct EnvSpec {
     /// Automatic snapshots of the env's writable layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<SnapshotSchedule>,
+    /// A virtual display with a window manager (`desktop = true`). Left out of
+    /// the JSON when absent, as are `autostart` and `label`, so specs without
+    /// them keep their digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<DesktopSpec>,
+    /// Commands started on the desktop once it is up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autostart: Vec<String>,
+    /// Colour and name shown on the env's tab and around its desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Label>,
 }
 
 /// `restart = "no" | "on-failure" | "always"`.
@@ -154,6 +166,9 @@ impl EnvSpec {
             restart: Restart::No,
             health: None,
             snapshots: None,
+            desktop: None,
+            autostart: Vec::new(),
+            label: None,
         }
     }
 }

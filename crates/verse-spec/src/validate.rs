@@ -16,8 +16,10 @@ use crate::units::{self, SIZE_UNITS, UnitError};
 type Item<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
 
+mod desktop;
 mod image;
 
+pub use desktop::{DESKTOP_KEYS, LABEL_KEYS};
 pub use image::{IMAGE_KEYS, TRUST_KEYS};
 
 /// Keys allowed at the top level of `verse.toml`.
@@ -45,13 +47,16 @@ pub const ENV_KEYS: &[&str] = &[
     "restart",
     "health",
     "snapshots",
+    "desktop",
+    "autostart",
+    "label",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
 const PLANNED_TOP_KEYS: &[(&str, &str)] = &[];
 
 /// Env keys that are planned but not implemented.
-const PLANNED_ENV_KEYS: &[&str] = &["desktop", "downloads", "shared", "extends"];
+const PLANNED_ENV_KEYS: &[&str] = &["downloads", "shared", "extends"];
 
 /// Largest CPU limit accepted, in cores.
 pub const MAX_CPU: f64 = 1024.0;
@@ -413,6 +418,9 @@ impl<'s> Validator<'s> {
                 }
                 "health" => spec.health = self.health(value),
                 "snapshots" => spec.snapshots = self.snapshot_schedule(value),
+                "desktop" => spec.desktop = self.desktop(value),
+                "autostart" => spec.autostart = self.autostart(value),
+                "label" => spec.label = self.label(value),
                 other => {
                     let planned = PLANNED_ENV_KEYS
                         .contains(&other)

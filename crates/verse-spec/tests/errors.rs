@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label";
 
 #[test]
 fn unknown_key_with_suggestion() {
@@ -50,8 +50,8 @@ fn unknown_key_without_close_match() {
 #[test]
 fn planned_env_key() {
     assert_eq!(
-        one_in_env("desktop = true"),
-        "verse.toml:3:1: `desktop` in [env.t]: not supported yet (planned)"
+        one_in_env("downloads = true"),
+        "verse.toml:3:1: `downloads` in [env.t]: not supported yet (planned)"
     );
 }
 

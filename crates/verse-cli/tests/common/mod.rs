@@ -122,6 +122,8 @@ impl Verse {
             .args(args)
             .env("VERSE_ROOT", self.root())
             .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
+            // Each test daemon serves its UI on a free port of its own.
+            .env("VERSE_WEB", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
