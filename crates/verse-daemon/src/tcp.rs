@@ -77,6 +77,8 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
         "write",
     ),
     ("POST", "/v1/envs/{name}/restore", "env", "{name}", "write"),
+    // The web UI's URL carries its secret: as strong as writing to the daemon.
+    ("GET", "/v1/web", "daemon", "*", "write"),
     ("GET", "/v1/audit/log", "audit", "*", "read"),
     ("POST", "/v1/audit/verify", "audit", "*", "read"),
     ("POST", "/v1/audit/checkpoint", "audit", "*", "write"),
