@@ -425,6 +425,7 @@ impl Builder<'_> {
         let options = ImportOptions {
             id_base: self.id_base,
             whiteouts: true,
+            refuse_devices: false,
         };
         Ok(self
             .store

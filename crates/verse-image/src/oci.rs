@@ -257,6 +257,7 @@ fn import_unpacked(
         let options = ImportOptions {
             id_base: 0,
             whiteouts: true,
+            refuse_devices: true,
         };
         let layer = store.import_tar_with(path, options, &mut verse_store::NoProgress)?;
         let input = match digest {

@@ -24,7 +24,10 @@ pub use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use hash::Hash;
-pub use import::{Compression, ImportOptions, Layer, MAX_FILE_SIZE, OPAQUE_MARKER};
+pub use import::{
+    Compression, ImportOptions, Layer, MAX_EXPANSION, MAX_FILE_SIZE, MAX_HEADER_BYTES,
+    MIN_BOMB_LIMIT, OPAQUE_MARKER,
+};
 pub use manifest::{
     Manifest, ManifestLayer, RunConfig, SignatureInfo, check_signature, decode_signing_key,
     encode_signing_key, env_list, generate_signing_key, key_id, parse_key_id,
