@@ -159,19 +159,12 @@ fn good_hardlinks_and_symlinks_are_kept_as_data() {
 
 /// A tar header of `kind` for `name` declaring `size` bytes (no body appended).
 fn raw_header(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
-    let mut h = tar::Header::new_ustar();
-    h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
+    let mut h = RawTar::header(name.as_bytes(), kind, size, b"");
     if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
         h.set_device_major(8).unwrap();
         h.set_device_minor(0).unwrap();
+        h.set_cksum();
     }
-    h.set_cksum();
     h.as_bytes().to_vec()
 }
 
