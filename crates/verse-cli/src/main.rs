@@ -186,7 +186,7 @@ enum ImageCommand {
         #[arg(long)]
         key: Option<PathBuf>,
     },
-    /// Re-hash an image's layer and name every changed, added or missing path; exit 1 if any.
+    /// Re-hash every layer of an image and name every changed, added or missing path; exit 1 if any.
     Verify {
         name: String,
         #[arg(long)]

@@ -594,15 +594,26 @@ async fn verify_image(
         ApiError::not_found(format!("no image named `{name}`"))
             .hint("`verse image ls` lists images")
     })?;
-    let root: verse_store::Hash = image
-        .root
-        .parse()
-        .map_err(|e| ApiError::internal(format!("image `{name}` has a bad root hash: {e}")))?;
+    // Every layer of the image, bottom first: a change in any of them is reported with the
+    // layer it is in.
+    let (_, manifest) = crate::images::manifest_of(&daemon, &image)?;
     let worker = Arc::clone(&daemon);
-    let changes = tokio::task::spawn_blocking(move || worker.store.verify(&root))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let changes = tokio::task::spawn_blocking(move || {
+        let many = manifest.layers.len() > 1;
+        let mut all = Vec::new();
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            for mut change in worker.store.verify(&layer.root)? {
+                if many {
+                    change.detail = format!("layer {} ({}): {}", i + 1, layer.input, change.detail);
+                }
+                all.push(change);
+            }
+        }
+        Ok::<_, verse_store::StoreError>(all)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     Ok(Json(VerifyReport {
         image: name,
         root: image.root,
