@@ -530,6 +530,9 @@ async fn import_image(
     }
     let metadata = std::fs::metadata(&path)
         .map_err(|e| ApiError::bad_request(format!("cannot read {}: {e}", path.display())))?;
+    // Held across the import and the image record: a gc in between would free the layers
+    // just imported, as no image reaches them yet.
+    let _changes = daemon.changes.lock().await;
     let started = Instant::now();
     if metadata.is_file() && verse_image::is_image_archive(&path) {
         let worker = Arc::clone(&daemon);

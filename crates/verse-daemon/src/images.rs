@@ -383,25 +383,63 @@ async fn add_signature(
     }))
 }
 
+/// What gc keeps: the manifest and layers of every image record, and the layers every env
+/// was last started on (an env keeps running on its layers after its image is re-imported
+/// or rebuilt under the same name, so those are kept until the env is removed or
+/// restarted). Generations name images, so they reach layers through the image records.
+fn gc_roots(daemon: &Daemon) -> ApiResult<(HashSet<Hash>, Vec<Hash>)> {
+    let mut manifests = HashSet::new();
+    let mut roots = Vec::new();
+    for image in daemon.db.images()? {
+        let (h, m) = manifest_of(daemon, &image)?;
+        manifests.insert(h);
+        roots.extend(m.layers.iter().map(|l| l.root));
+    }
+    for env in daemon.db.envs()? {
+        let path = verse_runtime::ShimConfig::config_path(&daemon.paths.env_dir(&env.name));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let config: verse_runtime::ShimConfig = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::internal(format!(
+                "{}: {e}; gc cannot tell which layers env `{}` runs on",
+                path.display(),
+                env.name
+            ))
+        })?;
+        for lower in &config.lowers {
+            // Checkouts are named "<root>-<uid_base>".
+            let root = lower
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('-').next())
+                .and_then(|h| h.parse::<Hash>().ok());
+            roots.extend(root);
+        }
+    }
+    Ok((manifests, roots))
+}
+
 async fn gc(State(daemon): Shared) -> ApiResult<Json<ImageGcReport>> {
     let _changes = daemon.changes.lock().await;
     let worker = Arc::clone(&daemon);
     let report = tokio::task::spawn_blocking(move || -> ApiResult<ImageGcReport> {
-        // Reachable: every image's manifest and layers, and every env's image (also those
-        // named only by generations, through the envs they created).
-        let mut manifests = HashSet::new();
-        let mut roots = Vec::new();
-        for image in worker.db.images()? {
-            let (h, m) = manifest_of(&worker, &image)?;
-            manifests.insert(h);
-            roots.extend(m.layers.iter().map(|l| l.root));
-        }
+        let (manifests, roots) = gc_roots(&worker)?;
         let manifests_removed = worker
             .store
             .remove_manifests_except(&manifests)
             .map_err(ApiError::internal)?;
         let r = worker.store.gc(&roots).map_err(ApiError::internal)?;
-        // Cache entries naming layers that are gone are dropped lazily by the builder.
+        // Build-cache entries naming layers that are gone now.
+        let cache = worker.store.dir().join("build-cache");
+        for entry in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
+            let root = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|t| t.trim().parse::<Hash>().ok());
+            if !root.is_some_and(|r| worker.store.has(&r)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(ImageGcReport {
             freed_bytes: r.freed_bytes,
             objects_removed: r.objects_removed,
