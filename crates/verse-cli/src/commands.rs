@@ -82,7 +82,8 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             | ImageCommand::Inspect { .. }
             | ImageCommand::Rm { .. }
             | ImageCommand::Gc { .. }
-            | ImageCommand::Sign { .. }),
+            | ImageCommand::Sign { .. }
+            | ImageCommand::Export { .. }),
         ) => return crate::images::image(image, &client).await,
         Command::Image(ImageCommand::Import { name, path, json }) => {
             let path = absolute(&path)?;

@@ -1,4 +1,4 @@
-//! `verse image build|inspect|rm|gc|sign` and `verse key generate`.
+//! `verse image build|inspect|rm|gc|sign|export` and `verse key generate`.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use verse_api::{
-    BuildReport, BuildRequest, Client, ImageDetail, ImageGcReport, ImageInfo, Paths,
-    SignatureDetail, SignatureRequest,
+    BuildReport, BuildRequest, Client, ExportReport, ExportRequest, ImageDetail, ImageGcReport,
+    ImageInfo, Paths, SignatureDetail, SignatureRequest,
 };
 
 use crate::output::{self, bytes, table};
@@ -203,7 +203,33 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
                 .await?;
             println!("signed {name} (manifest {h}) with {}", s.key);
         }
-        _ => unreachable!("only image build/inspect/rm/gc/sign come here"),
+        ImageCommand::Export { name, file, json } => {
+            let path = std::path::absolute(&file)?;
+            let r: ExportReport = client
+                .post(
+                    &format!("/v1/images/{name}/export"),
+                    &ExportRequest {
+                        path: path.display().to_string(),
+                    },
+                )
+                .await?;
+            if json {
+                output::json(&r);
+            } else {
+                println!(
+                    "exported {} (manifest {}) to {}: {} layers, {} files, {}, {} signature(s), in {} ms",
+                    r.image,
+                    r.manifest,
+                    r.path,
+                    r.layers,
+                    r.files,
+                    bytes(r.bytes),
+                    r.signatures,
+                    r.millis
+                );
+            }
+        }
+        _ => unreachable!("only image build/inspect/rm/gc/sign/export come here"),
     }
     Ok(ExitCode::SUCCESS)
 }

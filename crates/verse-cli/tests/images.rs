@@ -133,6 +133,17 @@ fn debootstrap_build_cache_trust_tamper_gc() {
     );
     assert!(err.contains("/usr/bin/hello"), "{err}");
 
+    // Export and import on another daemon: the Debian image (with /dev nodes in its base)
+    // arrives with the same manifest hash and both signatures.
+    let archive = v.root().join("hello.oci.tar");
+    v.ok(&["image", "export", "hello", archive.to_str().unwrap()]);
+    let other = Verse::start();
+    other.ok(&["image", "import", "hello", archive.to_str().unwrap()]);
+    assert_eq!(manifest_of(&other, "hello"), manifest_of(&v, "hello"));
+    let moved = other.ok(&["image", "inspect", "hello"]);
+    assert_eq!(moved.matches(" valid").count(), 2, "{moved}");
+    drop(other);
+
     // gc: with the image and env gone, exactly what busybox does not reach is freed (every
     // layer of both builds, both manifests, the build cache entries naming them).
     v.ok(&["rm", "h"]);

@@ -6,6 +6,7 @@ pub mod db;
 mod error;
 mod images;
 mod lifecycle;
+mod progress;
 mod reconcile;
 
 use std::os::unix::fs::PermissionsExt;

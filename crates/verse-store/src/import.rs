@@ -597,6 +597,9 @@ fn import_dir_rec(
                 size: 0,
                 kind: EntryKind::Symlink(target),
             }
+        } else if ft.is_char_device() && md.rdev() == 0 && b.options.whiteouts {
+            // An overlayfs whiteout: the store's form, whoever created it.
+            whiteout_node()
         } else if ft.is_char_device() {
             Node::Leaf {
                 meta,

@@ -10,6 +10,7 @@
 
 mod checkout;
 mod error;
+mod export;
 mod gc;
 mod hash;
 mod import;
