@@ -97,7 +97,7 @@ pub struct ExportReport {
     pub millis: u64,
 }
 
-/// One line of a streamed build or import (`?progress=1`): the response is
+/// One line of a streamed build or import (`?progress=true`): the response is
 /// `application/x-ndjson`, one event per line, ending with `done` or `error`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -59,26 +59,24 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
                 .parent()
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "/".into());
-            eprintln!(
-                "building (progress lines follow when the build ends; the daemon's log shows them live)"
-            );
-            let report: BuildReport = client
-                .post(
-                    "/v1/images/build",
-                    &BuildRequest {
-                        file_name: file.display().to_string(),
-                        source,
-                        spec_dir: dir,
-                        names,
-                    },
-                )
-                .await?;
+            let request = BuildRequest {
+                file_name: file.display().to_string(),
+                source,
+                spec_dir: dir,
+                names,
+            };
             if json {
+                let report: BuildReport = client.post("/v1/images/build", &request).await?;
                 output::json(&report);
             } else {
-                for line in &report.log {
-                    println!("{line}");
-                }
+                let mut progress = crate::progress::Progress::new();
+                let report: Result<BuildReport, _> = client
+                    .post_progress("/v1/images/build?progress=true", &request, &mut |e| {
+                        progress.event(e)
+                    })
+                    .await;
+                progress.finish();
+                let report = report?;
                 for i in &report.images {
                     println!(
                         "built {}: {} layers, {} files, {}, manifest {}",
@@ -232,4 +230,19 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
         _ => unreachable!("only image build/inspect/rm/gc/sign/export come here"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `verse image import` with live progress (files and bytes, an archive's layers).
+pub async fn import_with_progress(
+    client: &Client,
+    request: &verse_api::ImportRequest,
+) -> Result<verse_api::ImportReport> {
+    let mut progress = crate::progress::Progress::new();
+    let report = client
+        .post_progress("/v1/images?progress=true", request, &mut |e| {
+            progress.event(e)
+        })
+        .await;
+    progress.finish();
+    Ok(report?)
 }

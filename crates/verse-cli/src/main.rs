@@ -5,6 +5,7 @@
 mod commands;
 mod images;
 mod output;
+mod progress;
 mod stream;
 
 use clap::{Parser, Subcommand};

@@ -1,4 +1,4 @@
-//! Streamed progress: a long build or import answers `?progress=1` with a chunked
+//! Streamed progress: a long build or import answers `?progress=true` with a chunked
 //! `application/x-ndjson` body of [`ProgressEvent`]s, ending with `done` (the result the
 //! plain call returns) or `error`.
 
@@ -15,7 +15,7 @@ use verse_api::ProgressEvent;
 use crate::Daemon;
 use crate::error::{ApiError, ApiResult};
 
-/// `?progress=1` asks for a stream.
+/// `?progress=true` asks for a stream.
 #[derive(Debug, Default, Deserialize)]
 pub struct ProgressQuery {
     #[serde(default)]
