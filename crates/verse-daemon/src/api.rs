@@ -548,6 +548,26 @@ async fn import_image(
     Ok(Json(report).into_response())
 }
 
+/// A failed import; a full disk says so, and what to do.
+fn import_error(path: &str, e: &(dyn std::error::Error + 'static), hint: &str) -> ApiError {
+    let mut cur = Some(e);
+    let mut full = false;
+    while let Some(err) = cur {
+        full |= err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull);
+        cur = err.source();
+    }
+    let error = ApiError::bad_request(format!("importing {path}: {e}"));
+    if full {
+        error.hint(format!(
+            "the filesystem holding the store is full; {hint}, the store is consistent (`verse image verify` checks it); free space (`verse image gc` removes what no image uses) and retry"
+        ))
+    } else {
+        error.hint(hint.to_string())
+    }
+}
+
 /// Imports a directory, a tar, or an image archive (OCI layout, docker/podman save, a
 /// `verse image export`) and records the image; the caller holds the change lock.
 fn import_blocking(
@@ -574,10 +594,7 @@ fn import_blocking(
                 &mut counts,
             )
         }
-        .map_err(|e| {
-            ApiError::bad_request(format!("importing {}: {e}", request.path))
-                .hint("no image was recorded")
-        })?;
+        .map_err(|e| import_error(&request.path, &e, "no image was recorded"))?;
         for text in lines {
             emit(ProgressEvent::Line { text });
         }
@@ -605,10 +622,7 @@ fn import_blocking(
         }
         Ok::<_, verse_store::StoreError>(layer)
     })()
-    .map_err(|e| {
-        ApiError::bad_request(format!("importing {}: {e}", request.path))
-            .hint("nothing was added to the store")
-    })?;
+    .map_err(|e| import_error(&request.path, &e, "nothing was added to the store"))?;
     emit(ProgressEvent::Count {
         files: layer.files,
         bytes: layer.size,
