@@ -90,13 +90,13 @@ image = "three"
 command = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 stop_timeout = "100ms"
 EOF
-"$VERSE" apply "$BENCH_TMP/three.toml" >/dev/null
-"$VERSE" down t >/dev/null
+"$VERSE" apply "$BENCH_TMP/three.toml" >&2
+"$VERSE" down t >&2
 before=$(wc -l <"$BENCH_TMP/daemon.log")
-hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$OUT/verify.json" \
+hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$OUT/verify.json" --show-output \
   --prepare "sh -c '$VERSE down t >/dev/null 2>&1 || true'" \
   -n "verse up (3-layer Debian image, quick check of each layer)" "$VERSE up t" >&2
-verify_us=$(tail -n +"$((before + 1))" "$BENCH_TMP/daemon.log" | grep -o 'micros=[0-9]*' | cut -d= -f2 | sort -n |
+verify_us=$(tail -n +"$((before + 1))" "$BENCH_TMP/daemon.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'micros=[0-9]*' | cut -d= -f2 | sort -n |
   awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
 files=$(tar tf "$DEB" | wc -l)
 

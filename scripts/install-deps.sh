@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
-packages=(busybox-static iproute2 procps debootstrap ostree)
+packages=(busybox-static iproute2 procps debootstrap ostree curl bsdutils)
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap)
 missing=()
 for p in "${packages[@]}"; do
