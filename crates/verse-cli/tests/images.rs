@@ -21,7 +21,7 @@ workdir = "/home/writer"
 
 [env.h]
 image = "hello"
-command = ["/bin/sh", "-c", "sleep 1000"]
+command = ["/bin/sh", "-c", "sleep 86399"]
 {trust}
 "#
     )

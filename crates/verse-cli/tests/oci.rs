@@ -90,7 +90,7 @@ fn config(greeting: &str) -> serde_json::Value {
         "os": "linux",
         "config": {
             "Entrypoint": ["/bin/sh", "-c"],
-            "Cmd": ["echo \"$GREETING uid=$(id -u) in $(pwd)\"; ls /opt/app; ls /opt/keep; test -e /etc/removed && echo LEAKED; exec sleep 1000"],
+            "Cmd": ["echo \"$GREETING uid=$(id -u) in $(pwd)\"; ls /opt/app; ls /opt/keep; test -e /etc/removed && echo LEAKED; exec sleep 86399"],
             "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", format!("GREETING={greeting}")],
             "WorkingDir": "/opt/app",
             "User": "1000:1000"
