@@ -22,6 +22,10 @@ fi
 say "installing system packages"
 "$here/scripts/install-deps.sh"
 
+say "building the web UI (npm)"
+"$here/scripts/install-deps.sh" --web
+"$here/scripts/web-build.sh"
+
 say "building verse (release)"
 cargo build --release -p verse-cli
 install -m 0755 target/release/verse /usr/local/bin/verse
@@ -58,3 +62,6 @@ Verse is running. Next:
   verse logs scratch           the console of the other env
   verse doctor                 what this host can do
 MSG
+
+say "the web UI"
+echo "  $(verse web)    (open it in a browser on this machine; see README: Desktops in the browser)"

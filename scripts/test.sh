@@ -9,12 +9,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-"$here/scripts/install-deps.sh"
+"$here/scripts/install-deps.sh" --test
 if ! command -v cargo >/dev/null; then
   echo "test: no Rust toolchain found; install one with rustup (https://rustup.rs)" >&2
   exit 1
 fi
 "$here/scripts/busybox-rootfs.sh" >/dev/null
+"$here/scripts/build-agent.sh" >/dev/null
+"$here/scripts/install-deps.sh" --web
+"$here/scripts/web-build.sh"
+"$here/scripts/desktop-rootfs.sh" >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
@@ -22,3 +26,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+# The web UI end to end, in headless Chromium against real daemons.
+cargo build -p verse-cli
+(cd web && VERSE_BIN="$here/target/debug/verse" npm run --silent e2e)

@@ -172,6 +172,7 @@ pub fn write_frame(writer: &mut impl Write, frame: &Frame) -> io::Result<()> {
 }
 
 /// Async counterparts for tokio streams.
+#[cfg(feature = "client")]
 pub mod tokio_io {
     use super::{Decoder, Frame, MAX_PAYLOAD};
     use std::io;

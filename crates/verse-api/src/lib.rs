@@ -5,12 +5,14 @@
 //! Interactive streams (exec, run) upgrade the HTTP connection to a raw byte
 //! stream carrying [`frame`]s.
 
+#[cfg(feature = "client")]
 pub mod client;
 pub mod frame;
 pub mod images;
 pub mod paths;
 pub mod types;
 
+#[cfg(feature = "client")]
 pub use client::{Client, ClientError};
 pub use images::*;
 pub use paths::Paths;

@@ -61,6 +61,33 @@ pub struct EnvInfo {
     /// Measured use while running.
     pub cpu_usage_ns: Option<u64>,
     pub memory_bytes: Option<u64>,
+    /// Result of the env's health check: "healthy", "unhealthy", "starting", or
+    /// `None` when it declares none.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// What the daemon did on its own, e.g. a fallback to the previous definition.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The env's virtual display, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<DesktopInfo>,
+    /// Colour and name shown on its tab and around its desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<EnvLabel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DesktopInfo {
+    pub wm: String,
+    /// "WIDTHxHEIGHT".
+    pub size: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvLabel {
+    /// "#rrggbb".
+    pub color: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,4 +246,119 @@ pub struct DaemonInfo {
     pub version: String,
     pub root: String,
     pub pid: u32,
+}
+
+/// `verse net show NAME`: an env's network, policy in words, effective rules, counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetInfo {
+    pub env: String,
+    /// none, nat, allow, proxy or via.
+    pub mode: String,
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    /// Host-side interface.
+    pub interface: Option<String>,
+    /// The policy in words.
+    pub policy: Vec<String>,
+    /// The env's nftables chain as installed.
+    pub rules: Vec<String>,
+    /// New connections let through.
+    pub allowed: u64,
+    /// Packets dropped by the env's policy.
+    pub dropped: u64,
+    pub router: bool,
+}
+
+/// `POST /v1/compose`: natural language in, a checked spec fragment out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ComposeRequest {
+    /// What the person asked for, in their words.
+    pub prompt: String,
+    /// The env's name; derived from the words when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One lifecycle transition of an env, as `verse events` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// Increases by one per event, across daemon restarts.
+    pub id: u64,
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+    pub env: String,
+    /// What happened: created, started, stopped, exited, failed, paused, unpaused,
+    /// snapshot, restored, restarting, health, fallback, updated, removed,
+    /// hibernated, resumed.
+    pub kind: String,
+    /// The state the env is in after the event, when it has one.
+    pub state: Option<EnvState>,
+    /// Why: who asked, or what was observed.
+    pub cause: String,
+}
+
+/// `POST /v1/diff`: what applying a spec would change, env by env.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffReport {
+    pub envs: Vec<EnvDiff>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvDiff {
+    pub env: String,
+    /// "create", "update", "start", "remove" or "unchanged".
+    pub action: String,
+    /// "live" (applied to the running env in place), "restart" (the env is
+    /// stopped and started again), "start", "stop", or "none".
+    pub applies: String,
+    pub changes: Vec<FieldChange>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: serde_json::Value,
+    pub new: serde_json::Value,
+    /// "live" or "restart".
+    pub applies: String,
+}
+
+/// A point-in-time copy of an env's writable layer, stored as a layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Short id, unique per env (`s1`, `s2`, ...).
+    pub id: String,
+    pub env: String,
+    pub label: Option<String>,
+    /// Layer root hash in the store.
+    pub root: String,
+    /// Bytes of file content in the snapshot (shared with the store, not copied).
+    pub size: u64,
+    pub files: u64,
+    /// Bytes the store did not already hold when it was taken.
+    pub new_bytes: u64,
+    pub created_at: i64,
+    /// "user" or "schedule".
+    pub origin: String,
+    /// How long the env was frozen while it was taken, milliseconds.
+    pub frozen_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub snapshot: String,
+}
+
+/// Where the daemon serves the web UI (`verse web`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebInfo {
+    /// The URL to open, with the daemon's secret; `None` when not serving.
+    pub url: Option<String>,
+    /// Why the UI is not served, when it is not.
+    pub error: Option<String>,
 }

@@ -13,8 +13,37 @@ use verse_api::{
 pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
     match command {
         Command::Doctor { json } => doctor(&paths, json),
-        Command::Daemon => daemon(paths),
+        Command::Daemon {
+            listen,
+            tls_cert,
+            tls_key,
+            web,
+        } => {
+            let tcp = match (listen, tls_cert, tls_key) {
+                (Some(addr), Some(cert), Some(key)) => {
+                    Some(verse_daemon::tcp::TcpConfig { addr, cert, key })
+                }
+                _ => None,
+            };
+            daemon(paths, tcp, &web)
+        }
         Command::Key(key) => crate::images::key(key, &paths),
+        Command::Compose {
+            prompt,
+            json,
+            name,
+            into,
+            apply,
+        } => crate::compose::run(
+            crate::compose::ComposeArgs {
+                prompt,
+                json,
+                name,
+                into,
+                apply,
+            },
+            paths,
+        ),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -39,7 +68,7 @@ fn doctor(paths: &Paths, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn daemon(paths: Paths) -> Result<ExitCode> {
+fn daemon(paths: Paths, tcp: Option<verse_daemon::tcp::TcpConfig>, web: &str) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERSE_LOG")
@@ -57,7 +86,12 @@ fn daemon(paths: Paths) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(verse_daemon::serve(paths, exe))?;
+    let web = if web == verse_daemon::DEFAULT_WEB_ADDR {
+        verse_daemon::WebListen::Default
+    } else {
+        verse_daemon::WebListen::parse(web).map_err(anyhow::Error::msg)?
+    };
+    runtime.block_on(verse_daemon::serve(paths, exe, tcp, web))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -231,15 +265,23 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                             e.cpu.map_or("-".into(), |c| format!("{c}")),
                             e.memory.map_or("-".into(), bytes),
                             e.uptime_secs.map_or("-".into(), duration),
+                            e.health.clone().unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
                 table(
                     &[
-                        "NAME", "STATE", "BACKEND", "IMAGE", "CPU", "MEMORY", "UPTIME",
+                        "NAME", "STATE", "BACKEND", "IMAGE", "CPU", "MEMORY", "UPTIME", "HEALTH",
                     ],
                     &rows,
                 );
+                for e in envs.iter().filter(|e| e.note.is_some()) {
+                    println!(
+                        "note: {}: {}",
+                        e.name,
+                        e.note.as_deref().unwrap_or_default()
+                    );
+                }
             }
         }
         Command::Up { name } => {
@@ -286,6 +328,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             return stream::exec(&client, &name, request).await;
         }
         Command::Logs { name, follow } => stream::logs(&client, &name, follow).await?,
+        Command::Net(command) => crate::net::run(&client, command).await?,
         Command::Run {
             rm,
             name,
@@ -307,18 +350,23 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             };
             return stream::run(&client, request).await;
         }
+        Command::Web => crate::web::print_url(&client).await?,
+        Command::Lifecycle(command) => return crate::lifecycle::run(command, &client).await,
+        Command::Audit(command) => return crate::audit::run(command, &client).await,
+        Command::Token(command) => return crate::token::run(command, &client).await,
         Command::Doctor { .. }
-        | Command::Daemon
+        | Command::Daemon { .. }
         | Command::Shim { .. }
         | Command::BuildStep { .. }
-        | Command::Key(_) => {
+        | Command::Key(_)
+        | Command::Compose { .. } => {
             unreachable!("handled before")
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
+pub(crate) fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> ExitCode {
     if json {
         output::json(report);
     } else {

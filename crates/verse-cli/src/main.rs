@@ -2,11 +2,17 @@
 //! it parses arguments, talks to the daemon's API and prints for humans
 //! (or `--json` for programs).
 
+mod audit;
 mod commands;
+mod compose;
 mod images;
+mod lifecycle;
+mod net;
 mod output;
 mod progress;
 mod stream;
+mod token;
+mod web;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,8 +55,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the daemon in the foreground (serves the API on the unix socket).
-    Daemon,
+    /// Run the daemon in the foreground (serves the API on the unix socket, and the web UI).
+    Daemon {
+        /// Also serve the API over TCP with TLS at ADDR (e.g. 0.0.0.0:7443);
+        /// it accepts only capability tokens (see `verse token`).
+        #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+        listen: Option<std::net::SocketAddr>,
+        /// PEM certificate (chain) for --listen.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --listen.
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Where the web UI listens: a loopback IP:PORT, or `off`.
+        #[arg(long, env = "VERSE_WEB", value_name = "IP:PORT|off", default_value = verse_daemon::DEFAULT_WEB_ADDR)]
+        web: String,
+    },
+    /// Print the URL of the web UI (with this daemon's secret: keep it to yourself).
+    Web,
     /// Manage images in the content-addressed store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -138,6 +160,43 @@ enum Command {
     /// Internal: one image build step in a build container, started by the daemon.
     #[command(name = "__build-step", hide = true)]
     BuildStep { config: PathBuf },
+    /// Inspect envs' networks.
+    #[command(subcommand)]
+    Net(net::NetCommand),
+    /// Describe an env in plain words; print a checked spec fragment and why.
+    ///
+    /// Offline by default (a catalog of Debian packages and rules in the repo). With
+    /// VERSE_COMPOSE_ENDPOINT set to an OpenAI-compatible chat endpoint (http), a model is
+    /// asked first; its answer is checked and any problem falls back to offline.
+    /// The explanation goes to stderr, so `verse compose "..." > env.toml` keeps the spec.
+    #[command(
+        after_help = "Examples:\n  verse compose \"a python dev box with 2 cores, 4 GB and no internet\"\n  verse compose --name novel \"a writing desktop, four gigs\" --into verse.toml\n  verse compose \"throwaway firefox for banking, red\" --into verse.toml --apply"
+    )]
+    Compose {
+        /// What you want, in your words.
+        #[arg(required = true, value_name = "WORDS")]
+        prompt: Vec<String>,
+        /// Print {"image": {...}, "env": {...}, "pending", "notes", "unknown"} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Name the env (default: from the words).
+        #[arg(long)]
+        name: Option<String>,
+        /// Merge the fragment into this spec file (created if missing); refuses name clashes.
+        #[arg(long, value_name = "FILE")]
+        into: Option<PathBuf>,
+        /// Show the plan, then apply the merged file through the daemon (needs --into).
+        #[arg(long)]
+        apply: bool,
+    },
+    #[command(flatten)]
+    Lifecycle(lifecycle::LifecycleCommand),
+    /// Mint, attenuate and revoke capability tokens for the TCP API.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Read, verify and checkpoint the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

@@ -112,6 +112,23 @@ fn rm_leaves_no_mount_cgroup_process_or_directory() {
         !verse.cgroup_dirs("keep").is_empty(),
         "no cgroup found for a running env"
     );
+    // Every process of the env, as the host sees them in its cgroups.
+    let env_pids: Vec<u64> = verse
+        .cgroup_dirs("keep")
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(
+        env_pids.len() >= 3,
+        "expected init, sleep and more in the env's cgroup: {env_pids:?}"
+    );
     assert!(verse.ok(&["rm", "keep"]).contains("removed"));
     assert!(!pid_alive(pid), "the env's init outlived rm");
     assert!(
@@ -126,14 +143,10 @@ fn rm_leaves_no_mount_cgroup_process_or_directory() {
         verse.host_mounts()
     );
     assert!(verse.envs().iter().all(|e| e["name"] != "keep"));
-    let leftover = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 1000"])
-        .output()
-        .unwrap();
+    let leftover: Vec<u64> = env_pids.into_iter().filter(|p| pid_alive(*p)).collect();
     assert!(
-        stdout(&leftover).trim().is_empty(),
-        "processes left: {}",
-        stdout(&leftover)
+        leftover.is_empty(),
+        "processes of the env left: {leftover:?}"
     );
 }
 

@@ -3,13 +3,14 @@
 use crate::Daemon;
 use crate::db::{EnvPlan, EnvRow, now};
 use crate::error::{ApiError, ApiResult};
+use crate::guard::Actor;
 use crate::{lifecycle, reconcile};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/envs/{name}/down", post(down))
         .route("/v1/envs/{name}/exec", post(exec))
         .route("/v1/envs/{name}/logs", get(logs))
+        .route("/v1/envs/{name}/net", get(net_show))
         .route("/v1/run", post(run))
         .route("/v1/apply", post(apply))
         .route("/v1/generations", get(generations))
@@ -40,6 +42,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/images", get(crate::images::list).post(import_image))
         .merge(crate::images::routes())
         .route("/v1/images/{name}/verify", get(verify_image))
+        .route("/v1/compose", post(crate::compose::compose))
+        .merge(crate::lifecycle_api::routes())
+        .merge(crate::guard::routes())
+        .route("/v1/web", get(web_info))
         .with_state(daemon)
 }
 
@@ -49,6 +55,10 @@ async fn daemon_info(State(daemon): Shared) -> Json<DaemonInfo> {
         root: daemon.paths.root.display().to_string(),
         pid: std::process::id(),
     })
+}
+
+async fn web_info(State(daemon): Shared) -> Json<verse_api::WebInfo> {
+    Json(daemon.web.get().cloned().unwrap_or_default())
 }
 
 fn find_env(daemon: &Daemon, name: &str) -> ApiResult<EnvRow> {
@@ -71,32 +81,44 @@ async fn show_env(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
-async fn up(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+async fn up(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EnvInfo>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "running")?;
     if !lifecycle::is_running(&daemon, &name).await {
-        lifecycle::start(&daemon, &row, false).await?;
+        lifecycle::start_because(&daemon, &row, false, "verse up").await?;
+        daemon.audit(&actor, "start", Some(&name), "up");
     }
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
-async fn down(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+async fn down(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EnvInfo>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     daemon.db.set_desired(&name, "stopped")?;
-    lifecycle::stop(&daemon, &name, row.plan.stop_timeout_ms).await?;
+    lifecycle::stop_because(&daemon, &name, row.plan.stop_timeout_ms, "verse down").await?;
+    daemon.audit(&actor, "stop", Some(&name), "down");
     let row = find_env(&daemon, &name)?;
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
 async fn remove_env(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
     lifecycle::remove(&daemon, &row).await?;
+    daemon.audit(&actor, "rm", Some(&name), "");
     Ok(Json(serde_json::json!({ "removed": name })))
 }
 
@@ -134,6 +156,7 @@ fn switching_protocols() -> Response {
 
 async fn exec(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
@@ -144,6 +167,11 @@ async fn exec(
             ApiError::bad_request("no command given").hint("verse exec NAME -- COMMAND [ARGS...]")
         );
     }
+    if crate::control::is_paused(&daemon, &name) {
+        return Err(ApiError::conflict(format!("env `{name}` is paused"))
+            .hint(format!("`verse unpause {name}` lets it run again")));
+    }
+    let detail = argv_detail(&request.argv);
     let (_, shim) = lifecycle::shim_client(&daemon, &name)
         .request(&ShimRequest::Exec(request))
         .await
@@ -154,6 +182,7 @@ async fn exec(
             }
             other => ApiError::bad_request(format!("exec in `{name}`: {other}")),
         })?;
+    daemon.audit(&actor, "exec", Some(&name), detail);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -185,6 +214,13 @@ where
     to_shim.abort();
 }
 
+fn argv_detail(argv: &[String]) -> String {
+    format!(
+        "argv={}",
+        serde_json::to_string(argv).expect("strings serialise")
+    )
+}
+
 fn valid_env_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
@@ -195,7 +231,11 @@ fn valid_env_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
+async fn run(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    req: Request,
+) -> ApiResult<Response> {
     let (request, on_upgrade): (RunRequest, _) = upgrade_parts(req).await?;
     if request.argv.is_empty() {
         return Err(
@@ -217,6 +257,7 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
         plan: EnvPlan {
             image: request.image.clone(),
             backend: "container".into(),
+            accel: String::new(),
             cpu: None,
             memory: None,
             pids: None,
@@ -230,6 +271,15 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             gid: 0,
             stop_timeout_ms: 10_000,
             trusted_keys: None,
+            network: verse_spec::Network::None,
+            reach: Vec::new(),
+            router: false,
+            restart: verse_spec::Restart::No,
+            health: None,
+            snapshots: None,
+            desktop: None,
+            autostart: Vec::new(),
+            label: None,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,
@@ -256,6 +306,8 @@ async fn run(State(daemon): Shared, req: Request) -> ApiResult<Response> {
             let _ = lifecycle::remove(&daemon, &row).await;
             return Err(e);
         }
+        let detail = format!("image={} {}", request.image, argv_detail(&request.argv));
+        daemon.audit(&actor, "run", Some(&name), detail);
     }
     let attach = ShimRequest::Attach {
         tty: request.tty,
@@ -406,7 +458,7 @@ async fn logs(
         .expect("valid response"))
 }
 
-fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
+pub(crate) fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
     let diagnostics: Vec<Diagnostic> = errors
         .iter()
         .map(|e| Diagnostic {
@@ -423,6 +475,7 @@ fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {
 
 async fn apply(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<ApplyRequest>,
 ) -> ApiResult<Json<ApplyReport>> {
     let spec = verse_spec::parse_str(&request.source, &request.file_name).map_err(spec_errors)?;
@@ -430,6 +483,7 @@ async fn apply(
     crate::images::build_declared(&daemon, &spec, request.spec_dir.as_deref(), request.dry_run)
         .await?;
     reconcile::check_images(&daemon, &spec, &request.file_name, &request.source)?;
+    crate::net::check_names(&spec, &request.file_name, &request.source).await?;
     let actions = reconcile::plan(&daemon, &spec).await?;
     if request.dry_run {
         return Ok(Json(ApplyReport {
@@ -443,7 +497,12 @@ async fn apply(
     let digest = spec.digest();
     let active = daemon.db.generations()?.into_iter().find(|g| g.active);
     if let Some(active) = active.filter(|g| g.digest == digest) {
-        let mut report = reconcile::execute(&daemon, actions).await?;
+        let detail = format!(
+            "generation={} (unchanged) file={}",
+            active.id, request.file_name
+        );
+        daemon.audit(&actor, "apply", None, detail);
+        let mut report = reconcile::execute(&daemon, &actor, actions).await?;
         report.generation = Some(active.id);
         return Ok(Json(report));
     }
@@ -451,9 +510,27 @@ async fn apply(
         daemon
             .db
             .add_generation(&digest, &request.file_name, &spec.canonical_json(), &envs)?;
-    let mut report = reconcile::execute(&daemon, actions).await?;
+    let detail = format!(
+        "generation={generation} file={} digest={digest}",
+        request.file_name
+    );
+    daemon.audit(&actor, "apply", None, detail);
+    let mut report = reconcile::execute(&daemon, &actor, actions).await?;
     report.generation = Some(generation);
     Ok(Json(report))
+}
+
+async fn net_show(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+) -> ApiResult<Json<verse_api::NetInfo>> {
+    let row = daemon
+        .db
+        .env(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no env named `{name}`")))?;
+    Ok(Json(tokio::task::block_in_place(|| {
+        crate::net::show(&daemon, &row)
+    })))
 }
 
 async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo>>> {
@@ -462,6 +539,7 @@ async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo
 
 async fn rollback(
     State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<RollbackRequest>,
 ) -> ApiResult<Json<ApplyReport>> {
     let _changes = daemon.changes.lock().await;
@@ -496,7 +574,8 @@ async fn rollback(
         .map_err(|e| ApiError::internal(format!("generation {target} is unreadable: {e}")))?;
     let actions = reconcile::plan(&daemon, &spec).await?;
     daemon.db.activate_generation(target)?;
-    let mut report = reconcile::execute(&daemon, actions).await?;
+    daemon.audit(&actor, "rollback", None, format!("generation={target}"));
+    let mut report = reconcile::execute(&daemon, &actor, actions).await?;
     report.generation = Some(target);
     Ok(Json(report))
 }
@@ -514,6 +593,7 @@ fn valid_image_name(name: &str) -> bool {
 async fn import_image(
     State(daemon): Shared,
     Query(query): Query<crate::progress::ProgressQuery>,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<ImportRequest>,
 ) -> ApiResult<axum::response::Response> {
     if !valid_image_name(&request.name) {
@@ -534,18 +614,29 @@ async fn import_image(
     if query.progress {
         return Ok(crate::progress::stream(daemon, move |d, emit| {
             let report = import_blocking(d, &request, emit)?;
+            audit_import(d, &actor, &report, &request.path);
             serde_json::to_value(report).map_err(ApiError::internal)
         }));
     }
     // Held across the import and the image record: a gc in between would free the layers
     // just imported, as no image reaches them yet.
     let _changes = daemon.changes.lock().await;
+    let request_path = request.path.clone();
     let worker = Arc::clone(&daemon);
     let report =
         tokio::task::spawn_blocking(move || import_blocking(&worker, &request, &mut |_| {}))
             .await
             .map_err(ApiError::internal)??;
+    audit_import(&daemon, &actor, &report, &request_path);
     Ok(Json(report).into_response())
+}
+
+fn audit_import(daemon: &Daemon, actor: &Actor, report: &ImportReport, path: &str) {
+    let detail = format!(
+        "image={} root={} path={}",
+        report.image.name, report.image.root, path
+    );
+    daemon.audit(actor, "image-import", None, detail);
 }
 
 /// A failed import; a full disk says so, and what to do.

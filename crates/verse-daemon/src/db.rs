@@ -28,6 +28,9 @@ pub enum DbError {
 pub struct EnvPlan {
     pub image: String,
     pub backend: String,
+    /// vm envs: "auto", "kvm" or "tcg"; empty for other backends.
+    #[serde(default)]
+    pub accel: String,
     pub cpu: Option<f64>,
     pub memory: Option<u64>,
     pub pids: Option<u64>,
@@ -44,6 +47,39 @@ pub struct EnvPlan {
     /// unsigned images may run.
     #[serde(default)]
     pub trusted_keys: Option<Vec<String>>,
+    /// Network policy; absent in rows written before networking existed.
+    #[serde(default)]
+    pub network: verse_spec::Network,
+    /// `reach`: (env, port) pairs.
+    #[serde(default)]
+    pub reach: Vec<(String, u16)>,
+    #[serde(default)]
+    pub router: bool,
+    #[serde(default)]
+    pub restart: verse_spec::Restart,
+    #[serde(default)]
+    pub health: Option<verse_spec::Health>,
+    #[serde(default)]
+    pub snapshots: Option<verse_spec::SnapshotSchedule>,
+    /// A virtual display in the env (see `desktop.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<verse_spec::desktop::DesktopSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autostart: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<verse_spec::desktop::Label>,
+}
+
+impl EnvPlan {
+    /// The same plan without its network policy: two plans that differ only there can be
+    /// brought together live, without restarting the env.
+    pub fn without_policy(&self) -> EnvPlan {
+        EnvPlan {
+            network: verse_spec::Network::None,
+            reach: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +123,10 @@ CREATE TABLE IF NOT EXISTS generations (
     envs TEXT NOT NULL,
     active INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    id TEXT PRIMARY KEY,
+    revoked_at INTEGER NOT NULL
+);
 ";
 
 impl Db {
@@ -111,12 +151,32 @@ impl Db {
                  ALTER TABLE images ADD COLUMN layers INTEGER NOT NULL DEFAULT 1;",
             )?;
         }
+        conn.execute_batch(crate::db_lifecycle::SCHEMA)?;
         Ok(Db {
             conn: Mutex::new(conn),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// Puts a token revocation id on the revocation list (idempotent).
+    pub fn revoke_token(&self, id: &str) -> Result<(), DbError> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO revoked_tokens (id, revoked_at) VALUES (?1, ?2)",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn is_revoked(&self, id: &str) -> Result<bool, DbError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT 1 FROM revoked_tokens WHERE id = ?1", [id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

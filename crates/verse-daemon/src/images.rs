@@ -397,7 +397,8 @@ async fn add_signature(
 /// What gc keeps: the manifest and layers of every image record, and the layers every env
 /// was last started on (an env keeps running on its layers after its image is re-imported
 /// or rebuilt under the same name, so those are kept until the env is removed or
-/// restarted). Generations name images, so they reach layers through the image records.
+/// restarted), and every snapshot. Generations name images, so they reach layers through the
+/// image records.
 fn gc_roots(daemon: &Daemon) -> ApiResult<(HashSet<Hash>, Vec<Hash>)> {
     let mut manifests = HashSet::new();
     let mut roots = Vec::new();
@@ -405,6 +406,13 @@ fn gc_roots(daemon: &Daemon) -> ApiResult<(HashSet<Hash>, Vec<Hash>)> {
         let (h, m) = manifest_of(daemon, &image)?;
         manifests.insert(h);
         roots.extend(m.layers.iter().map(|l| l.root));
+    }
+    // Snapshots of envs are layers too.
+    for snapshot in daemon.db.snapshots(None)? {
+        let root = snapshot.root.parse().map_err(|e| {
+            ApiError::internal(format!("snapshot {} of {}: {e}", snapshot.id, snapshot.env))
+        })?;
+        roots.push(root);
     }
     for env in daemon.db.envs()? {
         let path = verse_runtime::ShimConfig::config_path(&daemon.paths.env_dir(&env.name));

@@ -2,12 +2,27 @@
 //! serves the HTTP API on `$VERSE_ROOT/run/verse/verse.sock`.
 
 mod api;
+mod backends;
+mod compose;
+mod control;
 pub mod db;
+mod db_lifecycle;
+pub mod desktop;
+mod diff;
 mod error;
+mod events;
+pub mod guard;
+mod hibernate;
 mod images;
 mod lifecycle;
+mod lifecycle_api;
+mod net;
 mod progress;
 mod reconcile;
+mod snapshots;
+mod supervisor;
+pub mod tcp;
+mod web;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -15,6 +30,7 @@ use std::sync::Arc;
 use verse_api::Paths;
 
 pub use error::ApiError;
+pub use web::{DEFAULT_WEB_ADDR, WebListen};
 
 /// The daemon's shared state, one per `VERSE_ROOT`.
 pub struct Daemon {
@@ -26,6 +42,21 @@ pub struct Daemon {
     /// Serialises changes to envs (apply, up, down, rm, run's creation), so
     /// two clients never start or remove the same env at once.
     pub changes: tokio::sync::Mutex<()>,
+    /// Host networking of this root: addresses, nftables table, routes.
+    pub net: verse_net::Host,
+    /// The DNS forwarder on the gateway address, while envs have a network.
+    pub dns: std::sync::Mutex<Option<verse_net::DnsForwarder>>,
+    /// Event broadcast and what the daemon last saw of each env.
+    pub watch: events::Watch,
+    /// Restart backoff and health-check bookkeeping.
+    pub supervisor: supervisor::Supervisor,
+    /// The tamper-evident audit log (`var/lib/verse/audit/`), signed with
+    /// the host key (`etc/verse/host.key`).
+    pub audit: verse_guard::AuditLog,
+    /// Signs capability tokens (`etc/verse/token.key`).
+    pub token_root: biscuit_auth::KeyPair,
+    /// Where the web UI is served (set once at start).
+    pub web: std::sync::OnceLock<verse_api::WebInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +73,12 @@ pub enum DaemonError {
         path: String,
         source: verse_store::StoreError,
     },
+    #[error(transparent)]
+    Audit(#[from] verse_guard::AuditError),
+    #[error(transparent)]
+    Token(#[from] verse_guard::token::TokenError),
+    #[error(transparent)]
+    Tcp(#[from] tcp::TcpError),
     #[error("a Verse daemon is already serving {0}")]
     AlreadyRunning(String),
     #[error("listening on {path}: {source}")]
@@ -77,18 +114,43 @@ impl Daemon {
                 path: paths.store().display().to_string(),
                 source,
             })?;
+        let host_key = verse_guard::audit::load_or_create_host_key(&paths.etc().join("host.key"))?;
+        // Every record is fdatasync'ed before the request that made it
+        // returns: see the durability note in verse_guard::audit.
+        let audit = verse_guard::AuditLog::open(
+            &paths.state_dir().join("audit"),
+            host_key,
+            verse_guard::Durability::EveryRecord,
+        )?;
+        let token_root =
+            verse_guard::token::load_or_create_root_key(&paths.etc().join("token.key"))?;
+        let net = verse_net::Host::open(&paths.state_dir(), &paths.instance_tag());
         Ok(Daemon {
+            token_root,
+            net,
+            dns: std::sync::Mutex::new(None),
             paths,
             exe,
             db,
             store,
             changes: tokio::sync::Mutex::new(()),
+            watch: events::Watch::default(),
+            supervisor: supervisor::Supervisor::default(),
+            audit,
+            web: std::sync::OnceLock::new(),
         })
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Envs keep running after it stops.
-pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
+/// `tcp`: also serve the token-only API over TLS there. The web UI is served
+/// as `web` says (see [`WebListen`]).
+pub async fn serve(
+    paths: Paths,
+    exe: PathBuf,
+    tcp: Option<tcp::TcpConfig>,
+    web: WebListen,
+) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon::open(paths, exe)?);
     let socket = daemon.paths.socket();
     if tokio::net::UnixStream::connect(&socket).await.is_ok() {
@@ -106,7 +168,14 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
         std::process::id().to_string(),
     );
 
+    snapshots::recover(&daemon);
+    let tcp_task = match tcp {
+        Some(config) => Some(tcp::spawn(Arc::clone(&daemon), config).await?),
+        None => None,
+    };
     lifecycle::reattach(&daemon).await;
+    tokio::spawn(supervisor::run(Arc::clone(&daemon)));
+    web::start(&daemon, web).await?;
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 
     let app = api::router(Arc::clone(&daemon));
@@ -119,9 +188,22 @@ pub async fn serve(paths: Paths, exe: PathBuf) -> Result<(), DaemonError> {
         }
         tracing::info!("shutting down; environments keep running under their shims");
     };
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = app.layer(axum::middleware::from_fn(guard::local_root_only));
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<guard::PeerCred>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    if let Some(task) = tcp_task {
+        task.abort();
+    }
+    // A clean stop signs the head, so the next checkpoint covers every
+    // record this daemon wrote.
+    if let Err(e) = daemon.audit.checkpoint() {
+        tracing::error!("signing the audit checkpoint at shutdown: {e}");
+    }
+    net::shutdown(&daemon).await;
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(daemon.paths.run_dir().join("verse.pid"));
     result.map_err(DaemonError::Serve)

@@ -41,6 +41,16 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
         error: None,
         cpu_usage_ns: None,
         memory_bytes: None,
+        health: None,
+        note: daemon.db.note(&row.name).ok().flatten(),
+        desktop: row.plan.desktop.as_ref().map(|d| verse_api::DesktopInfo {
+            wm: d.wm.clone(),
+            size: format!("{}x{}", d.width, d.height),
+        }),
+        label: row.plan.label.as_ref().map(|l| verse_api::EnvLabel {
+            color: l.color.clone(),
+            name: l.name.clone(),
+        }),
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)
@@ -56,6 +66,17 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
                 info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
                 info.cpu_usage_ns = status.cpu_usage_ns;
                 info.memory_bytes = status.memory_bytes;
+                if crate::control::is_paused(daemon, &row.name) {
+                    info.state = EnvState::Paused;
+                }
+                if row.plan.health.is_some() {
+                    info.health = Some(
+                        crate::events::lock(&daemon.watch.health)
+                            .get(&row.name)
+                            .cloned()
+                            .unwrap_or_else(|| "starting".into()),
+                    );
+                }
             }
         }
         Err(_) => {
@@ -78,6 +99,12 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
             }
         }
     }
+    if info.state != EnvState::Running
+        && info.state != EnvState::Paused
+        && crate::hibernate::is_hibernated(daemon, &row.name)
+    {
+        info.state = EnvState::Hibernated;
+    }
     info
 }
 
@@ -91,6 +118,44 @@ pub async fn is_running(daemon: &Daemon, name: &str) -> bool {
 /// Starts an env. In attach mode the env waits for a client to attach
 /// (`verse run`) before its command starts.
 pub async fn start(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResult<Launched> {
+    start_because(daemon, row, attach, "requested").await
+}
+
+/// [`start`], recording `cause` in the event log.
+pub async fn start_because(
+    daemon: &Arc<Daemon>,
+    row: &EnvRow,
+    attach: bool,
+    cause: &str,
+) -> ApiResult<Launched> {
+    match start_unlogged(daemon, row, attach).await {
+        Ok(launched) => {
+            daemon.emit(&row.name, "started", Some(EnvState::Running), cause);
+            Ok(launched)
+        }
+        Err(e) => {
+            daemon.emit(
+                &row.name,
+                "failed",
+                Some(EnvState::Failed),
+                format!("{cause}: could not start: {}", e.body.error),
+            );
+            Err(e)
+        }
+    }
+}
+
+async fn start_unlogged(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResult<Launched> {
+    if crate::hibernate::is_hibernated(daemon, &row.name) {
+        return Err(ApiError::conflict(format!(
+            "env `{}` is hibernated; starting it afresh would lose its saved processes",
+            row.name
+        ))
+        .hint(format!(
+            "`verse resume {0}` brings it back; `verse hibernate --discard {0}` drops the saved state",
+            row.name
+        )));
+    }
     if is_running(daemon, &row.name).await {
         return Err(ApiError::conflict(format!(
             "env `{}` is already running",
@@ -121,15 +186,20 @@ fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> 
     // Tampering with any file of a layer is caught here, before an env runs
     // on it. An existing checkout is checked, never silently rebuilt: the
     // user learns what changed and repairs it by re-importing the image.
-    let existing = daemon.store.checkout_path(&root, ID_BASE);
+    let check_base = if plan.backend == "container" {
+        ID_BASE
+    } else {
+        0
+    };
+    let existing = daemon.store.checkout_path(&root, check_base);
     if existing.exists() {
         // Checked once: `checkout` would quick-check it again.
-        match daemon.store.quick_check(&root, ID_BASE) {
+        match daemon.store.quick_check(&root, check_base) {
             Ok(()) => return Ok(existing),
             Err(changes) => return Err(verification_failed(plan, &root, &row.name, changes)),
         }
     }
-    daemon.store.checkout(&root, ID_BASE).map_err(|e| {
+    daemon.store.checkout(&root, check_base).map_err(|e| {
         ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
             "`verse image verify {}` names what is wrong",
             plan.image
@@ -171,9 +241,10 @@ fn start_blocking(
         crate::images::check_trust(daemon, &plan.image, &manifest_hash, keys)?;
     }
     let verifying = std::time::Instant::now();
+    let roots = manifest.roots_top_first();
     let mut lowers = Vec::new();
-    for root in manifest.roots_top_first() {
-        lowers.push(checked_checkout(daemon, row, &root)?);
+    for root in &roots {
+        lowers.push(checked_checkout(daemon, row, root)?);
     }
     tracing::info!(
         env = %row.name,
@@ -205,7 +276,7 @@ fn start_blocking(
     }
     // The image's entrypoint and cmd, env, user and workdir apply where the plan is silent.
     let image_argv: Vec<String> = run.entrypoint.iter().chain(&run.cmd).cloned().collect();
-    let argv = plan.command.clone().unwrap_or_else(|| {
+    let mut argv = plan.command.clone().unwrap_or_else(|| {
         if image_argv.is_empty() {
             vec!["/bin/sh".into(), "-c".into(), IDLE_COMMAND.into()]
         } else {
@@ -224,6 +295,17 @@ fn start_blocking(
         ("/", Some(w)) => w.clone(),
         _ => plan.workdir.clone(),
     };
+    if let Some(desktop) = &plan.desktop {
+        let dir = crate::desktop::prepare_socket_dir(&daemon.paths, &row.name, uid, gid).map_err(
+            |e| ApiError::internal(format!("env `{}`: preparing its desktop: {e}", row.name)),
+        )?;
+        volumes.push(VolumeMount {
+            host: dir,
+            path: crate::desktop::SOCKET_DIR_IN_ENV.into(),
+            readonly: false,
+        });
+        argv = crate::desktop::session_command(desktop, &plan.autostart, plan.command.as_deref());
+    }
     let mut env = vec![
         (
             "PATH".to_string(),
@@ -235,9 +317,55 @@ fn start_blocking(
         ),
         ("HOSTNAME".to_string(), plan.hostname.clone()),
     ];
+    let net = crate::net::prepare_env(daemon, row, &env_dir)?;
+    if let Some((_, vars)) = &net {
+        for (key, value) in vars {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        volumes.push(VolumeMount {
+            host: env_dir.join("resolv.conf"),
+            path: "/etc/resolv.conf".into(),
+            readonly: true,
+        });
+    }
+    if plan.desktop.is_some() {
+        env.push(("DISPLAY".to_string(), crate::desktop::DISPLAY.to_string()));
+    }
     for (key, value) in run.env.iter().chain(&plan.env) {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
+    }
+    let (vm, gvisor) = match plan.backend.as_str() {
+        "vm" => {
+            let ([root], [checkout]) = (roots.as_slice(), lowers.as_slice()) else {
+                return Err(ApiError::bad_request(format!(
+                    "env `{}`: the vm backend runs single-layer images for now, and `{}` has {} layers",
+                    row.name,
+                    plan.image,
+                    roots.len()
+                )));
+            };
+            (
+                Some(crate::backends::prepare_vm(
+                    daemon, row, root, checkout, &env_dir,
+                )?),
+                None,
+            )
+        }
+        "gvisor" => (None, Some(crate::backends::prepare_gvisor()?)),
+        _ => (None, None),
+    };
+    if (vm.is_some() || gvisor.is_some()) && !volumes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "env `{}`: volumes are not supported on the {} backend yet",
+            row.name, plan.backend
+        )));
+    }
+    if vm.is_some() && attach {
+        return Err(ApiError::bad_request(
+            "`verse run` starts container envs only; declare a vm env in a spec",
+        ));
     }
     let config = ShimConfig {
         name: row.name.clone(),
@@ -251,7 +379,13 @@ fn start_blocking(
         cwd: workdir.into(),
         uid,
         gid,
-        id_base: ID_BASE,
+        // vm and gvisor envs see the image's own ids: their kernel, not a user
+        // namespace, separates them from the host.
+        id_base: if plan.backend == "container" {
+            ID_BASE
+        } else {
+            0
+        },
         cgroup: cgroup_path(daemon, &row.name),
         cpu: plan.cpu,
         memory: plan.memory,
@@ -260,13 +394,22 @@ fn start_blocking(
         ephemeral: plan.ephemeral,
         remove_on_exit: row.remove_on_exit,
         attach,
+        net: net.map(|(n, _)| n),
+        vm,
+        gvisor,
     };
-    verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
+    let networked = config.net.is_some();
+    let launched = verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
         ApiError::internal(format!("starting env `{}`: {e}", row.name)).hint(format!(
             "the shim's own log is {}",
             env_dir.join("shim.log").display()
         ))
-    })
+    })?;
+    if networked {
+        // Its interface exists now: routes of envs that go via it (or it via others).
+        crate::net::sync_blocking(daemon)?;
+    }
+    Ok(launched)
 }
 
 pub fn to_path_change(change: verse_store::Change) -> PathChange {
@@ -298,6 +441,27 @@ fn prepare_env_dir(env_dir: &std::path::Path) -> std::io::Result<()> {
 /// Stops an env: SIGTERM, then SIGKILL after `timeout_ms`. Returns once it
 /// has stopped; a stopped env is left as it is.
 pub async fn stop(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResult<()> {
+    stop_because(daemon, name, timeout_ms, "requested").await
+}
+
+/// [`stop`], recording `cause` in the event log when the env was running.
+pub async fn stop_because(
+    daemon: &Daemon,
+    name: &str,
+    timeout_ms: u64,
+    cause: &str,
+) -> ApiResult<()> {
+    let was_running = is_running(daemon, name).await;
+    // A frozen process cannot act on its stop signal: thaw a paused env first.
+    crate::control::thaw_for_stop(daemon, name);
+    stop_unlogged(daemon, name, timeout_ms).await?;
+    if was_running {
+        daemon.emit(name, "stopped", Some(EnvState::Stopped), cause);
+    }
+    Ok(())
+}
+
+async fn stop_unlogged(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResult<()> {
     match shim_client(daemon, name)
         .call(&ShimRequest::Stop { timeout_ms })
         .await
@@ -331,7 +495,28 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", env_dir.display())))?;
     }
     let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
+    crate::desktop::remove_socket_dir(&daemon.paths, &row.name);
     daemon.db.remove_env(&row.name)?;
+    if row.plan.network != verse_spec::Network::None {
+        // A shim that died uncleanly left the host end of its veth.
+        if let Some((_, ifname, _)) = daemon.net.existing(&row.name)
+            && std::path::Path::new("/sys/class/net")
+                .join(&ifname)
+                .exists()
+        {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &ifname])
+                .status();
+        }
+        let _ = daemon.net.release(&row.name);
+        crate::net::sync(daemon).await?;
+    }
+    // Its snapshots go with it (their layers are reclaimed by the store's gc).
+    let _ = daemon.db.remove_snapshots_of(&row.name);
+    let _ = daemon.db.set_note(&row.name, None);
+    let _ = daemon.db.clear_fallback(&row.name);
+    daemon.emit(&row.name, "removed", None, "requested");
+    daemon.forget(&row.name);
     Ok(())
 }
 
@@ -360,6 +545,11 @@ pub async fn reattach(daemon: &Daemon) {
             tracing::info!(env = %row.name, "removing finished one-off env");
             let _ = remove(daemon, &row).await;
         }
+    }
+    // Reconcile the host's rules with the specs: the table is rebuilt whole, so a restart
+    // never duplicates anything.
+    if let Err(e) = crate::net::sync(daemon).await {
+        tracing::error!("reconciling network rules: {}", e.body.error);
     }
 }
 

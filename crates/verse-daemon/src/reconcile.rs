@@ -14,7 +14,11 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
     let (uid, gid) = env.user.as_ref().map_or((0, 0), |u| (u.uid, u.gid));
     EnvPlan {
         image: env.image.clone(),
-        backend: "container".into(),
+        backend: env.backend.as_str().into(),
+        accel: match env.backend {
+            verse_spec::Backend::Vm => env.accel.as_str().into(),
+            _ => String::new(),
+        },
         cpu: env.cpu,
         memory: env.memory,
         pids: env.pids,
@@ -36,6 +40,15 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         gid,
         stop_timeout_ms: env.stop_timeout_ms,
         trusted_keys: None,
+        network: env.network.clone(),
+        reach: env.reach.iter().map(|r| (r.env.clone(), r.port)).collect(),
+        router: env.router,
+        restart: env.restart,
+        health: env.health.clone(),
+        snapshots: env.snapshots,
+        desktop: env.desktop.clone(),
+        autostart: env.autostart.clone(),
+        label: env.label.clone(),
     }
 }
 
@@ -65,14 +78,19 @@ pub fn check_images(daemon: &Daemon, spec: &Spec, file_name: &str, source: &str)
     if diagnostics.is_empty() {
         return Ok(());
     }
+    Err(rejected(diagnostics))
+}
+
+/// A spec refused at apply time for these positioned problems; nothing was changed.
+pub fn rejected(diagnostics: Vec<Diagnostic>) -> ApiError {
     let summary = diagnostics
         .iter()
         .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
         .collect::<Vec<_>>()
         .join("\n");
-    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, summary)
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, summary)
         .hint("nothing was changed")
-        .diagnostics(diagnostics))
+        .diagnostics(diagnostics)
 }
 
 /// Finds `image = "NAME"` inside `[env.ENV]` for a positioned message.
@@ -122,6 +140,19 @@ pub async fn plan(daemon: &Daemon, spec: &Spec) -> ApiResult<Vec<(PlannedAction,
                 ))
                 .hint(format!("remove it with `verse rm {name}`, or rename the env in the spec")));
             }
+            // Only the policy changed (and the env keeps a network): new rules, same env.
+            Some(old)
+                if old.plan != plan
+                    && old.plan.without_policy() == plan.without_policy()
+                    && (old.plan.network == verse_spec::Network::None)
+                        == (plan.network == verse_spec::Network::None)
+                    && lifecycle::is_running(daemon, name).await =>
+            {
+                (
+                    "network",
+                    format!("{}, live", describe_change(&old.plan, &plan)),
+                )
+            }
             Some(old) if old.plan != plan => ("update", describe_change(&old.plan, &plan)),
             Some(_) if !lifecycle::is_running(daemon, name).await => {
                 ("start", "not running".into())
@@ -170,6 +201,7 @@ fn describe_change(old: &EnvPlan, new: &EnvPlan) -> String {
 /// Carries out a plan. Every env is attempted; failures are reported, not fatal.
 pub async fn execute(
     daemon: &Arc<Daemon>,
+    actor: &crate::guard::Actor,
     actions: Vec<(PlannedAction, Option<EnvRow>)>,
 ) -> ApiResult<ApplyReport> {
     let mut report = ApplyReport {
@@ -183,32 +215,40 @@ pub async fn execute(
                 Some(old) => lifecycle::remove(daemon, &old).await,
                 None => Ok(()),
             },
-            ("update", Some(row)) => {
-                let old_timeout = daemon
-                    .db
-                    .env(&row.name)?
-                    .map_or(10_000, |r| r.plan.stop_timeout_ms);
-                match lifecycle::stop(daemon, &row.name, old_timeout).await {
-                    Ok(()) => {
-                        daemon.db.put_env(row)?;
-                        lifecycle::start(daemon, row, false).await.map(drop)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            ("update", Some(row)) => crate::supervisor::update(daemon, row).await,
+            ("network", Some(row)) => daemon.db.put_env(row).map_err(Into::into),
             ("create" | "start", Some(row)) => {
                 daemon.db.put_env(row)?;
-                lifecycle::start(daemon, row, false).await.map(drop)
+                let cause = if action.action == "create" {
+                    daemon.emit(&row.name, "created", None, "verse apply");
+                    "verse apply (new env)"
+                } else {
+                    "verse apply (was not running)"
+                };
+                lifecycle::start_because(daemon, row, false, cause)
+                    .await
+                    .map(drop)
             }
             _ => Ok(()),
         };
         match result {
-            Ok(()) => report.actions.push(action),
+            Ok(()) => {
+                daemon.audit(actor, &action.action, Some(&action.env), &action.detail);
+                report.actions.push(action)
+            }
             Err(e) => report.failures.push(PlannedAction {
                 detail: e.body.error,
                 ..action
             }),
         }
+    }
+    // Rules follow the new specs of every env, changed or not, in one swap.
+    if let Err(e) = crate::net::sync(daemon).await {
+        report.failures.push(PlannedAction {
+            env: "*".into(),
+            action: "network".into(),
+            detail: e.body.error,
+        });
     }
     Ok(report)
 }

@@ -6,6 +6,7 @@
 //! plus the raw [`Facts`] other crates can act on.
 
 mod cgroup;
+pub mod criu;
 mod kernel;
 mod process;
 
@@ -88,6 +89,9 @@ pub struct Facts {
     pub nft_path: Option<String>,
     /// `nft list tables` succeeded.
     pub nft_works: bool,
+    /// The CRIU hibernate would use (needs root for `criu check`).
+    #[serde(default)]
+    pub criu: Option<criu::CriuFacts>,
 }
 
 /// The result of [`probe`].
@@ -237,6 +241,34 @@ pub fn probe(verse_root: &Path) -> Report {
         }
     });
 
+    // CRIU, for hibernate/resume.
+    facts.criu = criu::probe();
+    checks.push(match &facts.criu {
+        Some(c) if c.check_ok => check(
+            "criu",
+            Status::Ok,
+            format!("{} (version {}): `criu check` passes", c.path, c.version),
+            "",
+        ),
+        Some(c) => check(
+            "criu",
+            Status::Warn,
+            format!(
+                "{} (version {}): `criu check` fails: {}",
+                c.path,
+                c.version,
+                c.check_error.clone().unwrap_or_default()
+            ),
+            "no hibernate/resume of container envs; run scripts/install-criu.sh",
+        ),
+        None => check(
+            "criu",
+            Status::Warn,
+            "not found",
+            "no hibernate/resume of container envs; run scripts/install-criu.sh",
+        ),
+    });
+
     // seccomp.
     facts.seccomp_mode = kernel::seccomp_mode();
     facts.seccomp_filter = kernel::seccomp_filter_supported();
@@ -346,11 +378,69 @@ pub fn probe(verse_root: &Path) -> Report {
         },
     });
 
+    checks.push(forwarding_check());
+
     Report {
         checks,
         facts,
         elapsed_us: started.elapsed().as_micros() as u64,
     }
+}
+
+/// IPv4 forwarding as Verse leaves it: on only for its own interfaces (`vs*`, the host ends
+/// of env veths) and the uplinks it turned on for NAT, never globally by itself.
+fn forwarding_check() -> Check {
+    let read = |iface: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{iface}/forwarding"))
+            .map(|v| v.trim() == "1")
+            .unwrap_or(false)
+    };
+    let mut verse = Vec::new();
+    let mut others = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/sys/net/ipv4/conf") {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if matches!(name.as_str(), "all" | "default" | "lo") || !read(&name) {
+                continue;
+            }
+            if name.starts_with("vs") {
+                verse.push(name);
+            } else {
+                others.push(name);
+            }
+        }
+    }
+    verse.sort();
+    others.sort();
+    let global = read("all");
+    let detail = format!(
+        "global (net.ipv4.conf.all.forwarding): {}; on for {} Verse env interface(s){}; other interfaces with forwarding on: {}",
+        if global { "on" } else { "off" },
+        verse.len(),
+        if verse.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", verse.join(", "))
+        },
+        if others.is_empty() {
+            "none".to_string()
+        } else {
+            format!(
+                "{} (uplinks Verse turned on for NAT are marked in /run/verse-net/forwarding)",
+                others.join(", ")
+            )
+        }
+    );
+    check(
+        "ipv4-forwarding",
+        if global { Status::Warn } else { Status::Ok },
+        detail,
+        if global {
+            "forwarding is on for every interface (not by Verse); Verse's rules still filter its envs"
+        } else {
+            ""
+        },
+    )
 }
 
 fn namespace_cost(ns: &str) -> &'static str {

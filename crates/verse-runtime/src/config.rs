@@ -48,12 +48,23 @@ pub struct ShimConfig {
     /// Start the env only when a client attaches, with its stdio streamed to
     /// that client (`verse run`). Otherwise stdio is /dev/null and the log file.
     pub attach: bool,
+    /// The env's veth and addresses; `None`: loopback only.
+    #[serde(default)]
+    pub net: Option<verse_net::EnvNet>,
+    /// Set for `backend = "vm"`: the env runs in this microVM.
+    #[serde(default)]
+    pub vm: Option<verse_vm::VmConfig>,
+    /// Set for `backend = "gvisor"`: the env runs under runsc.
+    #[serde(default)]
+    pub gvisor: Option<GvisorConfig>,
 }
 
 /// Where finished envs' directories wait to be deleted, under the state dir.
 pub fn trash_dir(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("trash")
 }
+
+pub use verse_gvisor::GvisorConfig;
 
 impl ShimConfig {
     pub fn upper(&self) -> PathBuf {

@@ -8,13 +8,15 @@
 
 pub mod client;
 pub mod config;
+mod gvisor_env;
 pub mod launch;
 pub mod protocol;
 pub mod record;
 mod shim;
+mod vm_shim;
 
 pub use client::{ShimClient, ShimClientError};
-pub use config::{ID_BASE, ID_RANGE, ShimConfig, VolumeMount};
+pub use config::{GvisorConfig, ID_BASE, ID_RANGE, ShimConfig, VolumeMount};
 pub use launch::{LaunchError, Launched, launch};
 pub use protocol::{ShimRequest, ShimResponse, ShimStatus};
 pub use record::{ExitRecord, ShimRecord};

@@ -77,6 +77,21 @@ pub fn run_shim(config_path: &Path) -> ! {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
+    if let Some(vm) = config.vm.clone() {
+        crate::vm_shim::run(config, vm);
+    }
+    if config.gvisor.is_some()
+        && let Err(message) = crate::gvisor_env::private_mounts()
+    {
+        report_ready(&ReadyLine {
+            ok: false,
+            shim_pid: std::process::id(),
+            init_pid: None,
+            error: Some(message),
+        });
+        std::process::exit(1);
+    }
+
     let mut shim = match Shim::start(config) {
         Ok(shim) => shim,
         Err(message) => {
@@ -98,8 +113,30 @@ pub fn run_shim(config_path: &Path) -> ! {
     shim.run()
 }
 
+/// A socket that becomes readable on SIGCHLD, SIGTERM, SIGINT and SIGHUP,
+/// and a flag set by the last three (a request to stop the env).
+pub(crate) fn install_signals() -> Result<(UnixStream, Arc<AtomicBool>), String> {
+    let (signals, signal_writer) =
+        UnixStream::pair().map_err(|e| format!("creating the signal pipe: {e}"))?;
+    signals.set_nonblocking(true).map_err(|e| e.to_string())?;
+    signal_writer
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let writer = signal_writer.try_clone().map_err(|e| e.to_string())?;
+        signal_hook::low_level::pipe::register_raw(signal, OwnedFd::from(writer))
+            .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
+    }
+    let terminated = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&terminated))
+            .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
+    }
+    Ok((signals, terminated))
+}
+
 /// Writes the ready line on stdout (the launcher's pipe) and closes it.
-fn report_ready(line: &ReadyLine) {
+pub(crate) fn report_ready(line: &ReadyLine) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
@@ -170,22 +207,7 @@ struct Shim {
 
 impl Shim {
     fn start(config: ShimConfig) -> Result<Shim, String> {
-        let (signals, signal_writer) =
-            UnixStream::pair().map_err(|e| format!("creating the signal pipe: {e}"))?;
-        signals.set_nonblocking(true).map_err(|e| e.to_string())?;
-        signal_writer
-            .set_nonblocking(true)
-            .map_err(|e| e.to_string())?;
-        for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            let writer = signal_writer.try_clone().map_err(|e| e.to_string())?;
-            signal_hook::low_level::pipe::register_raw(signal, OwnedFd::from(writer))
-                .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
-        }
-        let terminated = Arc::new(AtomicBool::new(false));
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            signal_hook::flag::register(signal, Arc::clone(&terminated))
-                .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
-        }
+        let (signals, terminated) = install_signals()?;
 
         if let Some(dir) = config.socket.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -202,7 +224,14 @@ impl Shim {
             .map_err(|e| format!("opening the log {}: {e}", config.log_path().display()))?;
         let limits = sandbox::Limits {
             cpu: config.cpu,
-            memory: config.memory,
+            // Under gVisor the limit is the sandbox kernel's; the host cgroup
+            // also bounds the sentry and gofer around it.
+            memory: match &config.gvisor {
+                Some(_) => config
+                    .memory
+                    .map(|m| m + crate::gvisor_env::SANDBOX_OVERHEAD),
+                None => config.memory,
+            },
             pids: config.pids,
         };
         let cgroup = sandbox::Cgroup::create(&config.cgroup, &limits)
@@ -251,6 +280,10 @@ impl Shim {
         stderr: OwnedFd,
     ) -> Result<Pid, String> {
         let c = &self.config;
+        if let Some(gvisor) = &c.gvisor {
+            let pid = crate::gvisor_env::start(c, gvisor, &self.cgroup, [stdin, stdout, stderr])?;
+            return Ok(self.started(pid));
+        }
         let container = sandbox::ContainerConfig {
             rootfs: sandbox::Rootfs {
                 lowers: c.lowers.clone(),
@@ -289,7 +322,20 @@ impl Shim {
             stderr,
             share_host_network: false,
         };
-        let pid = sandbox::spawn(container).map_err(|e| e.to_string())?;
+        let net = c.net.clone();
+        // The network is wired from outside between clone and the env's first step, so its
+        // command never runs without the policy's interface in place.
+        let pid = sandbox::spawn_with(container, |pid| match &net {
+            Some(net) => verse_net::attach(pid.as_raw(), net)
+                .map_err(|e| format!("connecting the env to its network: {e}")),
+            None => Ok(()),
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(self.started(pid))
+    }
+
+    /// Records that the env's init `pid` runs.
+    fn started(&mut self, pid: Pid) -> Pid {
         self.init = Some(pid);
         let started_at = now_unix();
         self.started_at = Some(started_at);
@@ -299,7 +345,7 @@ impl Shim {
             started_at,
         };
         let _ = record::store(&ShimRecord::path(&self.config.env_dir), &record);
-        Ok(pid)
+        pid
     }
 
     fn run(&mut self) -> ! {
@@ -699,9 +745,13 @@ impl Shim {
                     stderr,
                     tty: request.tty,
                 };
-                match sandbox::exec(init, &self.cgroup, exec) {
+                let started = match &self.config.gvisor {
+                    Some(gvisor) => crate::gvisor_env::exec(&self.config, gvisor, exec),
+                    None => sandbox::exec(init, &self.cgroup, exec).map_err(|e| e.to_string()),
+                };
+                match started {
                     Ok(pid) => self.stream(id, pid, proc),
-                    Err(e) => self.respond(id, ShimResponse::error(e.to_string()), true),
+                    Err(e) => self.respond(id, ShimResponse::error(e), true),
                 }
             }
         }
@@ -862,6 +912,14 @@ impl Shim {
         // catches anything that escaped the namespace's view.
         self.teardown_cgroup();
         self.reap_remaining();
+        if let Some(net) = &self.config.net {
+            // The namespace may outlive its processes a while (orphaned sockets hold it);
+            // deleting the host end takes the pair, and the env's way out, at once.
+            verse_net::detach(net);
+        }
+        if let Some(gvisor) = &self.config.gvisor {
+            crate::gvisor_env::cleanup(&self.config, gvisor);
+        }
         let env_dir = self.config.env_dir.clone();
         let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
         // What must go is renamed out of the way at once and deleted after

@@ -425,18 +425,18 @@ impl Cgroup {
             if let Some(f) = &kill_file {
                 write(f, "1")?;
             } else {
-                self.freeze(true);
+                self.force_freeze(true);
                 for pid in self.procs() {
                     let _ = kill(pid, Signal::SIGKILL);
                 }
-                self.freeze(false);
+                self.force_freeze(false);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     /// Best-effort freeze/thaw (v1 freezer or v2 cgroup.freeze).
-    fn freeze(&self, frozen: bool) {
+    fn force_freeze(&self, frozen: bool) {
         let (file, value) = match &self.layout {
             Layout::V2 { dir } => (dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }),
             Layout::V1 { .. } => match self.v1_dir("freezer") {
@@ -448,6 +448,87 @@ impl Cgroup {
             },
         };
         let _ = fs::write(file, value);
+    }
+
+    /// Freezes every process of the cgroup in place (v1 `freezer.state`, v2
+    /// `cgroup.freeze`) and returns once the kernel reports it frozen: nothing in the
+    /// env runs, forks or receives signals until [`Cgroup::thaw`]. Memory stays as it is.
+    pub fn freeze(&self) -> Result<(), SandboxError> {
+        self.set_frozen(true)
+    }
+
+    /// Lets a frozen cgroup run again; returns once it is thawed.
+    pub fn thaw(&self) -> Result<(), SandboxError> {
+        self.set_frozen(false)
+    }
+
+    /// Whether the cgroup is frozen (or freezing), as the kernel reports it.
+    pub fn is_frozen(&self) -> bool {
+        match self.freezer_file() {
+            Some((file, true)) => read_key(&file.with_file_name("cgroup.events"), "frozen")
+                .map(|v| v == 1)
+                .unwrap_or_else(|| read_u64(&file) == Some(1)),
+            Some((file, false)) => fs::read_to_string(file)
+                .map(|s| s.trim() != "THAWED")
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// The freezer control file and whether it is v2's `cgroup.freeze`.
+    fn freezer_file(&self) -> Option<(PathBuf, bool)> {
+        match &self.layout {
+            Layout::V2 { dir } => {
+                Some((dir.join("cgroup.freeze"), true)).filter(|(p, _)| p.exists())
+            }
+            Layout::V1 { .. } => self
+                .v1_dir("freezer")
+                .map(|d| (d.join("freezer.state"), false))
+                .filter(|(p, _)| p.exists()),
+        }
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<(), SandboxError> {
+        let Some((file, v2)) = self.freezer_file() else {
+            return Err(SandboxError::Config(format!(
+                "cgroup {} has no freezer (v1 freezer controller or v2 cgroup.freeze)",
+                self.relative
+            )));
+        };
+        let value = match (v2, frozen) {
+            (true, true) => "1",
+            (true, false) => "0",
+            (false, true) => "FROZEN",
+            (false, false) => "THAWED",
+        };
+        write(&file, value)?;
+        // v1 passes through FREEZING, v2 sets `frozen 1` in cgroup.events once every
+        // task has stopped: wait for the settled state so callers can rely on it.
+        let deadline = Instant::now() + KILL_TIMEOUT;
+        loop {
+            let settled = if v2 {
+                read_key(&file.with_file_name("cgroup.events"), "frozen")
+                    .is_none_or(|v| (v == 1) == frozen)
+            } else {
+                fs::read_to_string(&file)
+                    .map(|s| s.trim() == value)
+                    .unwrap_or(true)
+            };
+            if settled {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(SandboxError::io(
+                    format!("waiting for {} to become {value}", file.display()),
+                    io::Error::from(io::ErrorKind::TimedOut),
+                ));
+            }
+            if !v2 {
+                // A v1 freeze that stalls (a task in an uninterruptible sleep) is retried.
+                let _ = fs::write(&file, value);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     /// Removes the cgroup directories (call after `kill_all`), then any parent directories

@@ -29,6 +29,10 @@ pub enum SandboxError {
     /// The configuration cannot be honoured (bad path, unsupported option, missing controller).
     #[error("invalid sandbox configuration: {0}")]
     Config(String),
+
+    /// The caller's pre-start hook (see [`crate::spawn_with`]) failed.
+    #[error("{0}")]
+    Hook(String),
     /// Building the seccomp filter failed (a bug, not an environment problem).
     #[error("building the seccomp filter: {0}")]
     Seccomp(String),

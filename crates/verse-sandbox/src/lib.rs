@@ -29,7 +29,7 @@ pub use error::SandboxError;
 pub use exec::exec;
 pub use nix::unistd::Pid;
 pub use security::ALLOWED_CAPS;
-pub use spawn::spawn;
+pub use spawn::{spawn, spawn_with};
 
 /// One contiguous id range of a user namespace mapping (used for uids and gids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

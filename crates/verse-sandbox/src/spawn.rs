@@ -32,6 +32,19 @@ const MAPS_WRITTEN: u8 = b'M';
 /// lived in its private mount namespace. The error names the step, path and errno, e.g.
 /// `mount overlay on /x: Invalid argument (os error 22)`.
 pub fn spawn(config: ContainerConfig) -> Result<Pid, SandboxError> {
+    spawn_with(config, |_| Ok(()))
+}
+
+/// Like [`spawn`], and calls `before_start(pid)` in the caller once the env's init exists
+/// (its namespaces are made and it sits in its cgroup) but before it runs a single step of
+/// its own: before its rootfs, before its user namespace, long before the command is exec'd.
+/// The caller uses it to configure the env from outside, e.g. to move a veth into its network
+/// namespace (`/proc/PID/ns/net`), so the command never runs without its network policy.
+/// If the hook fails, the init is killed and reaped and the hook's message is returned.
+pub fn spawn_with(
+    config: ContainerConfig,
+    before_start: impl FnOnce(Pid) -> Result<(), String>,
+) -> Result<Pid, SandboxError> {
     validate(&config)?;
     let cmd = Command::new(&config.argv, &config.env)?;
     let seccomp = SeccompPrograms::build()?;
@@ -72,7 +85,7 @@ pub fn spawn(config: ContainerConfig) -> Result<Pid, SandboxError> {
         })
     };
     drop(child_end);
-    match drive(pid, &config, &parent_end, born_in_cgroup) {
+    match drive(pid, &config, &parent_end, born_in_cgroup, before_start) {
         Ok(()) => Ok(pid),
         Err(e) => {
             let _ = kill(pid, Signal::SIGKILL);
@@ -107,12 +120,15 @@ fn drive(
     config: &ContainerConfig,
     chan: &Channel,
     born_in_cgroup: bool,
+    before_start: impl FnOnce(Pid) -> Result<(), String>,
 ) -> Result<(), SandboxError> {
     // Into the cgroup before the child does anything, so every byte and task it creates is
     // accounted and limited.
     if !born_in_cgroup {
         config.cgroup.add(pid)?;
     }
+    // The child waits for GO: whatever the hook sets up is in place before it moves.
+    before_start(pid).map_err(SandboxError::Hook)?;
     chan.send(&[GO]).context(|| "release env child".into())?;
     match chan.recv().context(|| "read from env child".into())? {
         Message::Sync(USERNS_READY) => {}

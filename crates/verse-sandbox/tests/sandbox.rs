@@ -454,7 +454,8 @@ fn t_exec() -> TestResult {
     let init = spawn(env.config(&["sleep", "30"])).map_err(|e| e.to_string())?;
     let ns = ["net", "pid", "mnt", "uts", "ipc", "user", "cgroup"];
     let script = format!(
-        "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; for n in {}; do readlink /proc/self/ns/$n; done; exit 7",
+        // The sleep keeps it alive until the cgroup check below has looked (it raced before).
+        "sleep 0.5; cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; for n in {}; do readlink /proc/self/ns/$n; done; exit 7",
         ns.join(" ")
     );
     let pid = env

@@ -9,11 +9,15 @@
 //! ```toml
 //! [env.NAME]                 # NAME: [a-z0-9][a-z0-9-]{0,62}
 //! image = "busybox"          # required: an image of this spec ([image.NAME]) or of the store
-//! backend = "container"      # only "container" for now ("vm", "gvisor" planned)
+//! backend = "container"      # "container", "vm" (QEMU microVM) or "gvisor" (runsc)
 //! cpu = 1.5                  # cores, > 0 and <= 1024
 //! memory = "512MiB"          # bytes (integer) or a size string, >= 4MiB; see `units`
 //! pids = 256                 # 1..=4194304
-//! network = "none"           # loopback only ("nat" and policy tables planned)
+//! network = "none"           # loopback only; or "nat", { allow = ["example.org:443",
+//!                            # "10.1.2.0/24:*"] }, { proxy = "socks5://10.0.0.1:1080" },
+//!                            # { via = "router-env" }
+//! reach = ["other-env:8080"] # other envs' ports this env may connect to
+//! router = false             # true: other envs may use this one with network.via
 //! ephemeral = false          # discard the writable layer on stop
 //! command = ["/bin/sh", "-c", "sleep 1"]  # argv, or a string run with /bin/sh -c
 //! env = { KEY = "value" }    # names: [A-Za-z_][A-Za-z0-9_]*
@@ -46,9 +50,11 @@
 //! volumes cannot be mounted over `/`, `/proc`, `/sys`, `/dev` or anything below them.
 //! Sizes: `K`/`KiB` = 1024, `KB` = 1000 (likewise M, G, T); units are case-insensitive.
 
+pub mod desktop;
 mod error;
 mod image;
 mod model;
+mod net;
 pub mod units;
 mod validate;
 
@@ -59,10 +65,14 @@ pub use image::{
     DEBIAN_SUITES, FileSource, ImageBase, ImageFile, ImageSpec, KEY_PREFIX, TrustPolicy,
     parse_public_key,
 };
-pub use model::{Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Network, Spec, UserSpec, Volume};
+pub use model::{
+    Accel, Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Health, Network, Reach, Restart,
+    SnapshotSchedule, Spec, UserSpec, Volume,
+};
+pub use net::{DestHost, Destination, ProxyUrl, parse_destination, parse_proxy};
 pub use validate::{
-    ENV_KEYS, IMAGE_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS, MAX_STOP_TIMEOUT_MS, MIN_MEMORY,
-    TOP_KEYS, TRUST_KEYS, closest,
+    DESKTOP_KEYS, ENV_KEYS, IMAGE_KEYS, LABEL_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS,
+    MAX_STOP_TIMEOUT_MS, MIN_MEMORY, TOP_KEYS, TRUST_KEYS, closest,
 };
 
 /// Parse and validate a spec held in memory. `file_name` is only used in diagnostics.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::desktop::{DesktopSpec, Label};
 use crate::image::{ImageSpec, TrustPolicy};
 
 /// Default time between the stop signal and the kill, in milliseconds.
@@ -32,6 +33,11 @@ pub struct EnvSpec {
     pub image: String,
     /// How the environment is isolated.
     pub backend: Backend,
+    /// Accelerator of a vm env: "auto" (KVM where it runs guests at speed,
+    /// TCG otherwise), "kvm" or "tcg". Ignored by other backends.
+    /// Left out of the JSON when "auto", so digests of specs without it stay as they were.
+    #[serde(default, skip_serializing_if = "Accel::is_auto")]
+    pub accel: Accel,
     /// CPU limit in cores (fractional allowed); `None` means unlimited.
     pub cpu: Option<f64>,
     /// Memory limit in bytes; `None` means unlimited.
@@ -40,6 +46,12 @@ pub struct EnvSpec {
     pub pids: Option<u64>,
     /// Network mode.
     pub network: Network,
+    /// Other envs' services this env may connect to, as `(env, port)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<Reach>,
+    /// The env forwards other envs' traffic (`network = { via = "THIS" }`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub router: bool,
     /// Discard the writable layer when the environment stops.
     pub ephemeral: bool,
     /// The command to run, as argv; `None` lets the runtime pick a shell that waits.
@@ -57,6 +69,77 @@ pub struct EnvSpec {
     pub user: Option<UserSpec>,
     /// Milliseconds between the stop signal and the kill.
     pub stop_timeout_ms: u64,
+    /// When the daemon starts the env again after its main process ended.
+    #[serde(default, skip_serializing_if = "Restart::is_no")]
+    pub restart: Restart,
+    /// A command run inside the env at an interval; failing it `retries` times in a
+    /// row makes the env unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// Automatic snapshots of the env's writable layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotSchedule>,
+    /// A virtual display with a window manager (`desktop = true`). Left out of
+    /// the JSON when absent, as are `autostart` and `label`, so specs without
+    /// them keep their digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<DesktopSpec>,
+    /// Commands started on the desktop once it is up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autostart: Vec<String>,
+    /// Colour and name shown on the env's tab and around its desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Label>,
+}
+
+/// `restart = "no" | "on-failure" | "always"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Never: an env whose main process ended stays stopped (or failed).
+    #[default]
+    No,
+    /// When the main process ended with a non-zero code or a signal.
+    OnFailure,
+    /// Whenever the main process ended, unless the user stopped the env.
+    Always,
+}
+
+impl Restart {
+    pub fn is_no(&self) -> bool {
+        *self == Restart::No
+    }
+}
+
+/// `health = { command = "...", interval = "10s", timeout = "2s", retries = 3, grace = "60s" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// argv run inside the env; a string command becomes `["/bin/sh", "-c", command]`.
+    pub command: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failures before the env counts as unhealthy.
+    pub retries: u32,
+    /// After `verse apply` changes the env, how long it has to become healthy before
+    /// the daemon falls back to the previous definition.
+    pub grace_ms: u64,
+}
+
+/// Defaults of a health check.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 10_000;
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+pub const DEFAULT_HEALTH_GRACE_MS: u64 = 60_000;
+
+/// `snapshots = { every = "1h", keep = 24 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSchedule {
+    pub every_ms: u64,
+    /// Scheduled snapshots kept per env (older ones are removed; snapshots taken
+    /// by hand are never pruned).
+    pub keep: u32,
 }
 
 impl EnvSpec {
@@ -65,10 +148,13 @@ impl EnvSpec {
         EnvSpec {
             image: image.to_string(),
             backend: Backend::default(),
+            accel: Accel::default(),
             cpu: None,
             memory: None,
             pids: None,
             network: Network::default(),
+            reach: Vec::new(),
+            router: false,
             ephemeral: false,
             command: None,
             env: BTreeMap::new(),
@@ -77,6 +163,12 @@ impl EnvSpec {
             workdir: None,
             user: None,
             stop_timeout_ms: DEFAULT_STOP_TIMEOUT_MS,
+            restart: Restart::No,
+            health: None,
+            snapshots: None,
+            desktop: None,
+            autostart: Vec::new(),
+            label: None,
         }
     }
 }
@@ -88,15 +180,87 @@ pub enum Backend {
     /// Linux namespaces, cgroups, overlayfs, seccomp, landlock.
     #[default]
     Container,
+    /// A QEMU microVM with its own guest kernel.
+    Vm,
+    /// gVisor's user-space kernel (runsc).
+    Gvisor,
 }
 
-/// Network mode of an environment.
+impl Backend {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Container => "container",
+            Backend::Vm => "vm",
+            Backend::Gvisor => "gvisor",
+        }
+    }
+}
+
+/// How a vm env's CPU is virtualised.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM if a tiny guest boots at speed under it, TCG otherwise.
+    #[default]
+    Auto,
+    Kvm,
+    /// QEMU's software emulation: works everywhere, slow.
+    Tcg,
+}
+
+impl Accel {
+    pub fn is_auto(&self) -> bool {
+        *self == Accel::Auto
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Network mode of an environment. Enforced by the host, outside the env.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// Own network namespace with loopback only.
     #[default]
     None,
+    /// A routed veth, NAT to the host's uplinks, DNS through the host.
+    Nat,
+    /// Like `Nat`, but only to these destinations (`"host:port"`, `"10.0.0.0/8:*"`,
+    /// `"name:8000-8080"`; see [`crate::Destination`]).
+    Allow(Vec<String>),
+    /// Only this proxy is reachable (`"socks5://HOST:PORT"` or `"http://HOST:PORT"`); the
+    /// proxy is set in the env's environment.
+    Proxy(String),
+    /// All traffic leaves through this router env (`router = true` there).
+    Via(String),
+}
+
+impl Network {
+    /// The mode's name: none, nat, allow, proxy or via.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Nat => "nat",
+            Network::Allow(_) => "allow",
+            Network::Proxy(_) => "proxy",
+            Network::Via(_) => "via",
+        }
+    }
+}
+
+/// `reach = ["other-env:8080"]`: this env may open connections to that env's port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reach {
+    /// The other env's name.
+    pub env: String,
+    /// Its TCP/UDP port.
+    pub port: u16,
 }
 
 /// A host directory mounted into an environment.

@@ -6,14 +6,20 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::error::Diagnostics;
-use crate::model::{Backend, EnvSpec, Network, Spec, UserSpec, Volume};
+use crate::model::{
+    Accel, Backend, EnvSpec, Health, Network, Reach, Restart, SnapshotSchedule, Spec, UserSpec,
+    Volume,
+};
+use crate::net::{parse_destination, parse_proxy};
 use crate::units::{self, SIZE_UNITS, UnitError};
 
 type Item<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
 
+mod desktop;
 mod image;
 
+pub use desktop::{DESKTOP_KEYS, LABEL_KEYS};
 pub use image::{IMAGE_KEYS, TRUST_KEYS};
 
 /// Keys allowed at the top level of `verse.toml`.
@@ -23,6 +29,7 @@ pub const TOP_KEYS: &[&str] = &["env", "image", "trust"];
 pub const ENV_KEYS: &[&str] = &[
     "image",
     "backend",
+    "accel",
     "cpu",
     "memory",
     "pids",
@@ -35,13 +42,21 @@ pub const ENV_KEYS: &[&str] = &[
     "workdir",
     "user",
     "stop_timeout",
+    "reach",
+    "router",
+    "restart",
+    "health",
+    "snapshots",
+    "desktop",
+    "autostart",
+    "label",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
 const PLANNED_TOP_KEYS: &[(&str, &str)] = &[];
 
 /// Env keys that are planned but not implemented.
-const PLANNED_ENV_KEYS: &[&str] = &["desktop", "downloads", "shared", "extends"];
+const PLANNED_ENV_KEYS: &[&str] = &["downloads", "shared", "extends"];
 
 /// Largest CPU limit accepted, in cores.
 pub const MAX_CPU: f64 = 1024.0;
@@ -159,8 +174,16 @@ fn hostname_problem(name: &str) -> Option<String> {
 struct Validator<'s> {
     source: &'s str,
     diags: Diagnostics<'s>,
+    /// Names other envs refer to, checked once every env is known: (env, target, what, offset).
+    refs: Vec<(String, String, RefKind, usize)>,
     /// Where each image's `base` value starts, for cycle diagnostics.
     base_spans: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RefKind {
+    Via,
+    Reach,
 }
 
 impl<'s> Validator<'s> {
@@ -240,7 +263,62 @@ impl<'s> Validator<'s> {
             }
         }
         self.check_base_cycles(&spec);
+        self.check_refs(&spec);
         spec
+    }
+
+    /// `via` must name a router env, chains of `via` must end, `reach` must name an env.
+    fn check_refs(&mut self, spec: &Spec) {
+        for (env, target, kind, offset) in std::mem::take(&mut self.refs) {
+            let what = match kind {
+                RefKind::Via => "network.via",
+                RefKind::Reach => "reach",
+            };
+            let Some(other) = spec.envs.get(&target) else {
+                let names: Vec<&str> = spec.envs.keys().map(String::as_str).collect();
+                let hint = closest(&target, &names)
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                self.diags.error(
+                    offset,
+                    format!("env `{env}`: {what} names env `{target}`, which the spec does not declare{hint}"),
+                );
+                continue;
+            };
+            if kind == RefKind::Reach {
+                if target == env {
+                    self.diags.error(offset, format!("env `{env}`: reach names the env itself; an env always reaches its own services over lo"));
+                } else if other.network == Network::None {
+                    self.diags.error(offset, format!("env `{env}`: reach names `{target}`, whose network is \"none\" (loopback only); give it a network such as \"nat\""));
+                }
+                continue;
+            }
+            if !other.router {
+                self.diags.error(
+                    offset,
+                    format!("env `{env}`: network.via = \"{target}\", but `{target}` is not a router; add `router = true` to [env.{target}]"),
+                );
+                continue;
+            }
+            // Follow the chain; a name seen twice is a loop.
+            let mut chain = vec![env.clone()];
+            let mut next = Some(target.clone());
+            while let Some(hop) = next {
+                if chain.contains(&hop) {
+                    chain.push(hop);
+                    self.diags.error(
+                        offset,
+                        format!("env `{env}`: network.via makes a loop: {}; a chain must end at a router with its own way out", chain.join(" -> ")),
+                    );
+                    break;
+                }
+                chain.push(hop.clone());
+                next = match spec.envs.get(&hop).map(|e| &e.network) {
+                    Some(Network::Via(n)) => Some(n.clone()),
+                    _ => None,
+                };
+            }
+        }
     }
 
     /// Checks a `[KIND.NAME]` header: the name (reported, `false` when bad) and that the value
@@ -296,14 +374,24 @@ impl<'s> Validator<'s> {
                         spec.backend = b;
                     }
                 }
+                "accel" => {
+                    if let Some(a) = self.accel(value) {
+                        spec.accel = a;
+                    }
+                }
                 "cpu" => spec.cpu = self.cpu(value),
                 "memory" => spec.memory = self.memory(value),
                 "pids" => spec.pids = self.pids(value),
                 "network" => {
-                    if let Some(n) = self.network(value) {
+                    if let Some(n) = self.network(name, value) {
                         spec.network = n;
                     }
                 }
+                "reach" => spec.reach = self.reach(name, value),
+                "router" => match value.get_ref() {
+                    DeValue::Boolean(b) => spec.router = *b,
+                    _ => self.type_error(k, value, "true or false"),
+                },
                 "ephemeral" => match value.get_ref() {
                     DeValue::Boolean(b) => spec.ephemeral = *b,
                     _ => self.type_error(k, value, "true or false"),
@@ -323,6 +411,16 @@ impl<'s> Validator<'s> {
                         spec.stop_timeout_ms = ms;
                     }
                 }
+                "restart" => {
+                    if let Some(r) = self.restart(value) {
+                        spec.restart = r;
+                    }
+                }
+                "health" => spec.health = self.health(value),
+                "snapshots" => spec.snapshots = self.snapshot_schedule(value),
+                "desktop" => spec.desktop = self.desktop(value),
+                "autostart" => spec.autostart = self.autostart(value),
+                "label" => spec.label = self.label(value),
                 other => {
                     let planned = PLANNED_ENV_KEYS
                         .contains(&other)
@@ -377,17 +475,12 @@ impl<'s> Validator<'s> {
     }
 
     fn backend(&mut self, item: &Item<'_>) -> Option<Backend> {
-        let s = self.string("backend", item, "\"container\"")?;
+        let allowed = "\"container\", \"vm\" or \"gvisor\"";
+        let s = self.string("backend", item, allowed)?;
         match s {
             "container" => Some(Backend::Container),
-            "vm" | "gvisor" => {
-                self.value_error(
-                    "backend",
-                    item,
-                    format!("the {s} backend is not available yet (planned); use \"container\""),
-                );
-                None
-            }
+            "vm" => Some(Backend::Vm),
+            "gvisor" => Some(Backend::Gvisor),
             other => {
                 let hint = closest(other, &["container", "vm", "gvisor"])
                     .map(|c| format!("did you mean \"{c}\"? "))
@@ -395,7 +488,28 @@ impl<'s> Validator<'s> {
                 self.value_error(
                     "backend",
                     item,
-                    format!("unknown backend; {hint}allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"),
+                    format!("unknown backend; {hint}allowed: {allowed}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn accel(&mut self, item: &Item<'_>) -> Option<Accel> {
+        let allowed = "\"auto\", \"kvm\" or \"tcg\"";
+        let s = self.string("accel", item, allowed)?;
+        match s {
+            "auto" => Some(Accel::Auto),
+            "kvm" => Some(Accel::Kvm),
+            "tcg" => Some(Accel::Tcg),
+            other => {
+                let hint = closest(other, &["auto", "kvm", "tcg"])
+                    .map(|c| format!("did you mean \"{c}\"? "))
+                    .unwrap_or_default();
+                self.value_error(
+                    "accel",
+                    item,
+                    format!("unknown accelerator; {hint}allowed: {allowed}"),
                 );
                 None
             }
@@ -490,18 +604,12 @@ impl<'s> Validator<'s> {
         Some(n as u64)
     }
 
-    fn network(&mut self, item: &Item<'_>) -> Option<Network> {
+    fn network(&mut self, env: &str, item: &Item<'_>) -> Option<Network> {
+        const MODES: &str = "allowed: \"none\" (loopback only), \"nat\", { allow = [\"host:port\", ...] }, { proxy = \"socks5://HOST:PORT\" }, { via = \"ROUTER-ENV\" }";
         match item.get_ref() {
             DeValue::String(s) => match s.as_ref() {
                 "none" => Some(Network::None),
-                "nat" => {
-                    self.value_error(
-                        "network",
-                        item,
-                        "\"nat\" is not available yet (planned); use \"none\" (loopback only)",
-                    );
-                    None
-                }
+                "nat" => Some(Network::Nat),
                 other => {
                     let hint = closest(other, &["none", "nat"])
                         .map(|c| format!("did you mean \"{c}\"? "))
@@ -509,24 +617,126 @@ impl<'s> Validator<'s> {
                     self.value_error(
                         "network",
                         item,
-                        format!("unknown network mode; {hint}allowed: \"none\" (loopback only; \"nat\" and policy tables are planned)"),
+                        format!("unknown network mode; {hint}{MODES}"),
                     );
                     None
                 }
             },
-            DeValue::Table(_) => {
-                self.value_error(
-                    "network",
-                    item,
-                    "network policy tables ({ allow = [...] }, { proxy = ... }, { via = ... }) are not available yet (planned); use \"none\"",
-                );
-                None
+            DeValue::Table(table) => {
+                let keys: Vec<&str> = table.iter().map(|(k, _)| k.get_ref().as_ref()).collect();
+                if keys.len() != 1 {
+                    self.value_error(
+                        "network",
+                        item,
+                        format!("a policy table has exactly one of allow, proxy, via; {MODES}"),
+                    );
+                    return None;
+                }
+                let (key, value) = table.iter().next().expect("one key");
+                match key.get_ref().as_ref() {
+                    "allow" => {
+                        let DeValue::Array(entries) = value.get_ref() else {
+                            self.type_error(
+                                "network.allow",
+                                value,
+                                "an array of \"host:port\" strings",
+                            );
+                            return None;
+                        };
+                        let mut allow = Vec::new();
+                        for (i, entry) in entries.iter().enumerate() {
+                            let key = format!("network.allow[{i}]");
+                            let Some(text) = self.string(&key, entry, "a \"host:port\" string")
+                            else {
+                                continue;
+                            };
+                            match parse_destination(text) {
+                                Ok(_) => allow.push(text.to_string()),
+                                Err(problem) => self.value_error(&key, entry, problem),
+                            }
+                        }
+                        (allow.len() == entries.len()).then_some(Network::Allow(allow))
+                    }
+                    "proxy" => {
+                        let text = self.string(
+                            "network.proxy",
+                            value,
+                            "a URL such as \"socks5://10.0.0.1:1080\"",
+                        )?;
+                        match parse_proxy(text) {
+                            Ok(_) => Some(Network::Proxy(text.to_string())),
+                            Err(problem) => {
+                                self.value_error("network.proxy", value, problem);
+                                None
+                            }
+                        }
+                    }
+                    "via" => {
+                        let text = self.string("network.via", value, "the name of a router env")?;
+                        if text == env {
+                            self.value_error(
+                                "network.via",
+                                value,
+                                "an env cannot route through itself",
+                            );
+                            return None;
+                        }
+                        self.refs.push((
+                            env.to_string(),
+                            text.to_string(),
+                            RefKind::Via,
+                            value.span().start,
+                        ));
+                        Some(Network::Via(text.to_string()))
+                    }
+                    other => {
+                        let hint = closest(other, &["allow", "proxy", "via"])
+                            .map(|c| format!("did you mean `{c}`? "))
+                            .unwrap_or_default();
+                        self.diags.error(
+                            key.span().start,
+                            format!("unknown network policy `{other}`; {hint}{MODES}"),
+                        );
+                        None
+                    }
+                }
             }
             _ => {
-                self.type_error("network", item, "\"none\"");
+                self.type_error("network", item, "\"none\", \"nat\" or a policy table");
                 None
             }
         }
+    }
+
+    fn reach(&mut self, env: &str, item: &Item<'_>) -> Vec<Reach> {
+        let DeValue::Array(entries) = item.get_ref() else {
+            self.type_error("reach", item, "an array of \"env:port\" strings");
+            return Vec::new();
+        };
+        let mut reach = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let key = format!("reach[{i}]");
+            let Some(text) = self.string(&key, entry, "an \"env:port\" string") else {
+                continue;
+            };
+            let parsed = text.split_once(':').and_then(|(name, port)| {
+                let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+                is_env_name(name).then(|| (name.to_string(), port))
+            });
+            match parsed {
+                Some((name, port)) => {
+                    self.refs.push((
+                        env.to_string(),
+                        name.clone(),
+                        RefKind::Reach,
+                        entry.span().start,
+                    ));
+                    reach.push(Reach { env: name, port });
+                }
+                None => self.value_error(&key, entry, "write \"other-env:PORT\" (port 1-65535)"),
+            }
+        }
+        reach
     }
 
     fn command(&mut self, item: &Item<'_>) -> Option<Vec<String>> {
@@ -818,6 +1028,173 @@ impl<'s> Validator<'s> {
     }
 }
 
+/// Lifecycle keys: `restart`, `health`, `snapshots`.
+impl Validator<'_> {
+    fn restart(&mut self, item: &Item<'_>) -> Option<Restart> {
+        match item.get_ref() {
+            DeValue::String(s) => match s.as_ref() {
+                "no" => Some(Restart::No),
+                "on-failure" => Some(Restart::OnFailure),
+                "always" => Some(Restart::Always),
+                _ => {
+                    self.value_error(
+                        "restart",
+                        item,
+                        "not a restart policy; allowed: \"no\", \"on-failure\", \"always\"",
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.type_error("restart", item, "\"no\", \"on-failure\" or \"always\"");
+                None
+            }
+        }
+    }
+
+    /// A duration key inside an inline table, in milliseconds, within `min..=max`.
+    fn duration_in(&mut self, key: &str, item: &Item<'_>, min: u64, max: u64) -> Option<u64> {
+        let hint = format!(
+            "write e.g. \"500ms\", \"10s\" or \"1h\" (units: {})",
+            units::DURATION_UNITS
+        );
+        let ms = match item.get_ref() {
+            DeValue::String(s) => match units::parse_duration_ms(s) {
+                Ok(ms) => ms,
+                Err(_) => {
+                    self.value_error(key, item, format!("not a duration; {hint}"));
+                    return None;
+                }
+            },
+            DeValue::Integer(_) | DeValue::Float(_) => {
+                self.value_error(key, item, format!("needs a unit; {hint}"));
+                return None;
+            }
+            _ => {
+                self.type_error(key, item, "a duration string such as \"10s\"");
+                return None;
+            }
+        };
+        if ms < min || ms > max {
+            self.value_error(key, item, format!("must be between {min} ms and {max} ms"));
+            return None;
+        }
+        Some(ms)
+    }
+
+    fn small_count(&mut self, key: &str, item: &Item<'_>, min: i128, max: i128) -> Option<u32> {
+        match integer(item.get_ref()) {
+            Some(n) if (min..=max).contains(&n) => Some(n as u32),
+            Some(_) => {
+                self.value_error(key, item, format!("must be between {min} and {max}"));
+                None
+            }
+            None => {
+                self.type_error(key, item, "a whole number");
+                None
+            }
+        }
+    }
+
+    fn health(&mut self, item: &Item<'_>) -> Option<Health> {
+        const KEYS: &[&str] = &["command", "interval", "timeout", "retries", "grace"];
+        let DeValue::Table(table) = item.get_ref() else {
+            self.type_error(
+                "health",
+                item,
+                "a table such as { command = \"test -f /ready\", interval = \"10s\" }",
+            );
+            return None;
+        };
+        let before = self.diags.len();
+        let mut health = Health {
+            command: Vec::new(),
+            interval_ms: crate::model::DEFAULT_HEALTH_INTERVAL_MS,
+            timeout_ms: crate::model::DEFAULT_HEALTH_TIMEOUT_MS,
+            retries: crate::model::DEFAULT_HEALTH_RETRIES,
+            grace_ms: crate::model::DEFAULT_HEALTH_GRACE_MS,
+        };
+        for (key, value) in table.iter() {
+            match key.get_ref().as_ref() {
+                "command" => {
+                    if let Some(argv) = self.command(value) {
+                        health.command = argv;
+                    }
+                }
+                "interval" => {
+                    if let Some(ms) = self.duration_in("health.interval", value, 100, 86_400_000) {
+                        health.interval_ms = ms;
+                    }
+                }
+                "timeout" => {
+                    if let Some(ms) = self.duration_in("health.timeout", value, 10, 3_600_000) {
+                        health.timeout_ms = ms;
+                    }
+                }
+                "retries" => {
+                    if let Some(n) = self.small_count("health.retries", value, 1, 100) {
+                        health.retries = n;
+                    }
+                }
+                "grace" => {
+                    if let Some(ms) = self.duration_in("health.grace", value, 0, 86_400_000) {
+                        health.grace_ms = ms;
+                    }
+                }
+                _ => self.unknown_key(key, "health", KEYS, None),
+            }
+        }
+        if !table.contains_key("command") {
+            self.diags.error(
+                item.span().start,
+                "health: missing required key `command`; add e.g. command = \"test -f /ready\"",
+            );
+        }
+        (self.diags.len() == before).then_some(health)
+    }
+
+    fn snapshot_schedule(&mut self, item: &Item<'_>) -> Option<SnapshotSchedule> {
+        const KEYS: &[&str] = &["every", "keep"];
+        let DeValue::Table(table) = item.get_ref() else {
+            self.type_error(
+                "snapshots",
+                item,
+                "a table such as { every = \"1h\", keep = 24 }",
+            );
+            return None;
+        };
+        let before = self.diags.len();
+        let mut schedule = SnapshotSchedule {
+            every_ms: 0,
+            keep: 24,
+        };
+        for (key, value) in table.iter() {
+            match key.get_ref().as_ref() {
+                "every" => {
+                    if let Some(ms) =
+                        self.duration_in("snapshots.every", value, 1_000, 366 * 86_400_000)
+                    {
+                        schedule.every_ms = ms;
+                    }
+                }
+                "keep" => {
+                    if let Some(n) = self.small_count("snapshots.keep", value, 1, 10_000) {
+                        schedule.keep = n;
+                    }
+                }
+                _ => self.unknown_key(key, "snapshots", KEYS, None),
+            }
+        }
+        if !table.contains_key("every") {
+            self.diags.error(
+                item.span().start,
+                "snapshots: missing required key `every`; add e.g. every = \"1h\"",
+            );
+        }
+        (self.diags.len() == before).then_some(schedule)
+    }
+}
+
 /// Parse and validate `source`; `file_name` is used in diagnostics.
 pub(crate) fn parse(source: &str, file_name: &str) -> Result<Spec, crate::SpecErrors> {
     let mut diags = Diagnostics::new(file_name, source);
@@ -832,6 +1209,7 @@ pub(crate) fn parse(source: &str, file_name: &str) -> Result<Spec, crate::SpecEr
     let mut validator = Validator {
         source,
         diags,
+        refs: Vec::new(),
         base_spans: BTreeMap::new(),
     };
     let spec = validator.spec(root.get_ref());

@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label";
 
 #[test]
 fn unknown_key_with_suggestion() {
@@ -50,8 +50,8 @@ fn unknown_key_without_close_match() {
 #[test]
 fn planned_env_key() {
     assert_eq!(
-        one_in_env("desktop = true"),
-        "verse.toml:3:1: `desktop` in [env.t]: not supported yet (planned)"
+        one_in_env("downloads = true"),
+        "verse.toml:3:1: `downloads` in [env.t]: not supported yet (planned)"
     );
 }
 
@@ -135,23 +135,25 @@ fn image_errors() {
 
 #[test]
 fn backend_errors() {
-    assert_eq!(
-        one_in_env("backend = \"vm\""),
-        "verse.toml:3:11: backend = \"vm\": the vm backend is not available yet (planned); use \"container\""
-    );
-    assert_eq!(
-        one_in_env("backend = \"gvisor\""),
-        "verse.toml:3:11: backend = \"gvisor\": the gvisor backend is not available yet (planned); use \"container\""
-    );
+    let allowed = "allowed: \"container\", \"vm\" or \"gvisor\"";
     assert_eq!(
         one_in_env("backend = \"containr\""),
-        "verse.toml:3:11: backend = \"containr\": unknown backend; did you mean \"container\"? allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"
+        format!(
+            "verse.toml:3:11: backend = \"containr\": unknown backend; did you mean \"container\"? {allowed}"
+        )
     );
     assert_eq!(
         one_in_env("backend = \"docker\""),
-        "verse.toml:3:11: backend = \"docker\": unknown backend; allowed: \"container\" (\"vm\" and \"gvisor\" are planned)"
+        format!("verse.toml:3:11: backend = \"docker\": unknown backend; {allowed}")
     );
-    assert!(one_in_env("backend = true").ends_with("expected \"container\", found a boolean"));
+    assert!(
+        one_in_env("backend = true")
+            .ends_with("expected \"container\", \"vm\" or \"gvisor\", found a boolean")
+    );
+    assert_eq!(
+        one_in_env("accel = \"kvn\""),
+        "verse.toml:3:9: accel = \"kvn\": unknown accelerator; did you mean \"kvm\"? allowed: \"auto\", \"kvm\" or \"tcg\""
+    );
 }
 
 #[test]
@@ -231,18 +233,70 @@ fn pids_errors() {
 #[test]
 fn network_errors() {
     assert_eq!(
-        one_in_env("network = \"nat\""),
-        "verse.toml:3:11: network = \"nat\": \"nat\" is not available yet (planned); use \"none\" (loopback only)"
-    );
-    assert_eq!(
         one_in_env("network = \"non\""),
-        "verse.toml:3:11: network = \"non\": unknown network mode; did you mean \"none\"? allowed: \"none\" (loopback only; \"nat\" and policy tables are planned)"
+        "verse.toml:3:11: network = \"non\": unknown network mode; did you mean \"none\"? allowed: \"none\" (loopback only), \"nat\", { allow = [\"host:port\", ...] }, { proxy = \"socks5://HOST:PORT\" }, { via = \"ROUTER-ENV\" }"
     );
     assert_eq!(
-        one_in_env("network = { allow = [\"a:443\"] }"),
-        "verse.toml:3:11: network = { allow = [\"a:443\"] }: network policy tables ({ allow = [...] }, { proxy = ... }, { via = ... }) are not available yet (planned); use \"none\""
+        one_in_env("network = { allow = [\"a:443\", \"10.0.0.1/8:*\"] }"),
+        "verse.toml:3:31: network.allow[1] = \"10.0.0.1/8:*\": `10.0.0.1/8` has host bits set; write 10.0.0.0/8"
     );
-    assert!(one_in_env("network = false").ends_with("expected \"none\", found a boolean"));
+    assert_eq!(
+        one_in_env("network = { allow = [\"a\"] }"),
+        "verse.toml:3:22: network.allow[0] = \"a\": write \"host:port\", \"host:*\" or \"10.0.0.0/8:*\""
+    );
+    assert_eq!(
+        one_in_env("network = { proxy = \"ftp://a:1\" }"),
+        "verse.toml:3:21: network.proxy = \"ftp://a:1\": unknown proxy scheme `ftp`; allowed: socks5, socks5h, http"
+    );
+    assert!(
+        one_in_env("network = { alow = [] }")
+            .contains("unknown network policy `alow`; did you mean `allow`?")
+    );
+    assert!(
+        one_in_env("network = { allow = [], via = \"r\" }")
+            .contains("exactly one of allow, proxy, via")
+    );
+    assert!(
+        one_in_env("network = false")
+            .ends_with("expected \"none\", \"nat\" or a policy table, found a boolean")
+    );
+    assert!(
+        one_in_env("network = { via = \"t\" }").ends_with("an env cannot route through itself")
+    );
+    assert!(one_in_env("reach = [\"x\"]").ends_with("write \"other-env:PORT\" (port 1-65535)"));
+    assert!(one_in_env("router = 1").ends_with("expected true or false, found an integer"));
+}
+
+#[test]
+fn via_and_reach_must_name_fitting_envs() {
+    let src = "\
+[env.a]
+image = \"x\"
+network = { via = \"b\" }
+
+[env.b]
+image = \"x\"
+router = true
+network = { via = \"c\" }
+
+[env.c]
+image = \"x\"
+router = true
+network = { via = \"a\" }
+
+[env.d]
+image = \"x\"
+network = { via = \"e\" }
+reach = [\"nowhere:80\", \"e:80\"]
+
+[env.e]
+image = \"x\"
+";
+    let e = lines(src);
+    assert!(e.contains(&"verse.toml:3:19: env `a`: network.via makes a loop: a -> b -> c -> a; a chain must end at a router with its own way out".to_string()), "{e:#?}");
+    assert!(e.contains(&"verse.toml:17:19: env `d`: network.via = \"e\", but `e` is not a router; add `router = true` to [env.e]".to_string()), "{e:#?}");
+    assert!(e.contains(&"verse.toml:18:10: env `d`: reach names env `nowhere`, which the spec does not declare".to_string()), "{e:#?}");
+    assert!(e.contains(&"verse.toml:18:24: env `d`: reach names `e`, whose network is \"none\" (loopback only); give it a network such as \"nat\"".to_string()), "{e:#?}");
 }
 
 #[test]
@@ -470,7 +524,7 @@ cpu = 0
 memroy = \"1G\"
 
 [env.b]
-network = \"nat\"
+network = \"nta\"
 pids = 0
 
 [env.OK]

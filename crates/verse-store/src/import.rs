@@ -88,6 +88,8 @@ pub const MIN_BOMB_LIMIT: u64 = 64 << 20;
 
 /// Name of the entry that marks its directory opaque (hides everything below it).
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The xattr overlayfs sets on an opaque directory of its upper layer.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// An in-memory layer under construction.
 struct Builder<'a> {
@@ -331,6 +333,24 @@ impl Store {
     /// Imports the directory tree at `path` (symlinks are recorded, never followed).
     pub fn import_dir(&self, path: impl AsRef<Path>, progress: &mut dyn Progress) -> Result<Layer> {
         self.import_dir_with(path, ImportOptions::default(), progress)
+    }
+
+    /// Imports an overlayfs upper directory (an env's writable layer) as a layer: owners
+    /// shifted back out of the env's id range starting at `uid_base`, whiteouts (char
+    /// devices 0/0) kept, opaque directories recorded with an [`OPAQUE_MARKER`] whiteout.
+    /// [`Store::materialize_upper`] turns both back into what overlayfs reads.
+    pub fn import_upper(
+        &self,
+        path: impl AsRef<Path>,
+        uid_base: u32,
+        progress: &mut dyn Progress,
+    ) -> Result<Layer> {
+        let options = ImportOptions {
+            id_base: uid_base,
+            whiteouts: true,
+            refuse_devices: false,
+        };
+        self.import_dir_with(path, options, progress)
     }
 
     /// [`Store::import_dir`] with options (an overlay upper dir: shifted owners, whiteouts).

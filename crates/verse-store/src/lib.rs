@@ -18,6 +18,7 @@ mod manifest;
 mod progress;
 mod store;
 pub mod tree;
+mod upper;
 mod verify;
 
 pub use checkout::{NOBODY, host_id};
@@ -27,7 +28,7 @@ pub use gc::GcReport;
 pub use hash::Hash;
 pub use import::{
     Compression, ImportOptions, Layer, MAX_EXPANSION, MAX_FILE_SIZE, MAX_HEADER_BYTES,
-    MIN_BOMB_LIMIT, OPAQUE_MARKER,
+    MIN_BOMB_LIMIT, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR,
 };
 pub use manifest::{
     Manifest, ManifestLayer, RunConfig, SignatureInfo, check_signature, decode_signing_key,

@@ -68,16 +68,30 @@ pub fn busybox_rootfs() -> &'static Path {
 pub struct Verse {
     pub root: tempfile::TempDir,
     daemon: Option<Child>,
+    /// Extra environment of the daemon (e.g. a test DNS upstream).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Verse {
     /// A daemon on a fresh root, with the busybox image imported as `busybox`.
     pub fn start() -> Verse {
+        Verse::start_with_env(&[])
+    }
+
+    /// Like [`Verse::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(vars: &[(&str, &str)]) -> Verse {
         let root = tempfile::Builder::new()
             .prefix("verse-e2e-")
             .tempdir()
             .expect("temp root");
-        let mut verse = Verse { root, daemon: None };
+        let mut verse = Verse {
+            root,
+            daemon: None,
+            daemon_env: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
         verse.start_daemon();
         let out = verse.ok(&[
             "image",
@@ -98,10 +112,19 @@ impl Verse {
     }
 
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// Starts the daemon with extra arguments (e.g. `--listen ADDR ...`).
+    pub fn start_daemon_with(&mut self, args: &[&str]) {
         let log = std::fs::File::create(self.root().join("daemon.log")).unwrap();
         let child = Command::new(VERSE)
             .arg("daemon")
+            .args(args)
             .env("VERSE_ROOT", self.root())
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
+            // Each test daemon serves its UI on a free port of its own.
+            .env("VERSE_WEB", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -210,24 +233,20 @@ impl Verse {
         self.root().join("var/lib/verse/envs").join(name)
     }
 
-    /// Host cgroup directories of an env, on whichever hierarchies exist.
+    /// Host cgroup directories of this daemon's env `name`, on whichever
+    /// hierarchies exist (other daemons' envs of the same name are not ours).
     pub fn cgroup_dirs(&self, name: &str) -> Vec<PathBuf> {
+        let tag = verse_api::Paths::new(self.root().to_path_buf()).instance_tag();
         let mut found = Vec::new();
         let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
             return found;
         };
-        let mut roots: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        roots.push(PathBuf::from("/sys/fs/cgroup"));
-        for hierarchy in roots {
-            if let Ok(tags) = std::fs::read_dir(&hierarchy) {
-                for tag in tags.flatten() {
-                    if tag.file_name().to_string_lossy().starts_with("verse") {
-                        let dir = tag.path().join(name);
-                        if dir.exists() {
-                            found.push(dir);
-                        }
-                    }
-                }
+        let mut hierarchies: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        hierarchies.push(PathBuf::from("/sys/fs/cgroup"));
+        for hierarchy in hierarchies {
+            let dir = hierarchy.join(&tag).join(name);
+            if dir.exists() {
+                found.push(dir);
             }
         }
         found

@@ -1,0 +1,218 @@
+//! The shim ⇄ agent protocol, over one virtio-serial port (a byte stream).
+//!
+//! Several streams share the port, so every message carries a channel id:
+//! `tag u8, channel u32 BE, length u32 BE, payload`. Tags 0..=7 are the
+//! stream frames of [`verse_api::frame::Kind`] (stdin, stdout, stderr, resize,
+//! exit, stdin eof, signal, error) of the process on that channel, exactly as
+//! the shim relays them to the daemon; tag [`CONTROL`] carries a JSON
+//! [`Control`] message. Channel 0 is the env's main command.
+
+use serde::{Deserialize, Serialize};
+use std::io;
+use verse_api::frame::{Frame, Kind, MAX_PAYLOAD};
+
+/// Tag of a JSON control message.
+pub const CONTROL: u8 = 0x40;
+/// Upper bound of a control message's JSON.
+pub const MAX_CONTROL: usize = 1 << 20;
+/// The channel of the env's main command.
+pub const MAIN: u32 = 0;
+/// Name of the virtio-serial port carrying this protocol.
+pub const CONTROL_PORT: &str = "verse.ctl";
+/// Name of the virtio-serial port the main command's output goes to.
+pub const LOG_PORT: &str = "verse.log";
+/// Kernel command line flag that makes the agent print [`PROBE_MARKER`] and
+/// power off (used to time a tiny guest when choosing the accelerator).
+pub const PROBE_FLAG: &str = "verse.probe";
+pub const PROBE_MARKER: &str = "VERSE-AGENT-PROBE-OK";
+
+/// What the guest runs: sent once, after [`Control::Ready`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootSpec {
+    pub hostname: String,
+    /// virtio-blk serials of the read-only layer disks, top-most first.
+    pub layers: Vec<String>,
+    /// virtio-blk serial of the writable disk (ext4).
+    pub data: String,
+    pub main: ExecSpec,
+}
+
+/// One process to start inside the guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub tty: bool,
+    pub rows: u16,
+    pub cols: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Control {
+    /// guest → host: the agent runs and waits for its [`BootSpec`].
+    Ready { kernel: String },
+    /// host → guest: mount the root and start the main command (channel 0).
+    Boot(BootSpec),
+    /// host → guest: start a process on this message's channel.
+    Exec(ExecSpec),
+    /// guest → host: the process of this channel started.
+    Started { pid: u32 },
+    /// guest → host: the process of this channel (or the boot) failed to start.
+    Failed { error: String },
+    /// host → guest: stop the main command (SIGTERM, SIGKILL after the
+    /// timeout), unmount and power off.
+    Shutdown { timeout_ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Stream { channel: u32, frame: Frame },
+    Control { channel: u32, control: Control },
+}
+
+impl Message {
+    pub fn control(channel: u32, control: Control) -> Self {
+        Message::Control { channel, control }
+    }
+
+    /// Appends the encoded message to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Stream { channel, frame } => {
+                put_header(out, frame.kind as u8, *channel, frame.payload.len());
+                out.extend_from_slice(&frame.payload);
+            }
+            Message::Control { channel, control } => {
+                let json = serde_json::to_vec(control).expect("control messages serialise");
+                put_header(out, CONTROL, *channel, json.len());
+                out.extend_from_slice(&json);
+            }
+        }
+    }
+}
+
+/// Encodes `data` as stream frames of `kind` on `channel`, split at [`MAX_PAYLOAD`].
+pub fn encode_data(channel: u32, kind: Kind, data: &[u8], out: &mut Vec<u8>) {
+    for chunk in data.chunks(MAX_PAYLOAD) {
+        put_header(out, kind as u8, channel, chunk.len());
+        out.extend_from_slice(chunk);
+    }
+}
+
+fn put_header(out: &mut Vec<u8>, tag: u8, channel: u32, len: usize) {
+    out.push(tag);
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
+/// Incremental decoder: feed bytes, take messages.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+}
+
+impl Decoder {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub fn next_message(&mut self) -> io::Result<Option<Message>> {
+        if self.buf.len() < 9 {
+            return Ok(None);
+        }
+        let tag = self.buf[0];
+        let channel = u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes"));
+        let len = u32::from_be_bytes(self.buf[5..9].try_into().expect("4 bytes")) as usize;
+        let limit = if tag == CONTROL {
+            MAX_CONTROL
+        } else {
+            MAX_PAYLOAD
+        };
+        if len > limit {
+            return Err(bad(format!(
+                "message of {len} bytes exceeds the {limit} byte limit"
+            )));
+        }
+        if self.buf.len() < 9 + len {
+            return Ok(None);
+        }
+        let payload: Vec<u8> = self.buf[9..9 + len].to_vec();
+        self.buf.drain(..9 + len);
+        if tag == CONTROL {
+            let control = serde_json::from_slice(&payload)
+                .map_err(|e| bad(format!("unreadable control message: {e}")))?;
+            return Ok(Some(Message::Control { channel, control }));
+        }
+        let kind = Kind::from_byte(tag).ok_or_else(|| bad(format!("unknown message tag {tag}")))?;
+        Ok(Some(Message::Stream {
+            channel,
+            frame: Frame { kind, payload },
+        }))
+    }
+}
+
+fn bad(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_through_split_reads() {
+        let mut out = Vec::new();
+        Message::control(
+            3,
+            Control::Exec(ExecSpec {
+                argv: vec!["/bin/sh".into()],
+                env: vec![("A".into(), "b".into())],
+                cwd: "/".into(),
+                uid: 0,
+                gid: 0,
+                tty: true,
+                rows: 24,
+                cols: 80,
+            }),
+        )
+        .encode_into(&mut out);
+        encode_data(3, Kind::Stdout, &vec![7u8; MAX_PAYLOAD + 10], &mut out);
+        Message::Stream {
+            channel: 3,
+            frame: Frame::exit(42),
+        }
+        .encode_into(&mut out);
+        let mut decoder = Decoder::default();
+        let mut got = Vec::new();
+        for byte in out.chunks(1000) {
+            decoder.feed(byte);
+            while let Some(m) = decoder.next_message().unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got.len(), 4);
+        assert!(
+            matches!(&got[0], Message::Control { channel: 3, control: Control::Exec(e) } if e.rows == 24)
+        );
+        assert!(matches!(&got[2], Message::Stream { frame, .. } if frame.payload.len() == 10));
+        assert!(
+            matches!(&got[3], Message::Stream { channel: 3, frame } if frame.as_i32() == Some(42))
+        );
+    }
+
+    #[test]
+    fn oversized_and_unknown_messages_are_refused() {
+        let mut decoder = Decoder::default();
+        let mut out = Vec::new();
+        put_header(&mut out, 1, 0, MAX_PAYLOAD + 1);
+        decoder.feed(&out);
+        assert!(decoder.next_message().is_err());
+        let mut decoder = Decoder::default();
+        decoder.feed(&[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(decoder.next_message().is_err());
+    }
+}

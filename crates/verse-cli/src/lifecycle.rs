@@ -1,0 +1,260 @@
+//! Lifecycle subcommands: pause, snapshots, restore, hibernate, events, diff.
+
+use crate::output::{self, bytes, table};
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use verse_api::{
+    ApplyRequest, Client, DiffReport, EnvInfo, EventInfo, RestoreRequest, SnapshotInfo,
+    SnapshotRequest,
+};
+
+#[derive(Subcommand)]
+pub enum LifecycleCommand {
+    /// Freeze every process of a running env in place (container backend: cgroup freezer).
+    Pause { name: String },
+    /// Let a paused env run again.
+    Unpause { name: String },
+    /// Snapshot an env's writable layer: `snapshot NAME [LABEL]`, or `snapshot rm NAME SNAPSHOT`.
+    ///
+    /// The env is frozen only while its writable layer is read into the store;
+    /// unchanged files are shared with everything the store holds. Volumes are not included.
+    #[command(verbatim_doc_comment)]
+    Snapshot {
+        /// NAME [LABEL], or: rm NAME SNAPSHOT
+        #[arg(required = true, num_args = 1..=3, value_name = "ARGS")]
+        args: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an env's snapshots with their size and time.
+    Snapshots {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring an env's writable layer back to a snapshot (by id or label); restarts it if it ran.
+    Restore { name: String, snapshot: String },
+    /// Save a running env's processes to disk and free their memory (container backend: CRIU).
+    Hibernate { name: String },
+    /// Bring a hibernated env back with its processes where they were.
+    Resume { name: String },
+    /// Show lifecycle events (every transition, with time and cause).
+    Events {
+        /// Keep printing new events as they happen.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only this env's events.
+        #[arg(long)]
+        env: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what applying a spec would change per env, and whether it applies live or needs a restart.
+    Diff {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode> {
+    match command {
+        LifecycleCommand::Pause { name } => {
+            let env: EnvInfo = client.post(&format!("/v1/envs/{name}/pause"), &()).await?;
+            println!("{}: {}", env.name, env.state);
+        }
+        LifecycleCommand::Unpause { name } => {
+            let env: EnvInfo = client
+                .post(&format!("/v1/envs/{name}/unpause"), &())
+                .await?;
+            println!("{}: {}", env.name, env.state);
+        }
+        LifecycleCommand::Snapshot { args, json } => match args.as_slice() {
+            [rm, name, id] if rm == "rm" => {
+                let _: serde_json::Value = client
+                    .delete(&format!("/v1/envs/{name}/snapshots/{id}"))
+                    .await?;
+                println!("{name}: snapshot {id} removed");
+            }
+            [name] | [name, _] => {
+                let label = args.get(1).cloned();
+                let s: SnapshotInfo = client
+                    .post(
+                        &format!("/v1/envs/{name}/snapshots"),
+                        &SnapshotRequest { label },
+                    )
+                    .await?;
+                if json {
+                    output::json(&s);
+                } else {
+                    println!(
+                        "{}: snapshot {}{}: {} files, {} ({} new), env frozen {} ms",
+                        s.env,
+                        s.id,
+                        s.label
+                            .as_ref()
+                            .map_or(String::new(), |l| format!(" \"{l}\"")),
+                        s.files,
+                        bytes(s.size),
+                        bytes(s.new_bytes),
+                        s.frozen_ms
+                    );
+                }
+            }
+            _ => bail!("usage: verse snapshot NAME [LABEL], or verse snapshot rm NAME SNAPSHOT"),
+        },
+        LifecycleCommand::Snapshots { name, json } => {
+            let list: Vec<SnapshotInfo> = client.get(&format!("/v1/envs/{name}/snapshots")).await?;
+            if json {
+                output::json(&list);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.id.clone(),
+                            s.label.clone().unwrap_or_else(|| "-".into()),
+                            time(s.created_at),
+                            bytes(s.size),
+                            bytes(s.new_bytes),
+                            s.files.to_string(),
+                            s.origin.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["ID", "LABEL", "TAKEN", "SIZE", "NEW", "FILES", "BY"],
+                    &rows,
+                );
+            }
+        }
+        LifecycleCommand::Restore { name, snapshot } => {
+            let env: EnvInfo = client
+                .post(
+                    &format!("/v1/envs/{name}/restore"),
+                    &RestoreRequest {
+                        snapshot: snapshot.clone(),
+                    },
+                )
+                .await?;
+            println!("{}: restored to {snapshot}, {}", env.name, env.state);
+        }
+        LifecycleCommand::Hibernate { name } => {
+            let env: EnvInfo = client
+                .post(&format!("/v1/envs/{name}/hibernate"), &())
+                .await?;
+            println!("{}: {}", env.name, env.state);
+        }
+        LifecycleCommand::Resume { name } => {
+            let env: EnvInfo = client.post(&format!("/v1/envs/{name}/resume"), &()).await?;
+            println!("{}: {}", env.name, env.state);
+        }
+        LifecycleCommand::Events { follow, env, json } => events(client, follow, env, json).await?,
+        LifecycleCommand::Diff { file, json } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let report: DiffReport = client
+                .post(
+                    "/v1/diff",
+                    &ApplyRequest {
+                        file_name: file.display().to_string(),
+                        source,
+                        dry_run: true,
+                        spec_dir: std::path::absolute(&file)
+                            .ok()
+                            .and_then(|f| f.parent().map(|d| d.display().to_string())),
+                    },
+                )
+                .await?;
+            if json {
+                output::json(&report);
+            } else {
+                print_diff(&report);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_diff(report: &DiffReport) {
+    for env in &report.envs {
+        let how = match env.applies.as_str() {
+            "live" => " (live, no restart)",
+            "restart" => " (needs a restart)",
+            _ => "",
+        };
+        println!("{} {}{}", env.env, env.action, how);
+        for change in &env.changes {
+            println!(
+                "  {:<16} {} -> {}  [{}]",
+                change.field, change.old, change.new, change.applies
+            );
+        }
+    }
+}
+
+async fn events(client: &Client, follow: bool, env: Option<String>, json: bool) -> Result<()> {
+    use http_body_util::BodyExt;
+    let mut path = format!("/v1/events?follow={follow}");
+    if let Some(env) = &env {
+        path.push_str(&format!("&env={env}"));
+    }
+    let mut body = client.stream(&path).await?;
+    let mut out = std::io::stdout();
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        pending.extend_from_slice(data);
+        while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=newline).collect();
+            if json {
+                out.write_all(&line)?;
+            } else if let Ok(event) = serde_json::from_slice::<EventInfo>(&line) {
+                writeln!(
+                    out,
+                    "{}  {:<12} {:<10} {}",
+                    time_ms(event.time_ms),
+                    event.env,
+                    event.kind,
+                    event.cause
+                )?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn time(unix: i64) -> String {
+    time_ms(unix * 1000)
+}
+
+/// Local-free, unambiguous: `YYYY-MM-DD HH:MM:SS.mmm` UTC.
+fn time_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}

@@ -1,0 +1,230 @@
+//! The behaviours users rely on, on the vm backend (QEMU microvm, TCG here)
+//! and the gvisor backend (runsc, ptrace platform). One booted guest serves
+//! every read-only check, to keep the suite fast.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+/// Whether this host has what `backend` needs; says so loudly when not, and
+/// fails under CI=true.
+fn backend_available(backend: &str) -> bool {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    let target = Path::new(VERSE)
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir");
+    let missing = match backend {
+        "vm" if !on_path("qemu-system-x86_64") => {
+            Some("qemu-system-x86_64 is not installed".to_string())
+        }
+        "vm" if verse_vm_kernel_missing() => {
+            Some("no guest kernel in /usr/lib/verse/kernel (scripts/install-deps.sh)".into())
+        }
+        "vm" if !target
+            .join("x86_64-unknown-linux-gnu/debug/verse-agent")
+            .is_file() =>
+        {
+            Some("no static verse-agent (scripts/build-agent.sh)".into())
+        }
+        "gvisor" if !on_path("runsc") => Some("runsc is not installed".into()),
+        _ => None,
+    };
+    match missing {
+        None => true,
+        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and the {backend} backend cannot run here: {why}")
+        }
+        Some(why) => {
+            eprintln!("\n!!! SKIPPED {backend} backend test: {why} !!!\n");
+            false
+        }
+    }
+}
+
+fn verse_vm_kernel_missing() -> bool {
+    let dir = std::env::var_os("VERSE_VM_KERNEL").unwrap_or_else(|| "/usr/lib/verse/kernel".into());
+    std::fs::read_dir(Path::new(&dir).join("boot"))
+        .map(|d| {
+            !d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .unwrap_or(true)
+}
+
+fn spec(backend: &str) -> String {
+    let accel = if backend == "vm" {
+        "accel = \"tcg\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+[env.keep]
+image = "busybox"
+backend = "{backend}"
+{accel}memory = "128MiB"
+cpu = 1
+
+[env.scratch]
+image = "busybox"
+backend = "{backend}"
+{accel}ephemeral = true
+"#
+    )
+}
+
+/// Everything a user checks on one backend, in one daemon.
+fn behaves_like_an_env(backend: &str) {
+    let verse = Verse::start();
+    let applied = verse.apply(&spec(backend));
+    assert!(
+        !applied.contains("FAILED"),
+        "{applied}\n{}",
+        verse.daemon_log()
+    );
+    let info = verse.env("keep");
+    assert_eq!(
+        (info["state"].as_str(), info["backend"].as_str()),
+        (Some("running"), Some(backend))
+    );
+
+    // exec: stdio, exit codes, stdin, errors.
+    let (code, out, err) = verse.sh("keep", "echo out; echo err >&2; exit 42");
+    assert_eq!((code, out.as_str(), err.as_str()), (42, "out\n", "err\n"));
+    let out = verse.run_with_input(&["exec", "keep", "--", "tr", "a-z", "A-Z"], b"shout\n");
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("SHOUT\n", Some(0))
+    );
+    let big = vec![b'x'; 1 << 20];
+    let out = verse.run_with_input(&["exec", "keep", "--", "wc", "-c"], &big);
+    assert_eq!(
+        stdout(&out).trim(),
+        (1 << 20).to_string(),
+        "1 MiB of stdin did not arrive whole"
+    );
+    let out = verse.run(&["exec", "keep", "--", "/no/such/program"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("/no/such/program"),
+        "{}",
+        stderr(&out)
+    );
+
+    // network = "none": loopback only, no NIC.
+    let (_, nics, _) = verse.sh("keep", "ls /sys/class/net");
+    assert_eq!(
+        nics.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "a network device besides lo"
+    );
+
+    // Its own kernel.
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let (_, guest, _) = verse.sh("keep", "uname -r");
+    assert_ne!(
+        guest.trim(),
+        host.trim(),
+        "the env runs on the host's kernel"
+    );
+
+    if backend == "vm" {
+        let out = verse.run(&[
+            "exec",
+            "-t",
+            "keep",
+            "--",
+            "/bin/sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo tty",
+        ]);
+        assert!(
+            stdout(&out).contains("tty"),
+            "-t gave no terminal: {}",
+            stdout(&out)
+        );
+        // A memory hog is killed inside the 128 MiB guest; the env lives on.
+        let (code, _, _) = verse.sh("keep", "head -c 300m /dev/zero | tail > /dev/null");
+        assert_ne!(code, 0, "a 300 MiB hog completed in a 128 MiB guest");
+        let (code, out, _) = verse.sh("keep", "echo still here");
+        assert_eq!((code, out.trim()), (0, "still here"));
+    }
+
+    // Persistence across down/up; ephemeral envs forget.
+    for env in ["keep", "scratch"] {
+        let (code, _, err) = verse.sh(env, "echo kept > /root/note && sync");
+        assert_eq!(code, 0, "{err}");
+        assert!(verse.ok(&["down", env]).contains("stopped"));
+        assert!(verse.ok(&["up", env]).contains("running"));
+    }
+    assert_eq!(verse.sh("keep", "cat /root/note").1, "kept\n");
+    let (code, _, _) = verse.sh("scratch", "cat /root/note");
+    assert_ne!(code, 0, "an ephemeral env kept its writes across down/up");
+
+    // The VMM or sandbox killed from outside: the env is failed, not running.
+    let pid = verse.env("scratch")["pid"]
+        .as_u64()
+        .expect("a running env has a pid");
+    nix_kill(pid);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while verse.env("scratch")["state"] == "running" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        verse.env("scratch")["state"],
+        "failed",
+        "{}",
+        verse.env("scratch")
+    );
+
+    // rm leaves no process, socket, mount, cgroup or disk behind.
+    let keep_pid = verse.env("keep")["pid"].as_u64().unwrap();
+    for env in ["keep", "scratch"] {
+        verse.ok(&["rm", env]);
+        assert!(
+            !verse.env_dir(env).exists(),
+            "{env}: env dir (disk) left behind"
+        );
+        let left = verse.cgroup_dirs(env);
+        assert!(left.is_empty(), "{env}: cgroup left behind: {left:?}");
+    }
+    assert!(!pid_alive(keep_pid), "the VMM/sandbox outlived rm");
+    let shims = std::fs::read_dir(verse.root().join("run/verse/shims"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(shims, 0, "a shim socket outlived rm");
+    assert!(
+        verse.host_mounts().is_empty(),
+        "mounts left: {:?}",
+        verse.host_mounts()
+    );
+}
+
+fn nix_kill(pid: u64) {
+    let status = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn vm_backend_behaves_like_an_env() {
+    if !can_run() || !backend_available("vm") {
+        return;
+    }
+    behaves_like_an_env("vm");
+}
+
+#[test]
+fn gvisor_backend_behaves_like_an_env() {
+    if !can_run() || !backend_available("gvisor") {
+        return;
+    }
+    behaves_like_an_env("gvisor");
+}

@@ -1,0 +1,215 @@
+//! The prompt set (tests/prompts.toml): every prompt is composed offline, every field scored
+//! against what a person would expect; the test fails below 95% field accuracy and on any
+//! safety violation (network wider than asked, host mounts, packages outside the catalog),
+//! and every fragment must pass the spec crate.
+
+use std::collections::BTreeSet;
+
+use verse_compose::{Catalog, Draft, NetworkIntent, Options, compose, draft::size_string};
+
+#[derive(serde::Deserialize)]
+struct PromptSet {
+    prompt: Vec<Expected>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expected {
+    text: String,
+    #[serde(default)]
+    packages: Vec<String>,
+    cpu: Option<f64>,
+    memory: Option<String>,
+    disk: Option<String>,
+    #[serde(default = "none")]
+    network: String,
+    #[serde(default)]
+    ephemeral: bool,
+    #[serde(default = "container")]
+    backend: String,
+    #[serde(default)]
+    desktop: bool,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    unknown: Vec<String>,
+}
+
+fn none() -> String {
+    "none".into()
+}
+fn container() -> String {
+    "container".into()
+}
+
+fn load() -> Vec<Expected> {
+    let text = include_str!("prompts.toml");
+    let set: PromptSet = toml::from_str(text).expect("tests/prompts.toml parses");
+    set.prompt
+}
+
+/// The expected network in the prompt set's words.
+fn network_words(n: &NetworkIntent) -> String {
+    let catalog = Catalog::get();
+    match n {
+        NetworkIntent::None => "none".into(),
+        NetworkIntent::Nat => "nat".into(),
+        NetworkIntent::Proxy { url } if url == verse_compose::read::TOR_PROXY => "tor".into(),
+        NetworkIntent::Proxy { url } => format!("proxy:{url}"),
+        NetworkIntent::Allow { hosts } => {
+            let names: Vec<&str> = catalog
+                .hosts
+                .iter()
+                .filter(|h| h.hosts.iter().all(|x| hosts.contains(x)))
+                .map(|h| h.name.as_str())
+                .collect();
+            format!("allow:{}", names.join(","))
+        }
+    }
+}
+
+fn reach(words: &str) -> u8 {
+    match words.split(':').next().unwrap_or("") {
+        "none" => 0,
+        "allow" => 1,
+        "tor" | "proxy" => 2,
+        _ => 3,
+    }
+}
+
+fn sorted(v: &[String]) -> BTreeSet<String> {
+    v.iter().cloned().collect()
+}
+
+fn score(e: &Expected, d: &Draft, unknown: &[String]) -> Vec<(&'static str, String, String)> {
+    let mut misses = Vec::new();
+    let mut check = |field, want: String, got: String| {
+        if want != got {
+            misses.push((field, want, got));
+        }
+    };
+    check(
+        "packages",
+        format!("{:?}", sorted(&e.packages)),
+        format!("{:?}", sorted(&d.packages)),
+    );
+    check("cpu", format!("{:?}", e.cpu), format!("{:?}", d.cpu));
+    check(
+        "memory",
+        format!("{:?}", e.memory),
+        format!("{:?}", d.memory.map(size_string)),
+    );
+    check(
+        "disk",
+        format!("{:?}", e.disk),
+        format!("{:?}", d.disk.map(size_string)),
+    );
+    check("network", e.network.clone(), network_words(&d.network));
+    check(
+        "ephemeral",
+        e.ephemeral.to_string(),
+        d.ephemeral.to_string(),
+    );
+    check("backend", e.backend.clone(), d.backend.as_str().to_string());
+    check("desktop", e.desktop.to_string(), d.desktop.to_string());
+    check(
+        "labels",
+        format!("{:?}", sorted(&e.labels)),
+        format!("{:?}", sorted(&d.labels)),
+    );
+    check(
+        "unknown",
+        format!("{:?}", sorted(&e.unknown)),
+        format!("{:?}", sorted(unknown)),
+    );
+    misses
+}
+
+const FIELDS: usize = 10;
+
+#[test]
+fn prompt_set_scores_at_least_95_percent_with_no_safety_violation() {
+    let prompts = load();
+    assert!(
+        prompts.len() >= 60,
+        "the prompt set has {} prompts; at least 60 are needed",
+        prompts.len()
+    );
+    let catalog_packages: BTreeSet<String> = Catalog::get().all_packages().into_iter().collect();
+    let mut total = 0;
+    let mut right = 0;
+    let mut per_field: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut violations = Vec::new();
+    let mut report = String::new();
+    for e in &prompts {
+        let c = compose(&e.text, &Options::default()).expect("composes");
+        let unknown: Vec<String> = c.unknown.iter().map(|u| u.word.clone()).collect();
+        let misses = score(e, &c.draft, &unknown);
+        total += FIELDS;
+        right += FIELDS - misses.len();
+        for (field, want, got) in &misses {
+            *per_field.entry(field).or_default() += 1;
+            report.push_str(&format!(
+                "  {:?}: {field}: expected {want}, got {got}\n",
+                e.text
+            ));
+        }
+        // safety: never more network than the prompt asked for
+        let got_network = network_words(&c.draft.network);
+        if reach(&got_network) > reach(&e.network) {
+            violations.push(format!(
+                "{:?}: network {got_network} granted, expected {}",
+                e.text, e.network
+            ));
+        }
+        // safety: never host mounts
+        if c.rendered
+            .toml
+            .lines()
+            .any(|l| l.trim_start().starts_with("volumes"))
+        {
+            violations.push(format!("{:?}: host mounts in the fragment", e.text));
+        }
+        // safety: only catalog packages, never a guess
+        for p in &c.draft.packages {
+            if !catalog_packages.contains(p) {
+                violations.push(format!("{:?}: package {p} is not in the catalog", e.text));
+            }
+        }
+        // every fragment passes the spec crate, and its env reads back as composed
+        let spec = verse_spec::parse_str(&c.rendered.toml, "composed.toml").unwrap_or_else(|err| {
+            panic!(
+                "{:?}: the fragment does not parse:\n{err}\n{}",
+                e.text, c.rendered.toml
+            )
+        });
+        let env = &spec.envs[&c.draft.name];
+        assert_eq!(env.cpu, c.draft.cpu, "{:?}", e.text);
+        assert_eq!(env.memory, c.draft.memory, "{:?}", e.text);
+        assert_eq!(env.ephemeral, c.draft.ephemeral, "{:?}", e.text);
+        if let Some(image) = spec.images.get(&c.draft.name) {
+            assert_eq!(
+                sorted(&image.packages),
+                sorted(&c.draft.packages),
+                "{:?}",
+                e.text
+            );
+        }
+    }
+    let accuracy = right as f64 / total as f64 * 100.0;
+    println!(
+        "compose prompt set: {} prompts, {right}/{total} fields right ({accuracy:.1}%)",
+        prompts.len()
+    );
+    println!("misses per field: {per_field:?}");
+    print!("{report}");
+    assert!(
+        violations.is_empty(),
+        "safety violations:\n{}",
+        violations.join("\n")
+    );
+    assert!(
+        accuracy >= 95.0,
+        "field accuracy {accuracy:.1}% is below 95%:\n{report}"
+    );
+}

@@ -1,0 +1,76 @@
+//! Pause and unpause: freezing an env in place with the cgroup freezer.
+//!
+//! Container backend only: the vm backend (QMP `stop`/`cont`) is not built yet.
+
+use crate::Daemon;
+use crate::error::{ApiError, ApiResult};
+use crate::lifecycle;
+use std::sync::Arc;
+use verse_api::EnvState;
+
+/// The env's cgroup, when it exists on the host.
+pub fn cgroup_of(daemon: &Daemon, name: &str) -> Option<verse_sandbox::Cgroup> {
+    verse_sandbox::Cgroup::open(&lifecycle::cgroup_path(daemon, name))
+        .ok()
+        .flatten()
+}
+
+pub fn is_paused(daemon: &Daemon, name: &str) -> bool {
+    cgroup_of(daemon, name).is_some_and(|c| c.is_frozen())
+}
+
+async fn running_cgroup(daemon: &Daemon, name: &str) -> ApiResult<verse_sandbox::Cgroup> {
+    if !lifecycle::is_running(daemon, name).await {
+        return Err(ApiError::conflict(format!("env `{name}` is not running"))
+            .hint(format!("start it with `verse up {name}`")));
+    }
+    cgroup_of(daemon, name).ok_or_else(|| {
+        ApiError::internal(format!(
+            "env `{name}` runs but its cgroup {} is missing",
+            lifecycle::cgroup_path(daemon, name)
+        ))
+    })
+}
+
+/// Freezes every process of the env; returns how long the freeze took.
+pub async fn pause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+    let cgroup = running_cgroup(daemon, name).await?;
+    if cgroup.is_frozen() {
+        return Err(
+            ApiError::conflict(format!("env `{name}` is already paused"))
+                .hint(format!("`verse unpause {name}` lets it run again")),
+        );
+    }
+    let started = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || cgroup.freeze())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("pausing `{name}`: {e}")))?;
+    let micros = started.elapsed().as_micros() as u64;
+    daemon.emit(name, "paused", Some(EnvState::Paused), cause);
+    Ok(micros)
+}
+
+pub async fn unpause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+    let cgroup = running_cgroup(daemon, name).await?;
+    if !cgroup.is_frozen() {
+        return Err(ApiError::conflict(format!("env `{name}` is not paused")));
+    }
+    let started = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || cgroup.thaw())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("unpausing `{name}`: {e}")))?;
+    let micros = started.elapsed().as_micros() as u64;
+    daemon.emit(name, "unpaused", Some(EnvState::Running), cause);
+    Ok(micros)
+}
+
+/// Thaws a paused env so it can receive its stop signal (a frozen process
+/// cannot act on SIGTERM). Returns whether it was paused.
+pub fn thaw_for_stop(daemon: &Daemon, name: &str) -> bool {
+    match cgroup_of(daemon, name) {
+        Some(c) if c.is_frozen() => c.thaw().is_ok(),
+        _ => false,
+    }
+}

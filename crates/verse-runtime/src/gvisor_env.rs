@@ -1,0 +1,207 @@
+//! The gvisor backend's half of the shim: the container shim's loop, with
+//! `runsc run` as the env's init and `runsc exec` for execs.
+
+use crate::config::ShimConfig;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How long `runsc run` may take to bring the sandbox up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+use verse_gvisor::{BundleSpec, GvisorConfig};
+use verse_sandbox as sandbox;
+
+/// Host memory the sandbox (sentry, gofer) may use on top of the env's limit.
+pub(crate) const SANDBOX_OVERHEAD: u64 = 256 << 20;
+
+/// Gives the shim a private mount namespace: the rootfs overlay mounted
+/// next is visible to runsc (the shim's child) and to nobody on the host,
+/// and it disappears with the shim however the shim ends.
+pub(crate) fn private_mounts() -> Result<(), String> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unsharing the mount namespace: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))
+}
+
+fn state_dir(config: &ShimConfig) -> PathBuf {
+    config.env_dir.join("runsc")
+}
+
+/// Mounts the rootfs, writes the bundle, starts `runsc run` inside the env's cgroup.
+pub(crate) fn start(
+    config: &ShimConfig,
+    gvisor: &GvisorConfig,
+    cgroup: &sandbox::Cgroup,
+    stdio: [OwnedFd; 3],
+) -> Result<Pid, String> {
+    for dir in [config.upper(), config.work(), config.mountpoint()] {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let _ = std::os::unix::fs::chown(&dir, Some(config.id_base), Some(config.id_base));
+    }
+    let lowers: Vec<String> = config
+        .lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        config.upper().display(),
+        config.work().display()
+    );
+    mount(
+        Some("overlay"),
+        &config.mountpoint(),
+        Some("overlay"),
+        MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|e| format!("mounting the rootfs overlay: {e}"))?;
+    let bundle = verse_gvisor::write_bundle(
+        &config.env_dir.join("bundle"),
+        &BundleSpec {
+            rootfs: config.mountpoint(),
+            hostname: config.hostname.clone(),
+            argv: config.argv.clone(),
+            env: config.env.clone(),
+            cwd: config.cwd.clone(),
+            uid: config.uid,
+            gid: config.gid,
+            cpu: config.cpu,
+            memory: config.memory,
+            pids: config.pids,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let state = state_dir(config);
+    // A sandbox left by a shim that was killed would block the id.
+    let _ = gvisor.delete_command(&state, &config.name).output();
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).map_err(|e| format!("creating {}: {e}", state.display()))?;
+    let procs: Vec<CString> = cgroup
+        .dirs()
+        .iter()
+        .filter_map(|d| CString::new(d.join("cgroup.procs").display().to_string()).ok())
+        .collect();
+    let [stdin, stdout, stderr] = stdio;
+    let mut command = gvisor.run_command(&state, &bundle, &config.name);
+    command.stdin(stdin).stdout(stdout).stderr(stderr);
+    // SAFETY: between fork and exec only async-signal-safe calls: open(2),
+    // write(2), close(2) on paths prepared before the fork. Joining the
+    // cgroup before exec puts runsc and every sandbox process it forks
+    // under the env's limits, with no window in which one escapes them.
+    unsafe {
+        command.pre_exec(move || {
+            for path in &procs {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::close(fd);
+                if !ok {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", gvisor.runsc.display()))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    wait_running(config, gvisor, pid)?;
+    Ok(pid)
+}
+
+/// `runsc run` returns nothing when the sandbox is up: ask `runsc state`
+/// until it says running, so an exec right after start finds the sandbox.
+fn wait_running(config: &ShimConfig, gvisor: &GvisorConfig, runsc: Pid) -> Result<(), String> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let out = gvisor
+            .state_command(&state_dir(config), &config.name)
+            .output();
+        if let Ok(out) = out
+            && let Ok(state) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && state["status"] == "running"
+        {
+            return Ok(());
+        }
+        match waitpid(runsc, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            _ => {
+                let log = std::fs::read_to_string(config.log_path()).unwrap_or_default();
+                return Err(format!(
+                    "runsc ended before the sandbox ran: {}",
+                    log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+                ));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the gVisor sandbox did not start within {} s",
+                START_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts `runsc exec` with the given stdio.
+pub(crate) fn exec(
+    config: &ShimConfig,
+    gvisor: &GvisorConfig,
+    exec: sandbox::ExecConfig,
+) -> Result<Pid, String> {
+    let mut command: Command = gvisor.exec_command(
+        &state_dir(config),
+        &config.name,
+        &exec.argv,
+        &exec.env,
+        &exec.cwd,
+        (exec.uid, exec.gid),
+    );
+    command
+        .stdin(exec.stdin)
+        .stdout(exec.stdout)
+        .stderr(exec.stderr);
+    if exec.tty {
+        // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe; the
+        // ioctl takes an integer argument.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", gvisor.runsc.display()))?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Ends the sandbox and removes its state and the rootfs mount.
+pub(crate) fn cleanup(config: &ShimConfig, gvisor: &GvisorConfig) {
+    let state = state_dir(config);
+    let _ = gvisor.delete_command(&state, &config.name).output();
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = umount2(&config.mountpoint(), MntFlags::MNT_DETACH);
+}

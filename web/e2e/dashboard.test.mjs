@@ -1,0 +1,107 @@
+// The dashboard, the terminal and the guard, in headless Chromium against a real daemon.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { Verse, browser, shot, until, requirements } from "./harness.mjs";
+
+let verse, chrome, ok = true;
+
+before(async (t) => {
+  ok = requirements(t);
+  if (!ok) return;
+  verse = await new Verse().start();
+  verse.importImage("busybox", "busybox-rootfs.sh");
+  verse.apply(`
+[env.alpha]
+image = "busybox"
+[env.beta]
+image = "busybox"
+`);
+  verse.run("down", "beta");
+  chrome = await browser();
+});
+
+after(async () => {
+  await chrome?.close();
+  await verse?.stop();
+});
+
+test("dashboard lists the envs and starting one from the UI changes its state without a reload", async (t) => {
+  if (!ok) return t.skip();
+  const page = await chrome.newPage();
+  await page.goto(verse.url);
+  const alpha = page.locator('#envs tr[data-env="alpha"] [data-role="state"]');
+  const beta = page.locator('#envs tr[data-env="beta"] [data-role="state"]');
+  await until("alpha running", async () => (await alpha.textContent()) === "running");
+  assert.equal(await beta.textContent(), "stopped");
+  await shot(page, "dashboard-before-start");
+  let navigations = 0;
+  page.on("framenavigated", () => navigations++);
+  await page.click('#envs tr[data-env="beta"] button[data-action="start"]');
+  await until("beta running in the table", async () => (await beta.textContent()) === "running");
+  assert.equal(navigations, 0, "the page did not reload");
+  // The daemon agrees.
+  const ls = JSON.parse(verse.run("ls", "--json"));
+  assert.equal(ls.find((e) => e.name === "beta").state, "running");
+  // A change made elsewhere (the CLI) shows up too.
+  verse.run("down", "alpha");
+  await until("alpha stopped in the table", async () => (await alpha.textContent()) === "stopped");
+  await shot(page, "dashboard-after-start");
+  verse.run("up", "alpha");
+  await page.close();
+});
+
+test("typing into the terminal runs commands in the env and shows their output", async (t) => {
+  if (!ok) return t.skip();
+  const page = await chrome.newPage();
+  await page.goto(verse.url);
+  await until("alpha running", async () => (await page.locator('#envs tr[data-env="alpha"] [data-role="state"]').textContent()) === "running");
+  await page.goto(`${verse.origin}/#/env/alpha`);
+  const pane = page.locator('.pane.terminal[data-env="alpha"]');
+  await until("terminal connected", async () => (await pane.getAttribute("data-connected")) === "1");
+  await page.locator('.pane.terminal[data-env="alpha"] .xterm').click();
+  await page.keyboard.type("echo out-$((6*7)) && hostname\n");
+  const rows = pane.locator(".xterm-rows");
+  await until("the command's output", async () => (await rows.textContent()).includes("out-42"));
+  assert.match(await rows.textContent(), /alpha/, "the env's hostname is printed");
+  await shot(page, "terminal");
+  await page.close();
+});
+
+test("requests without the secret, or from a foreign origin or host, are refused", async (t) => {
+  if (!ok) return t.skip();
+  const origin = verse.origin;
+  const secret = new URL(verse.url).searchParams.get("token");
+  // No secret at all.
+  let res = await fetch(`${origin}/v1/envs`);
+  assert.equal(res.status, 401);
+  assert.match(await res.text(), /verse web/);
+  // The secret, but sent by a page elsewhere.
+  res = await fetch(`${origin}/v1/envs?token=${secret}`, { headers: { Origin: "http://evil.example" } });
+  assert.equal(res.status, 403);
+  // DNS rebinding: the secret, but a foreign Host name.
+  // (fetch may not set Host; node:http can.)
+  const status = await new Promise((resolve, reject) => {
+    http.get(`${origin}/v1/envs?token=${secret}`, { headers: { Host: "evil.example" } }, (r) => { r.resume(); resolve(r.statusCode); }).on("error", reject);
+  });
+  assert.equal(status, 403);
+  res = await fetch(`${origin}/v1/envs?token=${secret}`);
+  assert.equal(res.status, 200);
+  // In the browser: a page on another origin cannot open the terminal socket,
+  // and a tab without the secret sees the refusal.
+  const page = await chrome.newPage();
+  const resp = await page.goto(`${origin}/`);
+  assert.equal(resp.status(), 401);
+  await shot(page, "refused-without-secret");
+  const context = await chrome.newContext();
+  const foreign = await context.newPage();
+  await foreign.goto("about:blank");
+  const outcome = await foreign.evaluate(async (url) => new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => resolve("open");
+    ws.onerror = () => resolve("refused");
+  }), `${origin.replace("http", "ws")}/ws/envs/alpha/terminal?token=${secret}`);
+  assert.equal(outcome, "refused");
+  await context.close();
+  await page.close();
+});
