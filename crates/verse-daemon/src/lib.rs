@@ -17,6 +17,7 @@ mod images;
 mod lifecycle;
 mod lifecycle_api;
 mod net;
+mod progress;
 mod reconcile;
 mod snapshots;
 mod supervisor;

@@ -40,6 +40,14 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ("DELETE", "/v1/images/{name}", "image", "{name}", "write"),
     ("POST", "/v1/images/build", "image", "*", "write"),
     ("POST", "/v1/images/gc", "image", "*", "write"),
+    // Writes a file on the daemon's host, as import reads one: the same right as import.
+    (
+        "POST",
+        "/v1/images/{name}/export",
+        "image",
+        "{name}",
+        "write",
+    ),
     (
         "POST",
         "/v1/images/{name}/signatures",
