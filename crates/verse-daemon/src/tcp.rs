@@ -34,20 +34,15 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ("GET", "/v1/generations", "spec", "*", "read"),
     ("POST", "/v1/rollback", "spec", "*", "write"),
     ("GET", "/v1/images", "image", "*", "read"),
-    ("POST", "/v1/images", "image", "*", "write"),
+    // Import reads, and export writes, any path on the daemon's host as root:
+    // only a token that may do anything to the daemon may ask for that.
+    ("POST", "/v1/images", "daemon", "*", "write"),
     ("GET", "/v1/images/{name}/verify", "image", "{name}", "read"),
     ("GET", "/v1/images/{name}", "image", "{name}", "read"),
     ("DELETE", "/v1/images/{name}", "image", "{name}", "write"),
     ("POST", "/v1/images/build", "image", "*", "write"),
     ("POST", "/v1/images/gc", "image", "*", "write"),
-    // Writes a file on the daemon's host, as import reads one: the same right as import.
-    (
-        "POST",
-        "/v1/images/{name}/export",
-        "image",
-        "{name}",
-        "write",
-    ),
+    ("POST", "/v1/images/{name}/export", "daemon", "*", "write"),
     (
         "POST",
         "/v1/images/{name}/signatures",
