@@ -153,6 +153,13 @@ impl Verse {
         }
     }
 
+    /// The last `lines` lines of the daemon's log, for failure messages.
+    pub fn daemon_log_tail(&self, lines: usize) -> String {
+        let log = self.daemon_log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.root().join("daemon.log")).unwrap_or_default()
     }
@@ -175,11 +182,12 @@ impl Verse {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "`verse {}` failed with {:?}\nstdout: {}\nstderr: {}",
+            "`verse {}` failed with {:?}\nstdout: {}\nstderr: {}\ndaemon log (last lines):\n{}",
             args.join(" "),
             out.status.code(),
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_log_tail(40)
         );
         String::from_utf8(out.stdout).unwrap()
     }
