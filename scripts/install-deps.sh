@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Verse and its tests use, only those missing.
 set -euo pipefail
-packages=(busybox-static iproute2 procps nftables util-linux curl debootstrap ostree)
+packages=(busybox-static iproute2 procps nftables util-linux curl debootstrap ostree bsdutils)
 # vm and gvisor backends
 packages+=(qemu-system-x86 erofs-utils e2fsprogs runsc cpio)
 # guard tests: TLS certificates (openssl), non-root peers (setpriv, util-linux)

@@ -168,6 +168,51 @@ impl Client {
             .into_body())
     }
 
+    /// POSTs `body` to an endpoint that streams [`crate::ProgressEvent`]s (JSON lines),
+    /// calling `on_event` for each progress event; returns the final `done` result.
+    pub async fn post_progress<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        on_event: &mut dyn FnMut(&crate::ProgressEvent),
+    ) -> Result<T, ClientError> {
+        use crate::ProgressEvent;
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut incoming = self
+            .send(Self::request(Method::POST, path, Some(bytes)))
+            .await?
+            .into_body();
+        let mut pending = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| self.transport(e))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: ProgressEvent = serde_json::from_slice(&line)
+                    .map_err(|e| ClientError::Protocol(format!("progress event: {e}")))?;
+                match event {
+                    ProgressEvent::Done { result } => {
+                        return serde_json::from_value(result)
+                            .map_err(|e| ClientError::Protocol(e.to_string()));
+                    }
+                    ProgressEvent::Error { error } => {
+                        return Err(ClientError::Api {
+                            status: StatusCode::BAD_REQUEST,
+                            body: error,
+                        });
+                    }
+                    other => on_event(&other),
+                }
+            }
+        }
+        Err(ClientError::Protocol(
+            "the daemon ended the progress stream without a result".into(),
+        ))
+    }
+
     /// POSTs `body` asking to upgrade the connection to a frame stream.
     pub async fn upgrade<B: Serialize>(
         &self,

@@ -75,3 +75,66 @@ pub struct ImageGcReport {
     pub manifests_removed: u64,
     pub checkouts_removed: u64,
 }
+
+/// `POST /v1/images/{name}/export`: write the image to a file on the daemon's host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportRequest {
+    /// Absolute path of the archive to write (replaced atomically).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub image: String,
+    pub manifest: String,
+    pub path: String,
+    pub layers: usize,
+    pub files: u64,
+    /// Size of the archive.
+    pub bytes: u64,
+    /// Valid signatures carried along.
+    pub signatures: usize,
+    pub millis: u64,
+}
+
+/// One line of a streamed build or import (`?progress=true`): the response is
+/// `application/x-ndjson`, one event per line, ending with `done` or `error`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProgressEvent {
+    /// A build step started, finished or printed a line; `step` of `steps` for `image`.
+    Step {
+        image: String,
+        step: usize,
+        steps: usize,
+        text: String,
+    },
+    /// A progress line outside any step (an archive's layer, a signature kept).
+    Line { text: String },
+    /// Files and content bytes processed so far by the current import or layer.
+    Count { files: u64, bytes: u64 },
+    /// The operation's result: the body the non-streamed call would have returned.
+    Done { result: serde_json::Value },
+    /// The operation failed; what the non-streamed call would have returned as its error.
+    Error { error: crate::ErrorBody },
+}
+
+impl ProgressEvent {
+    /// Reads a builder line, `IMAGE [N/M] WHAT: STATE`, as a step event (else a plain line).
+    pub fn from_line(line: &str) -> ProgressEvent {
+        let step = (|| {
+            let (image, rest) = line.split_once(" [")?;
+            let (counts, text) = rest.split_once("] ")?;
+            let (n, m) = counts.split_once('/')?;
+            Some(ProgressEvent::Step {
+                image: image.to_string(),
+                step: n.parse().ok()?,
+                steps: m.parse().ok()?,
+                text: text.to_string(),
+            })
+        })();
+        step.unwrap_or_else(|| ProgressEvent::Line {
+            text: line.to_string(),
+        })
+    }
+}

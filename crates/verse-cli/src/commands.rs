@@ -116,19 +116,20 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             | ImageCommand::Inspect { .. }
             | ImageCommand::Rm { .. }
             | ImageCommand::Gc { .. }
-            | ImageCommand::Sign { .. }),
+            | ImageCommand::Sign { .. }
+            | ImageCommand::Export { .. }),
         ) => return crate::images::image(image, &client).await,
         Command::Image(ImageCommand::Import { name, path, json }) => {
             let path = absolute(&path)?;
-            let report: ImportReport = client
-                .post(
-                    "/v1/images",
-                    &ImportRequest {
-                        name,
-                        path: path.display().to_string(),
-                    },
-                )
-                .await?;
+            let request = ImportRequest {
+                name,
+                path: path.display().to_string(),
+            };
+            let report: ImportReport = if json {
+                client.post("/v1/images", &request).await?
+            } else {
+                crate::images::import_with_progress(&client, &request).await?
+            };
             if json {
                 output::json(&report);
             } else {

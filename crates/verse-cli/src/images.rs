@@ -1,4 +1,4 @@
-//! `verse image build|inspect|rm|gc|sign` and `verse key generate`.
+//! `verse image build|inspect|rm|gc|sign|export` and `verse key generate`.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use verse_api::{
-    BuildReport, BuildRequest, Client, ImageDetail, ImageGcReport, ImageInfo, Paths,
-    SignatureDetail, SignatureRequest,
+    BuildReport, BuildRequest, Client, ExportReport, ExportRequest, ImageDetail, ImageGcReport,
+    ImageInfo, Paths, SignatureDetail, SignatureRequest,
 };
 
 use crate::output::{self, bytes, table};
@@ -59,26 +59,24 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
                 .parent()
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "/".into());
-            eprintln!(
-                "building (progress lines follow when the build ends; the daemon's log shows them live)"
-            );
-            let report: BuildReport = client
-                .post(
-                    "/v1/images/build",
-                    &BuildRequest {
-                        file_name: file.display().to_string(),
-                        source,
-                        spec_dir: dir,
-                        names,
-                    },
-                )
-                .await?;
+            let request = BuildRequest {
+                file_name: file.display().to_string(),
+                source,
+                spec_dir: dir,
+                names,
+            };
             if json {
+                let report: BuildReport = client.post("/v1/images/build", &request).await?;
                 output::json(&report);
             } else {
-                for line in &report.log {
-                    println!("{line}");
-                }
+                let mut progress = crate::progress::Progress::new();
+                let report: Result<BuildReport, _> = client
+                    .post_progress("/v1/images/build?progress=true", &request, &mut |e| {
+                        progress.event(e)
+                    })
+                    .await;
+                progress.finish();
+                let report = report?;
                 for i in &report.images {
                     println!(
                         "built {}: {} layers, {} files, {}, manifest {}",
@@ -203,7 +201,48 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
                 .await?;
             println!("signed {name} (manifest {h}) with {}", s.key);
         }
-        _ => unreachable!("only image build/inspect/rm/gc/sign come here"),
+        ImageCommand::Export { name, file, json } => {
+            let path = std::path::absolute(&file)?;
+            let r: ExportReport = client
+                .post(
+                    &format!("/v1/images/{name}/export"),
+                    &ExportRequest {
+                        path: path.display().to_string(),
+                    },
+                )
+                .await?;
+            if json {
+                output::json(&r);
+            } else {
+                println!(
+                    "exported {} (manifest {}) to {}: {} layers, {} files, {}, {} signature(s), in {} ms",
+                    r.image,
+                    r.manifest,
+                    r.path,
+                    r.layers,
+                    r.files,
+                    bytes(r.bytes),
+                    r.signatures,
+                    r.millis
+                );
+            }
+        }
+        _ => unreachable!("only image build/inspect/rm/gc/sign/export come here"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `verse image import` with live progress (files and bytes, an archive's layers).
+pub async fn import_with_progress(
+    client: &Client,
+    request: &verse_api::ImportRequest,
+) -> Result<verse_api::ImportReport> {
+    let mut progress = crate::progress::Progress::new();
+    let report = client
+        .post_progress("/v1/images?progress=true", request, &mut |e| {
+            progress.event(e)
+        })
+        .await;
+    progress.finish();
+    Ok(report?)
 }

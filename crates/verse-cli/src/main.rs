@@ -9,6 +9,7 @@ mod images;
 mod lifecycle;
 mod net;
 mod output;
+mod progress;
 mod quarantine;
 mod stream;
 mod token;
@@ -219,7 +220,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Import a directory or a tar (plain, gzip or zstd) as an image.
+    /// Import a directory, a tar (plain, gzip or zstd), an OCI image layout or docker/podman
+    /// save archive, or a `verse image export` file (its manifest hash and signatures kept).
     Import {
         name: String,
         path: PathBuf,
@@ -261,9 +263,17 @@ enum ImageCommand {
         #[arg(long)]
         key: Option<PathBuf>,
     },
-    /// Re-hash an image's layer and name every changed, added or missing path; exit 1 if any.
+    /// Re-hash every layer of an image and name every changed, added or missing path; exit 1 if any.
     Verify {
         name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an image to FILE as an OCI image layout tar with Verse's manifest and signatures,
+    /// for `verse image import` on another host (same manifest hash, signatures still valid).
+    Export {
+        name: String,
+        file: PathBuf,
         #[arg(long)]
         json: bool,
     },

@@ -8,7 +8,7 @@ use crate::{lifecycle, reconcile};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
@@ -594,9 +594,10 @@ fn valid_image_name(name: &str) -> bool {
 
 async fn import_image(
     State(daemon): Shared,
+    Query(query): Query<crate::progress::ProgressQuery>,
     Extension(actor): Extension<Actor>,
     Json(request): Json<ImportRequest>,
-) -> ApiResult<Json<ImportReport>> {
+) -> ApiResult<axum::response::Response> {
     if !valid_image_name(&request.name) {
         return Err(ApiError::bad_request(format!(
             "`{}` is not a valid image name: use lowercase letters, digits and . _ - :",
@@ -610,67 +611,122 @@ async fn import_image(
             request.path
         )));
     }
+    std::fs::metadata(&path)
+        .map_err(|e| ApiError::bad_request(format!("cannot read {}: {e}", path.display())))?;
+    if query.progress {
+        return Ok(crate::progress::stream(daemon, move |d, emit| {
+            let report = import_blocking(d, &request, emit)?;
+            audit_import(d, &actor, &report, &request.path);
+            serde_json::to_value(report).map_err(ApiError::internal)
+        }));
+    }
+    // Held across the import and the image record: a gc in between would free the layers
+    // just imported, as no image reaches them yet.
+    let _changes = daemon.changes.lock().await;
+    let request_path = request.path.clone();
+    let worker = Arc::clone(&daemon);
+    let report =
+        tokio::task::spawn_blocking(move || import_blocking(&worker, &request, &mut |_| {}))
+            .await
+            .map_err(ApiError::internal)??;
+    audit_import(&daemon, &actor, &report, &request_path);
+    Ok(Json(report).into_response())
+}
+
+fn audit_import(daemon: &Daemon, actor: &Actor, report: &ImportReport, path: &str) {
+    let detail = format!(
+        "image={} root={} path={}",
+        report.image.name, report.image.root, path
+    );
+    daemon.audit(actor, "image-import", None, detail);
+}
+
+/// A failed import; a full disk says so, and what to do.
+fn import_error(path: &str, e: &(dyn std::error::Error + 'static), hint: &str) -> ApiError {
+    let mut cur = Some(e);
+    let mut full = false;
+    while let Some(err) = cur {
+        full |= err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull);
+        cur = err.source();
+    }
+    let error = ApiError::bad_request(format!("importing {path}: {e}"));
+    if full {
+        error.hint(format!(
+            "the filesystem holding the store is full; {hint}, the store is consistent (`verse image verify` checks it); free space (`verse image gc` removes what no image uses) and retry"
+        ))
+    } else {
+        error.hint(hint.to_string())
+    }
+}
+
+/// Imports a directory, a tar, or an image archive (OCI layout, docker/podman save, a
+/// `verse image export`) and records the image; the caller holds the change lock.
+fn import_blocking(
+    daemon: &crate::Daemon,
+    request: &ImportRequest,
+    emit: &mut dyn FnMut(verse_api::ProgressEvent),
+) -> ApiResult<ImportReport> {
+    use verse_api::ProgressEvent;
+    let path = std::path::PathBuf::from(&request.path);
     let metadata = std::fs::metadata(&path)
         .map_err(|e| ApiError::bad_request(format!("cannot read {}: {e}", path.display())))?;
     let started = Instant::now();
     if metadata.is_file() && verse_image::is_image_archive(&path) {
-        let worker = Arc::clone(&daemon);
-        let h = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        let h = {
+            let mut counts = crate::progress::Counts::new(emit);
             verse_image::import_archive(
-                &worker.store,
+                &daemon.store,
                 &path,
-                &mut |line| tracing::info!(target: "verse::import", "{line}"),
+                &mut |line| {
+                    tracing::info!(target: "verse::import", "{line}");
+                    lines.push(line.to_string());
+                },
+                &mut counts,
             )
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| {
-            ApiError::bad_request(format!("importing {}: {e}", request.path))
-                .hint("no image was recorded")
-        })?;
-        let image = crate::images::record_manifest(&daemon, &request.name, h)?;
-        return Ok(Json(ImportReport {
+        }
+        .map_err(|e| import_error(&request.path, &e, "no image was recorded"))?;
+        for text in lines {
+            emit(ProgressEvent::Line { text });
+        }
+        let image = crate::images::record_manifest(daemon, &request.name, h)?;
+        return Ok(ImportReport {
             image,
             new_bytes: 0,
             millis: started.elapsed().as_millis() as u64,
-        }));
+        });
     }
-    let worker = Arc::clone(&daemon);
-    let layer = tokio::task::spawn_blocking(move || {
-        let mut progress = verse_store::NoProgress;
+    let layer = (|| {
+        let mut progress = crate::progress::Counts::new(emit);
         let layer = if metadata.is_dir() {
-            worker.store.import_dir(&path, &mut progress)
+            daemon.store.import_dir(&path, &mut progress)
         } else {
-            worker.store.import_tar(&path, &mut progress)
+            daemon.store.import_tar(&path, &mut progress)
         }?;
         // Re-importing is how a user repairs a layer whose checkout was
         // tampered with: drop checkouts that no longer match, so the next
         // start builds them afresh from the verified objects.
-        for (uid_base, _) in worker.store.checkouts_of(&layer.root)? {
-            if worker.store.quick_check(&layer.root, uid_base).is_err() {
-                worker.store.remove_checkout(&layer.root, uid_base)?;
+        for (uid_base, _) in daemon.store.checkouts_of(&layer.root)? {
+            if daemon.store.quick_check(&layer.root, uid_base).is_err() {
+                daemon.store.remove_checkout(&layer.root, uid_base)?;
             }
         }
         Ok::<_, verse_store::StoreError>(layer)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| {
-        ApiError::bad_request(format!("importing {}: {e}", request.path))
-            .hint("nothing was added to the store")
-    })?;
-    let image = crate::images::record_single_layer(&daemon, &request.name, &layer, &request.path)?;
+    })()
+    .map_err(|e| import_error(&request.path, &e, "nothing was added to the store"))?;
+    emit(ProgressEvent::Count {
+        files: layer.files,
+        bytes: layer.size,
+    });
+    let image = crate::images::record_single_layer(daemon, &request.name, &layer, &request.path)?;
     daemon.db.put_image(&image)?;
-    let detail = format!(
-        "image={} root={} path={}",
-        image.name, image.root, request.path
-    );
-    daemon.audit(&actor, "image-import", None, detail);
-    Ok(Json(ImportReport {
+    Ok(ImportReport {
         image,
         new_bytes: layer.new_bytes,
         millis: started.elapsed().as_millis() as u64,
-    }))
+    })
 }
 
 async fn verify_image(
@@ -681,15 +737,26 @@ async fn verify_image(
         ApiError::not_found(format!("no image named `{name}`"))
             .hint("`verse image ls` lists images")
     })?;
-    let root: verse_store::Hash = image
-        .root
-        .parse()
-        .map_err(|e| ApiError::internal(format!("image `{name}` has a bad root hash: {e}")))?;
+    // Every layer of the image, bottom first: a change in any of them is reported with the
+    // layer it is in.
+    let (_, manifest) = crate::images::manifest_of(&daemon, &image)?;
     let worker = Arc::clone(&daemon);
-    let changes = tokio::task::spawn_blocking(move || worker.store.verify(&root))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let changes = tokio::task::spawn_blocking(move || {
+        let many = manifest.layers.len() > 1;
+        let mut all = Vec::new();
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            for mut change in worker.store.verify(&layer.root)? {
+                if many {
+                    change.detail = format!("layer {} ({}): {}", i + 1, layer.input, change.detail);
+                }
+                all.push(change);
+            }
+        }
+        Ok::<_, verse_store::StoreError>(all)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     Ok(Json(VerifyReport {
         image: name,
         root: image.root,

@@ -4,12 +4,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use verse_api::{
-    BuildReport, BuildRequest, ImageDetail, ImageGcReport, ImageInfo, LayerDetail, SignatureDetail,
-    SignatureRequest,
+    BuildReport, BuildRequest, ExportReport, ExportRequest, ImageDetail, ImageGcReport, ImageInfo,
+    LayerDetail, SignatureDetail, SignatureRequest,
 };
 use verse_runtime::ID_BASE;
 use verse_spec::Spec;
@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<Daemon>> {
         .route("/v1/images/gc", post(gc))
         .route("/v1/images/{name}", get(inspect).delete(remove))
         .route("/v1/images/{name}/signatures", post(add_signature))
+        .route("/v1/images/{name}/export", post(export))
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -131,6 +132,7 @@ fn run_builds(
     spec: &Spec,
     spec_dir: &str,
     names: &[String],
+    emit: &mut dyn FnMut(verse_api::ProgressEvent),
 ) -> ApiResult<BuildReport> {
     let started = Instant::now();
     let b = builder(daemon, spec_dir);
@@ -153,6 +155,7 @@ fn run_builds(
         let built = b
             .build(name, spec, &lookup, &mut |line| {
                 tracing::info!(target: "verse::build", "{line}");
+                emit(verse_api::ProgressEvent::from_line(line));
                 log.push(line.to_string());
             })
             .map_err(|e| {
@@ -170,8 +173,9 @@ fn run_builds(
 
 async fn build(
     State(daemon): Shared,
+    Query(query): Query<crate::progress::ProgressQuery>,
     Json(request): Json<BuildRequest>,
-) -> ApiResult<Json<BuildReport>> {
+) -> ApiResult<axum::response::Response> {
     let spec = verse_spec::parse_str(&request.source, &request.file_name)
         .map_err(|e| ApiError::bad_request(e.to_string()).hint("nothing was built"))?;
     let names = if request.names.is_empty() {
@@ -188,13 +192,20 @@ async fn build(
         }
         request.names.clone()
     };
+    if query.progress {
+        return Ok(crate::progress::stream(daemon, move |d, emit| {
+            let report = run_builds(d, &spec, &request.spec_dir, &names, emit)?;
+            serde_json::to_value(report).map_err(ApiError::internal)
+        }));
+    }
     let _changes = daemon.changes.lock().await;
     let worker = Arc::clone(&daemon);
-    let report =
-        tokio::task::spawn_blocking(move || run_builds(&worker, &spec, &request.spec_dir, &names))
-            .await
-            .map_err(ApiError::internal)??;
-    Ok(Json(report))
+    let report = tokio::task::spawn_blocking(move || {
+        run_builds(&worker, &spec, &request.spec_dir, &names, &mut |_| {})
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(axum::response::IntoResponse::into_response(Json(report)))
 }
 
 /// `verse apply`: builds every declared image an env uses (cached layers make this cheap).
@@ -218,7 +229,7 @@ pub async fn build_declared(
     let worker = Arc::clone(daemon);
     let spec = spec.clone();
     let dir = spec_dir.unwrap_or("/").to_string();
-    tokio::task::spawn_blocking(move || run_builds(&worker, &spec, &dir, &names))
+    tokio::task::spawn_blocking(move || run_builds(&worker, &spec, &dir, &names, &mut |_| {}))
         .await
         .map_err(ApiError::internal)??;
     Ok(())
@@ -383,32 +394,71 @@ async fn add_signature(
     }))
 }
 
+/// What gc keeps: the manifest and layers of every image record, and the layers every env
+/// was last started on (an env keeps running on its layers after its image is re-imported
+/// or rebuilt under the same name, so those are kept until the env is removed or
+/// restarted), and every snapshot. Generations name images, so they reach layers through the
+/// image records.
+fn gc_roots(daemon: &Daemon) -> ApiResult<(HashSet<Hash>, Vec<Hash>)> {
+    let mut manifests = HashSet::new();
+    let mut roots = Vec::new();
+    for image in daemon.db.images()? {
+        let (h, m) = manifest_of(daemon, &image)?;
+        manifests.insert(h);
+        roots.extend(m.layers.iter().map(|l| l.root));
+    }
+    // Snapshots of envs are layers too.
+    for snapshot in daemon.db.snapshots(None)? {
+        let root = snapshot.root.parse().map_err(|e| {
+            ApiError::internal(format!("snapshot {} of {}: {e}", snapshot.id, snapshot.env))
+        })?;
+        roots.push(root);
+    }
+    for env in daemon.db.envs()? {
+        let path = verse_runtime::ShimConfig::config_path(&daemon.paths.env_dir(&env.name));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let config: verse_runtime::ShimConfig = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::internal(format!(
+                "{}: {e}; gc cannot tell which layers env `{}` runs on",
+                path.display(),
+                env.name
+            ))
+        })?;
+        for lower in &config.lowers {
+            // Checkouts are named "<root>-<uid_base>".
+            let root = lower
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('-').next())
+                .and_then(|h| h.parse::<Hash>().ok());
+            roots.extend(root);
+        }
+    }
+    Ok((manifests, roots))
+}
+
 async fn gc(State(daemon): Shared) -> ApiResult<Json<ImageGcReport>> {
     let _changes = daemon.changes.lock().await;
     let worker = Arc::clone(&daemon);
     let report = tokio::task::spawn_blocking(move || -> ApiResult<ImageGcReport> {
-        // Reachable: every image's manifest and layers, and every env's image (also those
-        // named only by generations, through the envs they created).
-        let mut manifests = HashSet::new();
-        let mut roots = Vec::new();
-        for image in worker.db.images()? {
-            let (h, m) = manifest_of(&worker, &image)?;
-            manifests.insert(h);
-            roots.extend(m.layers.iter().map(|l| l.root));
-        }
-        // Snapshots of envs are layers too.
-        for snapshot in worker.db.snapshots(None)? {
-            let root = snapshot.root.parse().map_err(|e| {
-                ApiError::internal(format!("snapshot {} of {}: {e}", snapshot.id, snapshot.env))
-            })?;
-            roots.push(root);
-        }
+        let (manifests, roots) = gc_roots(&worker)?;
         let manifests_removed = worker
             .store
             .remove_manifests_except(&manifests)
             .map_err(ApiError::internal)?;
         let r = worker.store.gc(&roots).map_err(ApiError::internal)?;
-        // Cache entries naming layers that are gone are dropped lazily by the builder.
+        // Build-cache entries naming layers that are gone now.
+        let cache = worker.store.dir().join("build-cache");
+        for entry in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
+            let root = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|t| t.trim().parse::<Hash>().ok());
+            if !root.is_some_and(|r| worker.store.has(&r)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(ImageGcReport {
             freed_bytes: r.freed_bytes,
             objects_removed: r.objects_removed,
@@ -421,4 +471,51 @@ async fn gc(State(daemon): Shared) -> ApiResult<Json<ImageGcReport>> {
     .await
     .map_err(ApiError::internal)??;
     Ok(Json(report))
+}
+
+async fn export(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+    Json(request): Json<ExportRequest>,
+) -> ApiResult<Json<ExportReport>> {
+    let info = daemon.db.image(&name)?.ok_or_else(|| not_found(&name))?;
+    let path = std::path::PathBuf::from(&request.path);
+    if !path.is_absolute() || path.file_name().is_none() {
+        return Err(ApiError::bad_request(format!(
+            "the export path must be an absolute file path, got `{}`",
+            request.path
+        )));
+    }
+    let (h, _) = manifest_of(&daemon, &info)?;
+    let started = Instant::now();
+    let worker = Arc::clone(&daemon);
+    let (image, target) = (name.clone(), path.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        verse_image::export_archive(
+            &worker.store,
+            &image,
+            &h,
+            &target,
+            &mut |line| tracing::info!(target: "verse::export", "{line}"),
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::bad_request(format!(
+            "exporting image `{name}` to {}: {e}",
+            path.display()
+        ))
+        .hint("nothing was written at that path")
+    })?;
+    Ok(Json(ExportReport {
+        image: name,
+        manifest: h.to_string(),
+        path: request.path,
+        layers: r.layers,
+        files: r.files,
+        bytes: r.bytes,
+        signatures: r.signatures,
+        millis: started.elapsed().as_millis() as u64,
+    }))
 }

@@ -18,6 +18,7 @@ mod images;
 mod lifecycle;
 mod lifecycle_api;
 mod net;
+mod progress;
 pub mod quarantine;
 mod reconcile;
 mod snapshots;

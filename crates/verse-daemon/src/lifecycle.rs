@@ -191,24 +191,13 @@ fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> 
     } else {
         0
     };
-    if daemon.store.checkout_path(&root, check_base).exists()
-        && let Err(changes) = daemon.store.quick_check(&root, check_base)
-    {
-        let first = changes
-            .first()
-            .map(|c| format!("{} ({})", c.path, c.detail))
-            .unwrap_or_default();
-        return Err(ApiError::conflict(format!(
-            "image `{}` failed verification: layer {root}: {} path(s) changed on disk, first {first}; refusing to start `{}` on it",
-            plan.image,
-            changes.len(),
-            row.name
-        ))
-        .hint(format!(
-            "see every change with `verse image verify {}`; re-import the image to repair it",
-            plan.image
-        ))
-        .changes(changes.into_iter().map(to_path_change).collect()));
+    let existing = daemon.store.checkout_path(&root, check_base);
+    if existing.exists() {
+        // Checked once: `checkout` would quick-check it again.
+        match daemon.store.quick_check(&root, check_base) {
+            Ok(()) => return Ok(existing),
+            Err(changes) => return Err(verification_failed(plan, &root, &row.name, changes)),
+        }
     }
     daemon.store.checkout(&root, check_base).map_err(|e| {
         ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
@@ -216,6 +205,28 @@ fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> 
             plan.image
         ))
     })
+}
+
+fn verification_failed(
+    plan: &crate::db::EnvPlan,
+    root: &verse_store::Hash,
+    env: &str,
+    changes: Vec<verse_store::Change>,
+) -> ApiError {
+    let first = changes
+        .first()
+        .map(|c| format!("{} ({})", c.path, c.detail))
+        .unwrap_or_default();
+    ApiError::conflict(format!(
+            "image `{}` failed verification: layer {root}: {} path(s) changed on disk, first {first}; refusing to start `{env}` on it",
+            plan.image,
+            changes.len(),
+        ))
+        .hint(format!(
+            "see every change with `verse image verify {}`; re-import the image to repair it",
+            plan.image
+        ))
+        .changes(changes.into_iter().map(to_path_change).collect())
 }
 
 fn start_blocking(
@@ -229,11 +240,18 @@ fn start_blocking(
     if let Some(keys) = &plan.trusted_keys {
         crate::images::check_trust(daemon, &plan.image, &manifest_hash, keys)?;
     }
+    let verifying = std::time::Instant::now();
     let roots = manifest.roots_top_first();
     let mut lowers = Vec::new();
     for root in &roots {
         lowers.push(checked_checkout(daemon, row, root)?);
     }
+    tracing::info!(
+        env = %row.name,
+        layers = lowers.len(),
+        micros = verifying.elapsed().as_micros() as u64,
+        "layers verified (quick check, or checkout from verified objects) before start"
+    );
     let run = &manifest.config;
 
     let env_dir = daemon.paths.env_dir(&row.name);

@@ -372,12 +372,13 @@ async fn release_to(
 }
 
 pub fn routes() -> Router<Arc<Daemon>> {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/quarantine", get(list))
         .route("/v1/quarantine/{id}", get(show))
         .route("/v1/quarantine/{id}/release", post(release))
         .route("/v1/quarantine/{id}/reject", post(reject))
-        .route("/v1/copy", post(copy))
+        .route("/v1/copy", post(copy));
+    routes
 }
 
 async fn list(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Vec<Item>>> {

@@ -34,12 +34,15 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ("GET", "/v1/generations", "spec", "*", "read"),
     ("POST", "/v1/rollback", "spec", "*", "write"),
     ("GET", "/v1/images", "image", "*", "read"),
-    ("POST", "/v1/images", "image", "*", "write"),
+    // Import reads, and export writes, any path on the daemon's host as root:
+    // only a token that may do anything to the daemon may ask for that.
+    ("POST", "/v1/images", "daemon", "*", "write"),
     ("GET", "/v1/images/{name}/verify", "image", "{name}", "read"),
     ("GET", "/v1/images/{name}", "image", "{name}", "read"),
     ("DELETE", "/v1/images/{name}", "image", "{name}", "write"),
     ("POST", "/v1/images/build", "image", "*", "write"),
     ("POST", "/v1/images/gc", "image", "*", "write"),
+    ("POST", "/v1/images/{name}/export", "daemon", "*", "write"),
     (
         "POST",
         "/v1/images/{name}/signatures",
@@ -77,6 +80,8 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
         "write",
     ),
     ("POST", "/v1/envs/{name}/restore", "env", "{name}", "write"),
+    // The web UI's URL carries its secret: as strong as writing to the daemon.
+    ("GET", "/v1/web", "daemon", "*", "write"),
     ("GET", "/v1/audit/log", "audit", "*", "read"),
     ("POST", "/v1/audit/verify", "audit", "*", "read"),
     ("POST", "/v1/audit/checkpoint", "audit", "*", "write"),

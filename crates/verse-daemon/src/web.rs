@@ -117,9 +117,14 @@ fn router(daemon: Arc<Daemon>, guard: Guard) -> Router {
 }
 
 /// Every request passes the guard first.
-async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     match guard.check(request.headers(), request.uri().query()) {
         Verdict::Allow { set_cookie } => {
+            // Acts through the UI are audited as the web UI's (its secret stands
+            // for the root user who printed it with `verse web`).
+            request
+                .extensions_mut()
+                .insert(crate::guard::Actor("web:local".into()));
             let mut response = next.run(request).await;
             if let Some(cookie) = set_cookie
                 && let Ok(value) = HeaderValue::from_str(&cookie)

@@ -15,6 +15,7 @@
 //! below it (`<store>/build-cache/<key>` holds the layer root), so a rebuild with nothing
 //! changed runs nothing, and editing one step rebuilds from that step on.
 
+mod export;
 mod oci;
 pub mod step;
 
@@ -27,6 +28,7 @@ use std::process::Command;
 use verse_spec::{FileSource, ImageBase, ImageSpec, Spec};
 use verse_store::{Hash, ImportOptions, Manifest, ManifestLayer, RunConfig, Store};
 
+pub use export::{Exported, export_archive};
 pub use oci::{import_archive, is_image_archive};
 pub use step::{StepConfig, run_step_main};
 
@@ -425,6 +427,7 @@ impl Builder<'_> {
         let options = ImportOptions {
             id_base: self.id_base,
             whiteouts: true,
+            refuse_devices: false,
         };
         Ok(self
             .store
@@ -588,6 +591,11 @@ fn count(built: &mut Built, cached: bool) {
     } else {
         built.built_layers += 1;
     }
+}
+
+/// The image architecture in OCI's words (Debian's amd64 and arm64 are OCI's too).
+pub(crate) fn oci_arch() -> String {
+    debian_arch()
 }
 
 fn which(program: &str) -> Option<PathBuf> {

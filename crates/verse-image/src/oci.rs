@@ -23,10 +23,13 @@ fn invalid(file: &Path, what: impl std::fmt::Display) -> ImageError {
 }
 
 /// Imports the OCI layout or docker-save archive at `file`; returns the stored manifest.
+/// `progress` gets a line per layer and per signature; `counts` the files and bytes of the
+/// layer being imported.
 pub fn import_archive(
     store: &Store,
     file: &Path,
     progress: &mut dyn FnMut(&str),
+    counts: &mut dyn verse_store::Progress,
 ) -> Result<Hash, ImageError> {
     let dir = store
         .dir()
@@ -35,13 +38,13 @@ pub fn import_archive(
     fs::create_dir_all(&dir).map_err(|e| ImageError::io(&dir, e))?;
     let result = (|| {
         unpack(file, &dir)?;
-        import_unpacked(store, file, &dir, progress)
+        import_unpacked(store, file, &dir, progress, counts)
     })();
     let _ = fs::remove_dir_all(&dir);
     result
 }
 
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
@@ -162,6 +165,7 @@ fn import_unpacked(
     file: &Path,
     dir: &Path,
     progress: &mut dyn FnMut(&str),
+    counts: &mut dyn verse_store::Progress,
 ) -> Result<Hash, ImageError> {
     // (layer blob paths with their digests if known, config path)
     let (layers, config): (Vec<(PathBuf, Option<String>)>, PathBuf) = if dir
@@ -224,6 +228,7 @@ fn import_unpacked(
             "neither an OCI image layout (index.json) nor a docker/podman save archive (manifest.json)",
         ));
     };
+    let verse_export = dir.join("verse/manifest.json").is_file();
     let cfg = read_json(file, &config)?;
     let c = &cfg["config"];
     let run = RunConfig {
@@ -257,8 +262,11 @@ fn import_unpacked(
         let options = ImportOptions {
             id_base: 0,
             whiteouts: true,
+            // A Verse export may carry a base system's /dev nodes; they are recorded as data
+            // and never created in a checkout either way.
+            refuse_devices: !verse_export,
         };
-        let layer = store.import_tar_with(path, options, &mut verse_store::NoProgress)?;
+        let layer = store.import_tar_with(path, options, counts)?;
         let input = match digest {
             Some(d) => format!("oci layer {d}"),
             None => format!(
@@ -278,7 +286,70 @@ fn import_unpacked(
             input,
         });
     }
+    if verse_export {
+        return adopt_verse_manifest(store, file, dir, &manifest, progress);
+    }
     Ok(store.put_manifest(&manifest)?)
+}
+
+/// A `verse image export` archive: the layers just imported must be exactly the ones its
+/// manifest names (same roots, in order); then that manifest is stored as it was, so its
+/// hash and signatures survive, and each signature is kept if it verifies.
+fn adopt_verse_manifest(
+    store: &Store,
+    file: &Path,
+    dir: &Path,
+    imported: &Manifest,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Hash, ImageError> {
+    let path = dir.join("verse/manifest.json");
+    let bytes = fs::read(&path).map_err(|e| ImageError::io(&path, e))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(file, format!("verse/manifest.json: {e}")))?;
+    if manifest.canonical_bytes() != bytes {
+        return Err(invalid(
+            file,
+            "verse/manifest.json is not in canonical form",
+        ));
+    }
+    if manifest.layers.len() != imported.layers.len() {
+        return Err(invalid(
+            file,
+            format!(
+                "verse/manifest.json names {} layers but the OCI manifest has {}",
+                manifest.layers.len(),
+                imported.layers.len()
+            ),
+        ));
+    }
+    for (i, (want, got)) in manifest.layers.iter().zip(&imported.layers).enumerate() {
+        if want.root != got.root {
+            return Err(invalid(
+                file,
+                format!(
+                    "layer {} ({}): its content has root {} but verse/manifest.json names {}; the archive was altered",
+                    i + 1,
+                    want.input,
+                    got.root,
+                    want.root
+                ),
+            ));
+        }
+    }
+    let h = store.put_manifest(&manifest)?;
+    let sigs = dir.join("verse/signatures");
+    for entry in fs::read_dir(&sigs).into_iter().flatten().flatten() {
+        let key = format!("ed25519:{}", entry.file_name().to_string_lossy());
+        let text = fs::read_to_string(entry.path()).unwrap_or_default();
+        if store.add_signature(&h, &key, &text)? {
+            progress(&format!("signature by {key}: valid, kept"));
+        } else {
+            progress(&format!(
+                "signature by {key}: does not verify against manifest {h}; dropped"
+            ));
+        }
+    }
+    Ok(h)
 }
 
 /// Whether `file` is an (uncompressed) tar holding an OCI layout or a docker/podman save

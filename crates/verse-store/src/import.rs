@@ -68,7 +68,23 @@ pub struct ImportOptions {
     /// `.wh.NAME` and `.wh..wh..opq`; in directories, overlayfs' opaque xattr (its 0/0
     /// character devices are already whiteouts).
     pub whiteouts: bool,
+    /// Refuse character and block devices other than whiteouts (an untrusted image layer
+    /// has no business shipping them). When false they are recorded as data and never
+    /// created in a checkout.
+    pub refuse_devices: bool,
 }
+
+/// Most tar header data (headers, PAX records, GNU long names, skipped bodies) accepted
+/// between two entries: real archives need a few KiB, a hostile one could ask for gigabytes
+/// (the tar reader keeps them in memory).
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// A compressed tar may expand to at most this many times its compressed size, or
+/// [`MIN_BOMB_LIMIT`], whichever is larger: beyond that it is a decompression bomb.
+pub const MAX_EXPANSION: u64 = 100;
+
+/// Every compressed tar may expand to at least this many bytes.
+pub const MIN_BOMB_LIMIT: u64 = 64 << 20;
 
 /// Name of the entry that marks its directory opaque (hides everything below it).
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
@@ -108,8 +124,10 @@ impl<'a> Builder<'a> {
 
     /// Inserts `node` at `path` (components already validated). Missing parents are created
     /// as 0755 root:root directories; a parent that is not a directory is an error (this is
-    /// what stops `a -> /etc` followed by `a/passwd`). Later entries win, but a directory
-    /// replacing a directory keeps its children, as tar does.
+    /// what stops `a -> /etc` followed by `a/passwd`). A directory repeated keeps its
+    /// children and takes the later metadata, as tar does; any other repeated name is
+    /// refused, so what a layer holds never depends on which of two entries an extractor
+    /// keeps.
     fn insert(&mut self, path: &[Vec<u8>], node: Node) -> std::result::Result<(), String> {
         let Some((last, parents)) = path.split_last() else {
             return match node {
@@ -144,7 +162,13 @@ impl<'a> Builder<'a> {
         };
         match (children.get_mut(last), node) {
             (Some(Node::Dir { meta, .. }), Node::Dir { meta: new, .. }) => *meta = new,
-            (_, node) => {
+            (Some(_), _) => {
+                return Err(format!(
+                    "{} appears twice in the archive (only a directory may repeat)",
+                    display(path)
+                ));
+            }
+            (None, node) => {
                 children.insert(last.clone(), node);
             }
         }
@@ -324,6 +348,7 @@ impl Store {
         let options = ImportOptions {
             id_base: uid_base,
             whiteouts: true,
+            refuse_devices: false,
         };
         self.import_dir_with(path, options, progress)
     }
@@ -375,7 +400,9 @@ impl Store {
             f.rewind().ctx(|| format!("reading {}", path.display()))?;
             f
         });
-        let reader: Box<dyn Read> = match Compression::detect(&magic[..n]) {
+        let compression = Compression::detect(&magic[..n]);
+        let compressed_size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let reader: Box<dyn Read> = match compression {
             Compression::None => Box::new(file),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
             Compression::Zstd => Box::new(
@@ -383,17 +410,101 @@ impl Store {
                     .ctx(|| format!("starting zstd decoder for {}", path.display()))?,
             ),
         };
-        let mut archive = tar::Archive::new(reader);
+        let limit = match compression {
+            Compression::None => u64::MAX,
+            _ => compressed_size
+                .saturating_mul(MAX_EXPANSION)
+                .max(MIN_BOMB_LIMIT),
+        };
+        let state = std::rc::Rc::new(GuardState::default());
+        let guarded = Guarded {
+            inner: reader,
+            state: std::rc::Rc::clone(&state),
+            limit,
+        };
+        let mut archive = tar::Archive::new(guarded);
         let mut b = Builder::new(self, options);
         let entries = archive
             .entries()
             .ctx(|| format!("reading tar {}", path.display()))?;
         for entry in entries {
-            let entry =
-                entry.ctx(|| format!("reading the next entry of tar {}", path.display()))?;
-            import_tar_entry(&mut b, path, entry, progress)?;
+            state.since_entry.set(0);
+            let mut entry = entry.map_err(|e| match state.last.take() {
+                _ if e.kind() != io::ErrorKind::InvalidData => StoreError::Io {
+                    context: format!("reading the next entry of tar {}", path.display()),
+                    source: e,
+                },
+                last => StoreError::refused(
+                    path,
+                    last.unwrap_or_else(|| "(before the first entry)".into()),
+                    e.to_string(),
+                ),
+            })?;
+            state.in_body.set(true);
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            import_tar_entry(&mut b, path, &mut entry, progress)?;
+            // Drain what the entry did not read (a body on a non-file entry) as body data,
+            // so only real header data counts against MAX_HEADER_BYTES.
+            io::copy(&mut entry, &mut io::sink())
+                .map_err(|e| StoreError::refused(path, name.clone(), e.to_string()))?;
+            state.in_body.set(false);
+            state.last.replace(Some(name));
         }
         b.finish()
+    }
+}
+
+/// What [`Guarded`] counts, shared with the import loop.
+#[derive(Default)]
+struct GuardState {
+    /// Bytes read since the import loop last got an entry, outside entry bodies.
+    since_entry: std::cell::Cell<u64>,
+    /// Decompressed bytes read in all.
+    total: std::cell::Cell<u64>,
+    /// Whether the loop is reading an entry's body.
+    in_body: std::cell::Cell<bool>,
+    /// The last entry accepted, to name where a hostile header sits.
+    last: std::cell::RefCell<Option<String>>,
+}
+
+/// Caps decompressed bytes (decompression bombs) and header bytes between entries
+/// (enormous PAX records or GNU long names, which the tar reader would hold in memory).
+struct Guarded {
+    inner: Box<dyn Read>,
+    state: std::rc::Rc<GuardState>,
+    limit: u64,
+}
+
+impl Read for Guarded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let s = &self.state;
+        s.total.set(s.total.get() + n as u64);
+        if s.total.get() > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the archive decompresses to more than {} bytes ({MAX_EXPANSION} times its compressed size, at least {MIN_BOMB_LIMIT}): a decompression bomb",
+                    self.limit
+                ),
+            ));
+        }
+        if !s.in_body.get() {
+            s.since_entry.set(s.since_entry.get() + n as u64);
+            if s.since_entry.get() > MAX_HEADER_BYTES + 1024 {
+                let after = match &*s.last.borrow() {
+                    Some(last) => format!("after entry {last:?}"),
+                    None => "at the start".into(),
+                };
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "more than {MAX_HEADER_BYTES} bytes of tar header data {after} (an enormous PAX record or long name)"
+                    ),
+                ));
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -506,6 +617,9 @@ fn import_dir_rec(
                 size: 0,
                 kind: EntryKind::Symlink(target),
             }
+        } else if ft.is_char_device() && md.rdev() == 0 && b.options.whiteouts {
+            // An overlayfs whiteout: the store's form, whoever created it.
+            whiteout_node()
         } else if ft.is_char_device() {
             Node::Leaf {
                 meta,
@@ -538,7 +652,7 @@ fn import_dir_rec(
 fn import_tar_entry<R: Read>(
     b: &mut Builder<'_>,
     source: &Path,
-    mut entry: tar::Entry<'_, R>,
+    entry: &mut tar::Entry<'_, R>,
     progress: &mut dyn Progress,
 ) -> Result<()> {
     let raw = entry.path_bytes().into_owned();
@@ -597,7 +711,7 @@ fn import_tar_entry<R: Read>(
                 )));
             }
             let mut body = ExactReader {
-                inner: &mut entry,
+                inner: &mut *entry,
                 remaining: size,
             };
             let (hash, got, new) = b
@@ -653,6 +767,16 @@ fn import_tar_entry<R: Read>(
                 size,
                 kind: EntryKind::File(hash),
             }
+        }
+        T::Char | T::Block if b.options.refuse_devices => {
+            return Err(refuse(format!(
+                "a {} device node; image layers may not hold devices",
+                if entry_type == T::Char {
+                    "character"
+                } else {
+                    "block"
+                }
+            )));
         }
         T::Char => Node::Leaf {
             meta,

@@ -10,6 +10,7 @@
 
 mod checkout;
 mod error;
+mod export;
 mod gc;
 mod hash;
 mod import;
@@ -26,7 +27,8 @@ pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use hash::Hash;
 pub use import::{
-    Compression, ImportOptions, Layer, MAX_FILE_SIZE, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR,
+    Compression, ImportOptions, Layer, MAX_EXPANSION, MAX_FILE_SIZE, MAX_HEADER_BYTES,
+    MIN_BOMB_LIMIT, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR,
 };
 pub use manifest::{
     Manifest, ManifestLayer, RunConfig, SignatureInfo, check_signature, decode_signing_key,

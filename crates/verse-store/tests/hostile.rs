@@ -156,3 +156,122 @@ fn good_hardlinks_and_symlinks_are_kept_as_data() {
     assert!(store.verify(&layer.root).unwrap().is_empty());
     let _ = Store::open(store.dir()).unwrap();
 }
+
+/// A tar header of `kind` for `name` declaring `size` bytes (no body appended).
+fn raw_header(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
+    let mut h = RawTar::header(name.as_bytes(), kind, size, b"");
+    if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+        h.set_device_major(8).unwrap();
+        h.set_device_minor(0).unwrap();
+        h.set_cksum();
+    }
+    h.as_bytes().to_vec()
+}
+
+#[test]
+fn duplicate_entries_are_refused() {
+    refused(
+        RawTar::new()
+            .file("etc/passwd", b"root:x:0:0")
+            .file("etc/passwd", b"evil::0:0")
+            .finish(),
+        "etc/passwd",
+        "/etc/passwd appears twice",
+    );
+    refused(
+        RawTar::new().file("x", b"a file").dir("x/").finish(),
+        "x/",
+        "appears twice",
+    );
+    // A directory may repeat (tar writes "./" and "." for the root, or a dir twice).
+    let (tmp, store) = new_store();
+    let path = tmp.path().join("ok.tar");
+    fs::write(
+        &path,
+        RawTar::new()
+            .dir("d/")
+            .file("d/f", b"kept")
+            .dir("d/")
+            .finish(),
+    )
+    .unwrap();
+    let layer = store.import_tar(&path, &mut NoProgress).unwrap();
+    let co = store.checkout(&layer.root, 200_000).unwrap();
+    assert_eq!(fs::read(co.join("d/f")).unwrap(), b"kept");
+}
+
+#[test]
+fn device_nodes_are_never_created_and_refused_in_image_layers() {
+    let mut tar = RawTar::new().file("ok", b"fine").unterminated();
+    tar.extend(raw_header("dev/sda", tar::EntryType::Block, 0));
+    tar.extend(raw_header("dev/mem", tar::EntryType::Char, 0));
+    tar.extend([0u8; 1024]);
+    // Plain import (a rootfs tar): recorded as data, never created in a checkout.
+    let (tmp, store) = new_store();
+    let path = tmp.path().join("devs.tar");
+    fs::write(&path, &tar).unwrap();
+    let layer = store.import_tar(&path, &mut NoProgress).unwrap();
+    let co = store.checkout(&layer.root, 200_000).unwrap();
+    assert!(co.join("ok").exists());
+    assert!(fs::symlink_metadata(co.join("dev/sda")).is_err());
+    assert!(fs::symlink_metadata(co.join("dev/mem")).is_err());
+    // Image layers (OCI import) refuse them, naming the entry.
+    let (tmp, store) = new_store();
+    let path = tmp.path().join("devs.tar");
+    fs::write(&path, &tar).unwrap();
+    let options = verse_store::ImportOptions {
+        whiteouts: true,
+        refuse_devices: true,
+        ..Default::default()
+    };
+    let err = store
+        .import_tar_with(&path, options, &mut NoProgress)
+        .unwrap_err();
+    match &err {
+        StoreError::Refused { entry, reason, .. } => {
+            assert_eq!(entry, "dev/sda");
+            assert!(reason.contains("block device"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.layers().unwrap().is_empty());
+}
+
+#[test]
+fn enormous_header_is_refused_without_reading_it_into_memory() {
+    // A PAX record declaring 1 GiB, compressed to almost nothing: refused once the reader has
+    // seen MAX_HEADER_BYTES of it, naming the entry before it.
+    let mut tar = RawTar::new().file("first", b"ok").unterminated();
+    tar.extend(raw_header("PaxHeaders/x", tar::EntryType::XHeader, 1 << 30));
+    tar.extend(vec![b'a'; 8 << 20]);
+    refused(
+        gzip(&tar),
+        "first",
+        "bytes of tar header data after entry \"first\"",
+    );
+    // Same as a GNU long name.
+    let mut tar = RawTar::new().file("first", b"ok").unterminated();
+    tar.extend(raw_header(
+        "././@LongLink",
+        tar::EntryType::GNULongName,
+        1 << 30,
+    ));
+    tar.extend(vec![b'a'; 8 << 20]);
+    refused(gzip(&tar), "first", "enormous");
+}
+
+#[test]
+fn decompression_bomb_is_refused() {
+    // One gzip member of 1 MiB of zeros, repeated: tiny on disk, MIN_BOMB_LIMIT + 16 MiB
+    // once decompressed (gzip allows concatenated members).
+    let zeros = gzip(&vec![0u8; 1 << 20]);
+    let mut header = RawTar::new().unterminated();
+    let declared = verse_store::MIN_BOMB_LIMIT + (16 << 20);
+    header.extend(raw_header("bomb", tar::EntryType::Regular, declared));
+    let mut bomb = gzip(&header);
+    for _ in 0..(declared >> 20) + 2 {
+        bomb.extend_from_slice(&zeros);
+    }
+    assert!(bomb.len() < (1 << 20), "the bomb is small: {}", bomb.len());
+    refused(bomb, "bomb", "decompression bomb");
+}

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod store_check;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

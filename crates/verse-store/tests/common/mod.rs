@@ -82,7 +82,7 @@ impl RawTar {
         RawTar(Vec::new())
     }
 
-    fn header(name: &[u8], kind: tar::EntryType, size: u64, link: &[u8]) -> tar::Header {
+    pub fn header(name: &[u8], kind: tar::EntryType, size: u64, link: &[u8]) -> tar::Header {
         let mut h = tar::Header::new_ustar();
         h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name);
         h.as_ustar_mut().unwrap().linkname[..link.len()].copy_from_slice(link);

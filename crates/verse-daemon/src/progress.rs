@@ -1,0 +1,90 @@
+//! Streamed progress: a long build or import answers `?progress=true` with a chunked
+//! `application/x-ndjson` body of [`ProgressEvent`]s, ending with `done` (the result the
+//! plain call returns) or `error`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::header;
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use verse_api::ProgressEvent;
+
+use crate::Daemon;
+use crate::error::{ApiError, ApiResult};
+
+/// `?progress=true` asks for a stream.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProgressQuery {
+    #[serde(default)]
+    pub progress: bool,
+}
+
+fn line(event: &ProgressEvent) -> Bytes {
+    let mut bytes = serde_json::to_vec(event).expect("events always serialise");
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+/// Runs `work` on a blocking thread while holding the daemon's change lock, streaming what
+/// it emits; the last event carries its result or error.
+pub fn stream<F>(daemon: Arc<Daemon>, work: F) -> Response
+where
+    F: FnOnce(&Daemon, &mut dyn FnMut(ProgressEvent)) -> ApiResult<serde_json::Value>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        let _changes = daemon.changes.lock().await;
+        let worker = Arc::clone(&daemon);
+        let events = tx.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            work(&worker, &mut |event| {
+                // A client that went away stops receiving; the work still completes.
+                let _ = events.send(line(&event));
+            })
+        })
+        .await
+        .map_err(ApiError::internal)
+        .and_then(|r| r);
+        let last = match result {
+            Ok(result) => ProgressEvent::Done { result },
+            Err(e) => ProgressEvent::Error { error: e.body },
+        };
+        let _ = tx.send(line(&last));
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(body))
+        .expect("static response parts are valid")
+}
+
+/// Turns a store's per-file progress into `count` events, a few per second at most.
+pub struct Counts<'a> {
+    pub emit: &'a mut dyn FnMut(ProgressEvent),
+    pub last: std::time::Instant,
+}
+
+impl<'a> Counts<'a> {
+    pub fn new(emit: &'a mut dyn FnMut(ProgressEvent)) -> Self {
+        Counts {
+            emit,
+            last: std::time::Instant::now(),
+        }
+    }
+}
+
+impl verse_store::Progress for Counts<'_> {
+    fn update(&mut self, files: u64, bytes: u64) {
+        if self.last.elapsed().as_millis() >= 100 {
+            self.last = std::time::Instant::now();
+            (self.emit)(ProgressEvent::Count { files, bytes });
+        }
+    }
+}
