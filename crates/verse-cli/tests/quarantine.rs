@@ -150,13 +150,22 @@ fn downloads_are_quarantined_scanned_held_and_released() {
     );
     assert_eq!(code, 0, "{err}");
     let out = verse.run_with_input(
-        &["exec", "web", "--", "/bin/sh", "-c", "cat > /downloads/bomb.zip"],
+        &[
+            "exec",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat > /downloads/bomb.zip",
+        ],
         &bomb,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     // While the writer holds the file open, it stays in the env, however
     // long it has not changed.
-    wait_for("the other files to be taken", 20, || items(&verse).len() >= 4);
+    wait_for("the other files to be taken", 20, || {
+        items(&verse).len() >= 4
+    });
     std::thread::sleep(Duration::from_millis(2500));
     let (_, listing, _) = verse.sh("web", "ls /downloads");
     assert!(listing.contains("slow.txt"), "taken while open: {listing}");
