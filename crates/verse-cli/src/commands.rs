@@ -354,6 +354,10 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
         Command::Lifecycle(command) => return crate::lifecycle::run(command, &client).await,
         Command::Audit(command) => return crate::audit::run(command, &client).await,
         Command::Token(command) => return crate::token::run(command, &client).await,
+        Command::Quarantine(command) => return crate::quarantine::run(command, &client).await,
+        Command::Copy { from, to, json } => {
+            return crate::quarantine::copy(&client, from, to, json).await;
+        }
         Command::Doctor { .. }
         | Command::Daemon { .. }
         | Command::Shim { .. }

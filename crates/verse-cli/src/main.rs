@@ -10,6 +10,7 @@ mod lifecycle;
 mod net;
 mod output;
 mod progress;
+mod quarantine;
 mod stream;
 mod token;
 mod web;
@@ -197,6 +198,21 @@ enum Command {
     /// Read, verify and checkpoint the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Files that left an env (its /downloads): scanned, held, released or rejected.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
+    /// Copy a file from one running env to another, as the spec's [copy] policy
+    /// allows ("allow", "quarantine", default "deny"); audited.
+    Copy {
+        /// SRC_ENV:/path/to/file
+        #[arg(value_name = "SRC_ENV:PATH")]
+        from: String,
+        /// DST_ENV or DST_ENV:/dir (default dir /inbox)
+        #[arg(value_name = "DST_ENV[:PATH]")]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

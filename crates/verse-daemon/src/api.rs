@@ -45,6 +45,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/compose", post(crate::compose::compose))
         .merge(crate::lifecycle_api::routes())
         .merge(crate::guard::routes())
+        .merge(crate::quarantine::routes())
         .route("/v1/web", get(web_info))
         .with_state(daemon)
 }
@@ -280,6 +281,7 @@ async fn run(
             desktop: None,
             autostart: Vec::new(),
             label: None,
+            downloads: None,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,

@@ -68,6 +68,9 @@ pub struct EnvPlan {
     pub autostart: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<verse_spec::desktop::Label>,
+    /// `downloads = "quarantine"`: a watched `/downloads` (see `quarantine.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<verse_spec::Downloads>,
 }
 
 impl EnvPlan {

@@ -9,6 +9,7 @@ pub mod db;
 mod db_lifecycle;
 pub mod desktop;
 mod diff;
+mod envfs;
 mod error;
 mod events;
 pub mod guard;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod lifecycle_api;
 mod net;
 mod progress;
+pub mod quarantine;
 mod reconcile;
 mod snapshots;
 mod supervisor;
@@ -55,6 +57,8 @@ pub struct Daemon {
     pub audit: verse_guard::AuditLog,
     /// Signs capability tokens (`etc/verse/token.key`).
     pub token_root: biscuit_auth::KeyPair,
+    /// Quarantined downloads and copies (`var/lib/verse/quarantine/`).
+    pub quarantine: quarantine::QuarantineState,
     /// Where the web UI is served (set once at start).
     pub web: std::sync::OnceLock<verse_api::WebInfo>,
 }
@@ -79,6 +83,8 @@ pub enum DaemonError {
     Token(#[from] verse_guard::token::TokenError),
     #[error(transparent)]
     Tcp(#[from] tcp::TcpError),
+    #[error("opening the quarantine: {0}")]
+    Quarantine(#[from] verse_guard::quarantine::QuarantineError),
     #[error("a Verse daemon is already serving {0}")]
     AlreadyRunning(String),
     #[error("listening on {path}: {source}")]
@@ -125,7 +131,9 @@ impl Daemon {
         let token_root =
             verse_guard::token::load_or_create_root_key(&paths.etc().join("token.key"))?;
         let net = verse_net::Host::open(&paths.state_dir(), &paths.instance_tag());
+        let quarantine = quarantine::QuarantineState::open(&paths, &exe)?;
         Ok(Daemon {
+            quarantine,
             token_root,
             net,
             dns: std::sync::Mutex::new(None),
@@ -175,6 +183,7 @@ pub async fn serve(
     };
     lifecycle::reattach(&daemon).await;
     tokio::spawn(supervisor::run(Arc::clone(&daemon)));
+    tokio::spawn(quarantine::run(Arc::clone(&daemon)));
     web::start(&daemon, web).await?;
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 

@@ -274,6 +274,18 @@ fn start_blocking(
             readonly: *readonly,
         });
     }
+    if plan.downloads.is_some() {
+        let dir =
+            crate::quarantine::prepare_downloads(&daemon.paths, &row.name, plan.uid, plan.gid)
+                .map_err(|e| {
+                    ApiError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
+                })?;
+        volumes.push(VolumeMount {
+            host: dir,
+            path: crate::quarantine::DOWNLOADS_IN_ENV.into(),
+            readonly: false,
+        });
+    }
     // The image's entrypoint and cmd, env, user and workdir apply where the plan is silent.
     let image_argv: Vec<String> = run.entrypoint.iter().chain(&run.cmd).cloned().collect();
     let mut argv = plan.command.clone().unwrap_or_else(|| {
@@ -490,6 +502,11 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
         let _ = cgroup.remove();
     }
     let env_dir = daemon.paths.env_dir(&row.name);
+    if row.plan.downloads.is_some() {
+        // Nothing is lost: what is still in /downloads goes to quarantine
+        // before the env's directory goes.
+        crate::quarantine::take_all(daemon, &row.name).await;
+    }
     if env_dir.exists() {
         std::fs::remove_dir_all(&env_dir)
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", env_dir.display())))?;

@@ -87,6 +87,24 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ("POST", "/v1/audit/checkpoint", "audit", "*", "write"),
     ("POST", "/v1/tokens", "token", "*", "write"),
     ("POST", "/v1/tokens/revoke", "token", "*", "write"),
+    ("GET", "/v1/quarantine", "quarantine", "*", "read"),
+    ("GET", "/v1/quarantine/{id}", "quarantine", "*", "read"),
+    (
+        "POST",
+        "/v1/quarantine/{id}/release",
+        "quarantine",
+        "*",
+        "write",
+    ),
+    (
+        "POST",
+        "/v1/quarantine/{id}/reject",
+        "quarantine",
+        "*",
+        "write",
+    ),
+    // A copy reads one env and writes another: it needs write on every env.
+    ("POST", "/v1/copy", "env", "*", "write"),
 ];
 
 /// Where and how to listen on TCP.

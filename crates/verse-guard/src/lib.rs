@@ -5,5 +5,6 @@ pub mod audit;
 pub mod quarantine;
 pub mod scan;
 pub mod token;
+pub mod yara;
 
 pub use audit::{AuditError, AuditLog, Checkpoint, Durability, Record, VerifyReport};

@@ -9,8 +9,9 @@
 
 use crate::scan::{self, ArchiveLimits, ScanReport};
 use serde::{Deserialize, Serialize};
+use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,8 @@ pub enum QuarantineError {
     Done { id: String, state: State },
     #[error("`{0}` already exists at the destination; nothing was overwritten")]
     Exists(String),
+    #[error("{0} is not a regular file; only regular files are taken into quarantine")]
+    NotRegular(String),
 }
 
 fn io<'a>(
@@ -78,6 +81,10 @@ pub struct Item {
     pub released_to: Option<String>,
     /// Released despite findings.
     pub forced: bool,
+    /// Where it was sent (`verse copy` through quarantine), as `ENV[:PATH]`;
+    /// `None`: where its env's `release_to` says, or wherever a person sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Item {
@@ -137,6 +144,28 @@ impl Quarantine {
         now: i64,
         hold_secs: i64,
     ) -> Result<Item, QuarantineError> {
+        self.ingest_with(src, env, name, now, hold_secs, None, &|_| Vec::new())
+    }
+
+    /// [`Quarantine::ingest`], with a destination for the item and a further
+    /// scan (YARA) whose findings join the report.
+    ///
+    /// The entry is first renamed out of the env's directory (rename moves a
+    /// symlink itself, never what it points to), then opened with
+    /// `O_NOFOLLOW` and copied into a fresh inode only the host can reach: a
+    /// hard link or a descriptor the env kept to the original cannot change
+    /// what was scanned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ingest_with(
+        &self,
+        src: &Path,
+        env: &str,
+        name: &str,
+        now: i64,
+        hold_secs: i64,
+        target: Option<String>,
+        extra_scan: &dyn Fn(&Path) -> Vec<scan::Finding>,
+    ) -> Result<Item, QuarantineError> {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| QuarantineError::Io {
             what: "no randomness for an id for",
@@ -146,17 +175,32 @@ impl Quarantine {
         let id = format!("q{}", crate::audit::to_hex(&random));
         let dir = self.item_dir(&id);
         std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+        let taken = dir.join("taken");
         let content = dir.join("content");
-        // A rename keeps the inode and is atomic; across filesystems, copy
-        // then remove, so the file exists in one place at least at every moment.
-        if std::fs::rename(src, &content).is_err() {
-            std::fs::copy(src, &content).map_err(io("copying", src))?;
-            std::fs::remove_file(src).map_err(io("removing", src))?;
+        // Across filesystems there is no rename: read the source in place.
+        let from = match std::fs::rename(src, &taken) {
+            Ok(()) => taken.clone(),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => src.to_path_buf(),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(io("taking", src)(e));
+            }
+        };
+        let copied = copy_regular(&from, &content);
+        if let Err(e) = copied {
+            // Not ours to keep (a symlink, a fifo...) or unreadable: put the
+            // entry back where it was, so nothing is lost.
+            if from == taken {
+                let _ = std::fs::rename(&taken, src);
+            }
+            let _ = std::fs::remove_file(&content);
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
         }
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&content, std::fs::Permissions::from_mode(0o600));
-        let report =
+        let _ = std::fs::remove_file(&from);
+        let mut report =
             scan::scan_file(&content, name, &self.limits).map_err(io("scanning", &content))?;
+        report.findings.extend(extra_scan(&content));
         let item = Item {
             id,
             env: env.into(),
@@ -167,6 +211,7 @@ impl Quarantine {
             report,
             released_to: None,
             forced: false,
+            target,
         };
         self.save(&item)?;
         Ok(item)
@@ -208,6 +253,30 @@ impl Quarantine {
     /// Writes the file into `dest_dir` under its name, never following a
     /// symlink there and never overwriting, then marks it released.
     pub fn release(&self, id: &str, dest_dir: &Path, force: bool) -> Result<Item, QuarantineError> {
+        let dir = std::fs::File::open(dest_dir).map_err(io("opening", dest_dir))?;
+        self.release_at(
+            id,
+            dir.as_fd(),
+            &dest_dir.display().to_string(),
+            force,
+            None,
+            false,
+        )
+    }
+
+    /// Writes the file into the directory `dir` (shown as `shown`), with
+    /// `O_NOFOLLOW | O_EXCL` so a symlink planted there cannot redirect the
+    /// write, owned by `owner` when given. With `free_name`, a name already
+    /// taken becomes `NAME (1)`, `NAME (2)`...; without, it is an error.
+    pub fn release_at(
+        &self,
+        id: &str,
+        dir: BorrowedFd<'_>,
+        shown: &str,
+        force: bool,
+        owner: Option<(u32, u32)>,
+        free_name: bool,
+    ) -> Result<Item, QuarantineError> {
         let mut item = self.get(id)?;
         if item.state != State::Held {
             return Err(QuarantineError::Done {
@@ -228,30 +297,12 @@ impl Quarantine {
                 reason,
             });
         }
-        let dest = dest_dir.join(&item.name);
-        // O_NOFOLLOW | O_EXCL: a symlink planted at the destination by the
-        // env cannot redirect the write onto the host.
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o644)
-            .open(&dest)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    QuarantineError::Exists(dest.display().to_string())
-                } else {
-                    io("creating", &dest)(e)
-                }
-            })?;
         let content = self.item_dir(id).join("content");
         let mut input = std::fs::File::open(&content).map_err(io("reading", &content))?;
-        std::io::copy(&mut input, &mut out).map_err(io("writing", &dest))?;
-        out.flush().map_err(io("writing", &dest))?;
-        out.sync_all().map_err(io("syncing", &dest))?;
+        let dest = write_into(dir, &item.name, free_name, shown, &mut input, owner)?;
         item.state = State::Released;
         item.forced = item.flagged() && force;
-        item.released_to = Some(dest.display().to_string());
+        item.released_to = Some(dest);
         self.save(&item)?;
         let _ = std::fs::remove_file(&content);
         Ok(item)
@@ -271,4 +322,143 @@ impl Quarantine {
         let _ = std::fs::remove_file(self.item_dir(id).join("content"));
         Ok(item)
     }
+}
+
+/// Copies the regular file at `from` (never a symlink: `O_NOFOLLOW`; never
+/// blocking on a fifo: `O_NONBLOCK`) into a new file `to`, mode 0600.
+fn copy_regular(from: &Path, to: &Path) -> Result<(), QuarantineError> {
+    let mut input = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                QuarantineError::NotRegular(from.display().to_string())
+            } else {
+                io("opening", from)(e)
+            }
+        })?;
+    let meta = input.metadata().map_err(io("reading", from))?;
+    if !meta.file_type().is_file() {
+        return Err(QuarantineError::NotRegular(from.display().to_string()));
+    }
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(io("creating", to))?;
+    std::io::copy(&mut input, &mut out).map_err(io("copying", from))?;
+    out.sync_all().map_err(io("syncing", to))
+}
+
+/// `NAME`, then `STEM (1).EXT`, `STEM (2).EXT`... for the n-th try.
+fn nth_name(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem} ({n}).{ext}"),
+        _ => format!("{name} ({n})"),
+    }
+}
+
+/// Creates a new file in `dir` with `openat(O_CREAT | O_EXCL | O_NOFOLLOW)`.
+fn create_in(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    free_name: bool,
+    shown: &str,
+) -> Result<(std::fs::File, String), QuarantineError> {
+    for n in 0..1000 {
+        let candidate = nth_name(name, n);
+        let c = CString::new(candidate.clone()).map_err(|_| {
+            QuarantineError::NotFound(format!("a name with a NUL byte: {candidate:?}"))
+        })?;
+        // SAFETY: `c` is a valid C string that outlives the call and `dir` is
+        // an open descriptor; the returned descriptor is owned below.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644 as libc::c_uint,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: `fd` was just returned by openat and nothing else owns it.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            return Ok((std::fs::File::from(owned), candidate));
+        }
+        let e = std::io::Error::last_os_error();
+        let dest = format!("{}/{candidate}", shown.trim_end_matches('/'));
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(QuarantineError::Io {
+                what: "creating",
+                path: dest,
+                source: e,
+            });
+        }
+        if !free_name {
+            return Err(QuarantineError::Exists(dest));
+        }
+    }
+    Err(QuarantineError::Exists(format!(
+        "{shown}/{name} and 999 numbered names like it"
+    )))
+}
+
+fn unlinkat(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<()> {
+    let c = CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: valid C string and open directory descriptor; unlinkat with
+    // flags 0 removes a non-directory entry and follows nothing.
+    let rc = unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Writes `input` into a new file named `name` (or `NAME (1)`... when taken)
+/// in the directory `dir`, shown as `shown`, owned by `owner`: never through
+/// a symlink, never over an existing file. Returns where it went.
+pub fn write_new_in(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    shown: &str,
+    input: &mut std::fs::File,
+    owner: (u32, u32),
+) -> Result<String, QuarantineError> {
+    write_into(dir, &safe_name(name), true, shown, input, Some(owner))
+}
+
+/// A new file in `dir` (see [`create_in`]) with all of `input`, synced; on
+/// any failure it is removed again: half a file is worse than none.
+fn write_into(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    free_name: bool,
+    shown: &str,
+    input: &mut std::fs::File,
+    owner: Option<(u32, u32)>,
+) -> Result<String, QuarantineError> {
+    let (mut out, name) = create_in(dir, name, free_name, shown)?;
+    let dest = format!("{}/{name}", shown.trim_end_matches('/'));
+    let written = (|| {
+        std::io::copy(input, &mut out)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&out, Some(uid), Some(gid))?;
+        }
+        out.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = unlinkat(dir, &name);
+        return Err(QuarantineError::Io {
+            what: "writing",
+            path: dest,
+            source: e,
+        });
+    }
+    Ok(dest)
 }

@@ -26,6 +26,11 @@
 //! workdir = "/"              # absolute
 //! user = "root"              # "root", "1000" (gid = uid), "1000:100", or 1000
 //! stop_timeout = "10s"       # ms, s, m, h; default 10s, at most 1h
+//! downloads = "quarantine"   # files written to /downloads leave the env into the host's
+//!                            # quarantine (scanned, held); container envs only
+//! hold = "10m"               # how long they are held at least (default 10m, at most 30 days)
+//! release_to = "home:/inbox" # ENV[:PATH]: where clean files go by themselves once held
+//!                            # (default PATH /inbox); without it they wait for a person
 //!
 //!
 //! [image.NAME]               # NAME: like an env name; environments name it with `image = "NAME"`
@@ -38,6 +43,9 @@
 //! user = "writer"            # default user: "root", a name in the image, "UID" or "UID:GID"
 //! workdir = "/home/writer"   # default working directory (absolute)
 //! env = { LANG = "C.UTF-8" } # default environment variables
+//!
+//! [copy]                     # what `verse copy` may do between envs (default "deny")
+//! "work -> personal" = "quarantine"  # "allow", "deny" or "quarantine"; either side may be "*"
 //!
 //! [trust]
 //! require_signed = true      # refuse images without a valid signature by one of `keys`
@@ -52,6 +60,7 @@
 
 pub mod desktop;
 mod error;
+pub mod guard;
 mod image;
 mod model;
 mod net;
@@ -61,6 +70,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
+pub use guard::{CopyAction, Downloads, Target};
 pub use image::{
     DEBIAN_SUITES, FileSource, ImageBase, ImageFile, ImageSpec, KEY_PREFIX, TrustPolicy,
     parse_public_key,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::desktop::{DesktopSpec, Label};
+use crate::guard::{CopyAction, Downloads};
 use crate::image::{ImageSpec, TrustPolicy};
 
 /// Default time between the stop signal and the kill, in milliseconds.
@@ -23,6 +24,10 @@ pub struct Spec {
     /// Which images may run (`[trust]`); left out of the JSON when it is the default.
     #[serde(default, skip_serializing_if = "TrustPolicy::is_default")]
     pub trust: TrustPolicy,
+    /// `[copy]`: policy of `verse copy` by `"from -> to"` (names or `*`); left
+    /// out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub copy: BTreeMap<String, CopyAction>,
 }
 
 /// One environment (`[env.NAME]`), with every default filled in.
@@ -90,6 +95,9 @@ pub struct EnvSpec {
     /// Colour and name shown on the env's tab and around its desktop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<Label>,
+    /// `downloads = "quarantine"` with its `hold` and `release_to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<Downloads>,
 }
 
 /// `restart = "no" | "on-failure" | "always"`.
@@ -169,6 +177,7 @@ impl EnvSpec {
             desktop: None,
             autostart: Vec::new(),
             label: None,
+            downloads: None,
         }
     }
 }

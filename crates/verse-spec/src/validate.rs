@@ -17,13 +17,14 @@ type Item<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
 
 mod desktop;
+mod guard;
 mod image;
 
 pub use desktop::{DESKTOP_KEYS, LABEL_KEYS};
 pub use image::{IMAGE_KEYS, TRUST_KEYS};
 
 /// Keys allowed at the top level of `verse.toml`.
-pub const TOP_KEYS: &[&str] = &["env", "image", "trust"];
+pub const TOP_KEYS: &[&str] = &["env", "image", "trust", "copy"];
 
 /// Keys allowed in `[env.NAME]`.
 pub const ENV_KEYS: &[&str] = &[
@@ -50,13 +51,16 @@ pub const ENV_KEYS: &[&str] = &[
     "desktop",
     "autostart",
     "label",
+    "downloads",
+    "hold",
+    "release_to",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
 const PLANNED_TOP_KEYS: &[(&str, &str)] = &[];
 
 /// Env keys that are planned but not implemented.
-const PLANNED_ENV_KEYS: &[&str] = &["downloads", "shared", "extends"];
+const PLANNED_ENV_KEYS: &[&str] = &["shared", "extends"];
 
 /// Largest CPU limit accepted, in cores.
 pub const MAX_CPU: f64 = 1024.0;
@@ -101,7 +105,7 @@ fn integer(value: &DeValue<'_>) -> Option<i128> {
 }
 
 /// Normalise an absolute path: collapse `//` and `.`; reject relative paths, `..` and NUL.
-fn normalise_absolute(path: &str) -> Result<String, &'static str> {
+pub(crate) fn normalise_absolute(path: &str) -> Result<String, &'static str> {
     if !path.starts_with('/') {
         return Err("must be an absolute path (starting with /)");
     }
@@ -119,7 +123,7 @@ fn normalise_absolute(path: &str) -> Result<String, &'static str> {
     Ok(format!("/{}", parts.join("/")))
 }
 
-fn is_env_name(name: &str) -> bool {
+pub(crate) fn is_env_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
@@ -184,6 +188,8 @@ struct Validator<'s> {
 enum RefKind {
     Via,
     Reach,
+    ReleaseTo,
+    Copy,
 }
 
 impl<'s> Validator<'s> {
@@ -253,6 +259,7 @@ impl<'s> Validator<'s> {
                 },
                 "image" => self.images(item, &mut spec),
                 "trust" => spec.trust = self.trust(item),
+                "copy" => spec.copy = self.copy_table(item),
                 other => {
                     let planned = PLANNED_TOP_KEYS
                         .iter()
@@ -273,18 +280,33 @@ impl<'s> Validator<'s> {
             let what = match kind {
                 RefKind::Via => "network.via",
                 RefKind::Reach => "reach",
+                RefKind::ReleaseTo => "release_to",
+                RefKind::Copy => "[copy]",
             };
             let Some(other) = spec.envs.get(&target) else {
                 let names: Vec<&str> = spec.envs.keys().map(String::as_str).collect();
                 let hint = closest(&target, &names)
                     .map(|c| format!("; did you mean `{c}`?"))
                     .unwrap_or_default();
+                let who = if kind == RefKind::Copy {
+                    String::new()
+                } else {
+                    format!("env `{env}`: ")
+                };
                 self.diags.error(
                     offset,
-                    format!("env `{env}`: {what} names env `{target}`, which the spec does not declare{hint}"),
+                    format!(
+                        "{who}{what} names env `{target}`, which the spec does not declare{hint}"
+                    ),
                 );
                 continue;
             };
+            if kind == RefKind::ReleaseTo || kind == RefKind::Copy {
+                if other.backend != Backend::Container {
+                    self.diags.error(offset, format!("{what} names `{target}`, a {} env; files move only between container envs for now", other.backend.as_str()));
+                }
+                continue;
+            }
             if kind == RefKind::Reach {
                 if target == env {
                     self.diags.error(offset, format!("env `{env}`: reach names the env itself; an env always reaches its own services over lo"));
@@ -364,6 +386,7 @@ impl<'s> Validator<'s> {
 
         let mut spec = EnvSpec::new(name, "");
         let mut image = None;
+        let mut downloads = guard::DownloadKeys::default();
         let errors_before = self.diags.len();
         for (key, value) in table.iter() {
             let k = key.get_ref().as_ref();
@@ -421,6 +444,9 @@ impl<'s> Validator<'s> {
                 "desktop" => spec.desktop = self.desktop(value),
                 "autostart" => spec.autostart = self.autostart(value),
                 "label" => spec.label = self.label(value),
+                "downloads" | "hold" | "release_to" => {
+                    self.download_key(name, k, value, &mut downloads)
+                }
                 other => {
                     let planned = PLANNED_ENV_KEYS
                         .contains(&other)
@@ -435,6 +461,7 @@ impl<'s> Validator<'s> {
                 format!("{place}: missing required key `image`; add e.g. image = \"busybox\""),
             );
         }
+        spec.downloads = self.downloads(&spec, downloads);
         spec.image = image?;
         (ok && self.diags.len() == errors_before).then_some(spec)
     }

@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, downloads, hold, release_to";
 
 #[test]
 fn unknown_key_with_suggestion() {
@@ -50,8 +50,8 @@ fn unknown_key_without_close_match() {
 #[test]
 fn planned_env_key() {
     assert_eq!(
-        one_in_env("downloads = true"),
-        "verse.toml:3:1: `downloads` in [env.t]: not supported yet (planned)"
+        one_in_env("shared = true"),
+        "verse.toml:3:1: `shared` in [env.t]: not supported yet (planned)"
     );
 }
 
@@ -59,11 +59,11 @@ fn planned_env_key() {
 fn unknown_top_level_key() {
     assert_eq!(
         one("evn = 1\n"),
-        "verse.toml:1:1: unknown key `evn` in the top level; did you mean `env`? allowed: env, image, trust"
+        "verse.toml:1:1: unknown key `evn` in the top level; did you mean `env`? allowed: env, image, trust, copy"
     );
     assert_eq!(
         one("[envs.a]\nimage = \"x\"\n"),
-        "verse.toml:1:2: unknown key `envs` in the top level; did you mean `env`? allowed: env, image, trust"
+        "verse.toml:1:2: unknown key `envs` in the top level; did you mean `env`? allowed: env, image, trust, copy"
     );
 }
 

@@ -1,0 +1,157 @@
+//! Files inside a running container env, reached from the host without
+//! trusting anything the env controls: every path is resolved with
+//! openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) beneath
+//! `/proc/PID/root` of the env's init process, so `..` and symlinks
+//! (absolute or relative) planted by the env stay inside the env's own root
+//! and can never name a host file. The env's mounts (volumes, /downloads)
+//! are seen as the env sees them.
+
+use crate::Daemon;
+use crate::error::{ApiError, ApiResult};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use verse_runtime::{ID_BASE, ShimRequest};
+
+/// An open view of one env's root.
+pub struct EnvRoot {
+    pub env: String,
+    root: OwnedFd,
+    /// The env user's ids on the host (what files written for it are owned by).
+    pub owner: (u32, u32),
+}
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+fn openat2(dir: BorrowedFd<'_>, path: &str, flags: i32) -> std::io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(std::io::Error::other)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `c` and `how` outlive the call; the size passed is that of
+    // `how`; a non-negative result is a new descriptor owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl EnvRoot {
+    /// The root of `env`, which must be a running container env.
+    pub async fn open(daemon: &Daemon, env: &str) -> ApiResult<EnvRoot> {
+        let row = daemon.db.env(env)?.ok_or_else(|| {
+            ApiError::not_found(format!("no env named `{env}`"))
+                .hint("`verse ls` lists the envs this daemon knows")
+        })?;
+        if row.plan.backend != "container" {
+            return Err(ApiError::bad_request(format!(
+                "env `{env}` is a {} env; files move only into and out of container envs for now",
+                row.plan.backend
+            )));
+        }
+        let status = crate::lifecycle::shim_client(daemon, env)
+            .call(&ShimRequest::Status)
+            .await
+            .ok()
+            .and_then(|r| r.status);
+        let Some(pid) = status.and_then(|s| s.init_pid) else {
+            return Err(ApiError::conflict(format!("env `{env}` is not running"))
+                .hint(format!("start it with `verse up {env}`; nothing was moved")));
+        };
+        let proc_root = format!("/proc/{pid}/root");
+        let root = std::fs::File::open(&proc_root)
+            .map_err(|e| ApiError::internal(format!("opening {proc_root}: {e}")))?;
+        Ok(EnvRoot {
+            env: env.to_string(),
+            root: root.into(),
+            owner: (ID_BASE + row.plan.uid, ID_BASE + row.plan.gid),
+        })
+    }
+
+    fn root(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.root.as_fd()
+    }
+
+    /// Opens a regular file for reading; a symlink is followed only within
+    /// the env's root. Refuses anything but a regular file.
+    pub fn open_file(&self, path: &str) -> ApiResult<std::fs::File> {
+        let fd = openat2(self.root(), path, libc::O_RDONLY | libc::O_NONBLOCK).map_err(|e| {
+            ApiError::bad_request(format!("env `{}`: cannot open {path}: {e}", self.env))
+        })?;
+        let file = std::fs::File::from(fd);
+        let meta = file
+            .metadata()
+            .map_err(|e| ApiError::internal(format!("env `{}`: {path}: {e}", self.env)))?;
+        if !meta.is_file() {
+            return Err(ApiError::bad_request(format!(
+                "env `{}`: {path} is not a regular file; `verse copy` moves one file at a time",
+                self.env
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Opens the directory `path`, creating it and missing parents (owned by
+    /// the env's user, mode 0755).
+    pub fn open_dir(&self, path: &str) -> ApiResult<OwnedFd> {
+        self.dir(path, 0).map_err(|e| {
+            ApiError::bad_request(format!(
+                "env `{}`: cannot open or create the directory {path}: {e}",
+                self.env
+            ))
+        })
+    }
+
+    fn dir(&self, path: &str, depth: u32) -> std::io::Result<OwnedFd> {
+        match openat2(self.root(), path, libc::O_RDONLY | libc::O_DIRECTORY) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && depth < 64 => {
+                let trimmed = path.trim_end_matches('/');
+                let (parent, name) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+                if name.is_empty() || name == "." || name == ".." {
+                    return Err(e);
+                }
+                let parent = self.dir(if parent.is_empty() { "/" } else { parent }, depth + 1)?;
+                let c = CString::new(name).map_err(std::io::Error::other)?;
+                // SAFETY: valid C string, open directory descriptor.
+                let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o755) };
+                if rc != 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                        return Err(e);
+                    }
+                } else {
+                    // SAFETY: as above; AT_SYMLINK_NOFOLLOW: the entry we just made.
+                    unsafe {
+                        libc::fchownat(
+                            parent.as_raw_fd(),
+                            c.as_ptr(),
+                            self.owner.0,
+                            self.owner.1,
+                            libc::AT_SYMLINK_NOFOLLOW,
+                        )
+                    };
+                }
+                openat2(self.root(), path, libc::O_RDONLY | libc::O_DIRECTORY)
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! Quarantined downloads and `verse copy`.
+//!
+//! An env with `downloads = "quarantine"` gets a host directory bind-mounted
+//! at `/downloads`. Once a second the daemon looks at it: a regular file
+//! whose size and times have not changed since the last look, and that no
+//! process of the env holds open for writing, is taken out of the env into
+//! `$VERSE_ROOT/var/lib/verse/quarantine/ID` (root-only), scanned (type,
+//! archive and YARA checks) and held. A clean file whose hold has passed
+//! moves on by itself to the env's `release_to` (or the target a
+//! `verse copy` gave it); a flagged one waits for `verse quarantine release
+//! --force` or `reject`. Every step is in the audit log.
+
+use crate::Daemon;
+use crate::envfs::EnvRoot;
+use crate::error::{ApiError, ApiResult};
+use crate::guard::Actor;
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use verse_api::Paths;
+use verse_guard::quarantine::{Item, Quarantine, QuarantineError};
+use verse_guard::yara::Scanner;
+use verse_spec::{CopyAction, Target};
+
+/// Where an env's downloads directory appears inside it.
+pub const DOWNLOADS_IN_ENV: &str = "/downloads";
+const TICK: Duration = Duration::from_secs(1);
+
+/// The host directory bind-mounted at `/downloads`.
+pub fn downloads_dir(paths: &Paths, env: &str) -> PathBuf {
+    paths.env_dir(env).join("downloads")
+}
+
+/// Creates the env's downloads directory, owned by the env's user.
+pub fn prepare_downloads(paths: &Paths, env: &str, uid: u32, gid: u32) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = downloads_dir(paths, env);
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)?;
+    }
+    let base = verse_runtime::ID_BASE;
+    std::os::unix::fs::chown(&dir, Some(base + uid), Some(base + gid))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// The daemon's quarantine: the store, the scanner, and what the watcher
+/// saw of each file last time.
+pub struct QuarantineState {
+    pub store: Quarantine,
+    pub scanner: Scanner,
+    /// Serialises release and reject (a person's and the daemon's own).
+    pub acts: tokio::sync::Mutex<()>,
+    seen: Mutex<HashMap<PathBuf, FileKey>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+/// `verse-scan`: $VERSE_SCAN, next to the `verse` binary, or on PATH.
+fn find_scanner(exe: &Path) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("VERSE_SCAN") {
+        return Some(PathBuf::from(path));
+    }
+    let beside = exe.parent().map(|d| d.join("verse-scan"));
+    if let Some(beside) = beside.filter(|p| p.is_file()) {
+        return Some(beside);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("verse-scan"))
+            .find(|p| p.is_file())
+    })
+}
+
+impl QuarantineState {
+    pub fn open(paths: &Paths, exe: &Path) -> Result<QuarantineState, QuarantineError> {
+        let store = Quarantine::open(
+            &paths.state_dir().join("quarantine"),
+            verse_guard::scan::ArchiveLimits::default(),
+        )?;
+        let bin = find_scanner(exe);
+        match &bin {
+            Some(bin) => tracing::info!(scanner = %bin.display(), "YARA scanner found"),
+            None => tracing::warn!(
+                "no YARA scanner (verse-scan) found: every quarantined file will be flagged as unscanned"
+            ),
+        }
+        Ok(QuarantineState {
+            store,
+            scanner: Scanner {
+                bin,
+                // Rules shipped with Verse are built into verse-scan; these are the host's own.
+                rules: vec![paths.etc().join("rules")],
+                timeout: Duration::from_secs(120),
+            },
+            acts: tokio::sync::Mutex::new(()),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+fn key_of(meta: &std::fs::Metadata) -> FileKey {
+    use std::os::unix::fs::MetadataExt;
+    FileKey {
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+    }
+}
+
+/// Whether a process in `pids` holds the inode `(dev, ino)` open for writing.
+fn open_for_writing(pids: &[verse_sandbox::Pid], dev: u64, ino: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            // stat() through the magic link reaches the open file itself.
+            let Ok(meta) = std::fs::metadata(fd.path()) else {
+                continue;
+            };
+            if meta.dev() != dev || meta.ino() != ino {
+                continue;
+            }
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
+                .unwrap_or(libc::O_RDWR);
+            if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Regular files in `dir` that are ready to take: unchanged since the last
+/// look and not open for writing in the env (`everything`: all regular
+/// files, for an env that is going away).
+fn ready_files(
+    state: &QuarantineState,
+    dir: &Path,
+    cgroup: &str,
+    everything: bool,
+) -> Vec<(PathBuf, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let pids = verse_sandbox::Cgroup::open(cgroup)
+        .ok()
+        .flatten()
+        .map(|c| c.procs())
+        .unwrap_or_default();
+    let mut seen = state.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ready = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // Directories, symlinks, fifos...: left where they are.
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let key = key_of(&meta);
+        let stable = seen.insert(path.clone(), key) == Some(key);
+        if everything || (stable && !open_for_writing(&pids, meta.dev(), meta.ino())) {
+            seen.remove(&path);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            ready.push((path, name));
+        }
+    }
+    ready
+}
+
+/// Runs forever in the daemon.
+pub async fn run(daemon: Arc<Daemon>) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        if let Err(e) = tick(&daemon).await {
+            tracing::warn!("quarantine: {}", e.body.error);
+        }
+    }
+}
+
+async fn tick(daemon: &Arc<Daemon>) -> ApiResult<()> {
+    for row in daemon.db.envs()? {
+        if let Some(downloads) = &row.plan.downloads {
+            take_from(daemon, &row.name, downloads.hold_ms, false).await;
+        }
+    }
+    release_due(daemon).await;
+    Ok(())
+}
+
+/// Takes ready files of `env`'s downloads directory into quarantine.
+pub async fn take_from(daemon: &Arc<Daemon>, env: &str, hold_ms: u64, everything: bool) {
+    let worker = Arc::clone(daemon);
+    let env = env.to_string();
+    let _ =
+        tokio::task::spawn_blocking(move || take_ready(&worker, &env, hold_ms, everything)).await;
+}
+
+/// Takes every regular file left in `env`'s downloads directory (the env is
+/// being removed).
+pub async fn take_all(daemon: &Daemon, env: &str) {
+    let hold_ms = daemon
+        .db
+        .env(env)
+        .ok()
+        .flatten()
+        .and_then(|r| r.plan.downloads)
+        .map_or(verse_spec::guard::DEFAULT_HOLD_MS, |d| d.hold_ms);
+    tokio::task::block_in_place(|| take_ready(daemon, env, hold_ms, true));
+}
+
+fn take_ready(daemon: &Daemon, env: &str, hold_ms: u64, everything: bool) {
+    let dir = downloads_dir(&daemon.paths, env);
+    let cgroup = crate::lifecycle::cgroup_path(daemon, env);
+    let state = &daemon.quarantine;
+    for (path, name) in ready_files(state, &dir, &cgroup, everything) {
+        let scanner = &state.scanner;
+        match state.store.ingest_with(
+            &path,
+            env,
+            &name,
+            crate::db::now(),
+            (hold_ms / 1000) as i64,
+            None,
+            &|content| scanner.scan(content),
+        ) {
+            Ok(item) => {
+                tracing::info!(id = %item.id, env, name = %item.name, findings = item.report.findings.len(), "quarantined a download");
+                daemon.audit(
+                    &Actor::daemon(),
+                    "quarantine-in",
+                    Some(env),
+                    in_detail(&item),
+                );
+            }
+            Err(e) => tracing::warn!(env, "taking {} into quarantine: {e}", path.display()),
+        }
+    }
+}
+
+fn in_detail(item: &Item) -> String {
+    let findings: Vec<&str> = item
+        .report
+        .findings
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect();
+    format!(
+        "id={} name={:?} size={} blake3={} hold_until={} findings={}",
+        item.id,
+        item.name,
+        item.report.size,
+        item.report.blake3,
+        item.hold_until,
+        serde_json::to_string(&findings).expect("strings serialise")
+    )
+}
+
+/// Where an item goes by itself, if anywhere.
+fn auto_target(daemon: &Daemon, item: &Item) -> Option<Target> {
+    if let Some(target) = &item.target {
+        return Target::parse(target).ok();
+    }
+    daemon
+        .db
+        .env(&item.env)
+        .ok()
+        .flatten()
+        .and_then(|row| row.plan.downloads)
+        .and_then(|d| d.release_to)
+}
+
+/// Moves on every clean item whose hold has passed and that has a target
+/// that is running; the rest waits.
+async fn release_due(daemon: &Arc<Daemon>) {
+    let now = crate::db::now();
+    let Ok(due) = daemon.quarantine.store.due(now) else {
+        return;
+    };
+    for item in due {
+        let Some(target) = auto_target(daemon, &item) else {
+            continue;
+        };
+        match release_to(daemon, &item.id, &target, false).await {
+            Ok(done) => {
+                let detail = format!(
+                    "id={} to={} auto (hold passed, clean)",
+                    done.id,
+                    done.released_to.as_deref().unwrap_or("?")
+                );
+                daemon.audit(
+                    &Actor::daemon(),
+                    "quarantine-release",
+                    Some(&target.env),
+                    detail,
+                );
+            }
+            Err(e) => tracing::debug!(id = %item.id, "not released yet: {}", e.body.error),
+        }
+    }
+}
+
+fn quarantine_error(e: QuarantineError) -> ApiError {
+    match e {
+        QuarantineError::NotFound(_) => {
+            ApiError::not_found(e.to_string()).hint("`verse quarantine ls` lists quarantined files")
+        }
+        QuarantineError::Flagged { .. } => ApiError::conflict(e.to_string())
+            .hint("read the report with `verse quarantine show ID` first"),
+        QuarantineError::Done { .. } | QuarantineError::Exists(_) => {
+            ApiError::conflict(e.to_string())
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// Releases one item into `target` (a running container env).
+async fn release_to(
+    daemon: &Arc<Daemon>,
+    id: &str,
+    target: &Target,
+    force: bool,
+) -> ApiResult<Item> {
+    let _acts = daemon.quarantine.acts.lock().await;
+    let item = daemon.quarantine.store.get(id).map_err(quarantine_error)?;
+    if item.state != verse_guard::quarantine::State::Held {
+        return Err(quarantine_error(QuarantineError::Done {
+            id: id.into(),
+            state: item.state,
+        }));
+    }
+    let root = EnvRoot::open(daemon, &target.env).await?;
+    let dir = root.open_dir(target.dir())?;
+    let shown = format!("{}:{}", target.env, target.dir());
+    let worker = Arc::clone(daemon);
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        worker
+            .quarantine
+            .store
+            .release_at(&id, dir.as_fd(), &shown, force, Some(root.owner), true)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(quarantine_error)
+}
+
+// A statement, not a tail expression: the route-rights test
+// (crates/verse-cli/tests/tokens.rs) reads each route's methods up to the `;`.
+#[allow(clippy::let_and_return)]
+pub fn routes() -> Router<Arc<Daemon>> {
+    let routes = Router::new()
+        .route("/v1/quarantine", get(list))
+        .route("/v1/quarantine/{id}", get(show))
+        .route("/v1/quarantine/{id}/release", post(release))
+        .route("/v1/quarantine/{id}/reject", post(reject))
+        .route("/v1/copy", post(copy));
+    routes
+}
+
+async fn list(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Vec<Item>>> {
+    Ok(Json(
+        daemon.quarantine.store.list().map_err(quarantine_error)?,
+    ))
+}
+
+async fn show(
+    State(daemon): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Item>> {
+    Ok(Json(
+        daemon.quarantine.store.get(&id).map_err(quarantine_error)?,
+    ))
+}
+
+/// `POST /v1/quarantine/{id}/release`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// `ENV[:PATH]`.
+    pub to: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+fn parse_target(text: &str) -> ApiResult<Target> {
+    Target::parse(text).map_err(|problem| {
+        ApiError::bad_request(format!("--to {text}: {problem}")).hint("write ENV or ENV:/dir")
+    })
+}
+
+async fn release(
+    State(daemon): State<Arc<Daemon>>,
+    Extension(actor): Extension<Actor>,
+    UrlPath(id): UrlPath<String>,
+    Json(request): Json<ReleaseRequest>,
+) -> ApiResult<Json<Item>> {
+    let target = parse_target(&request.to)?;
+    let item = release_to(&daemon, &id, &target, request.force).await?;
+    let detail = format!(
+        "id={} to={}{}",
+        item.id,
+        item.released_to.as_deref().unwrap_or("?"),
+        if item.forced {
+            " FORCED past findings"
+        } else {
+            ""
+        }
+    );
+    daemon.audit(&actor, "quarantine-release", Some(&target.env), detail);
+    Ok(Json(item))
+}
+
+async fn reject(
+    State(daemon): State<Arc<Daemon>>,
+    Extension(actor): Extension<Actor>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Item>> {
+    let _acts = daemon.quarantine.acts.lock().await;
+    let item = daemon
+        .quarantine
+        .store
+        .reject(&id)
+        .map_err(quarantine_error)?;
+    daemon.audit(
+        &actor,
+        "quarantine-reject",
+        Some(&item.env),
+        format!("id={} name={:?}", item.id, item.name),
+    );
+    Ok(Json(item))
+}
+
+/// `POST /v1/copy`: `from` is `ENV:PATH` (a file), `to` is `ENV[:DIR]`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CopyRequest {
+    pub from: String,
+    pub to: String,
+}
+
+/// What a copy did: `copied` to a path, or `quarantined` as an item.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CopyReport {
+    pub policy: String,
+    #[serde(default)]
+    pub copied_to: Option<String>,
+    #[serde(default)]
+    pub quarantined: Option<Item>,
+}
+
+async fn copy(
+    State(daemon): State<Arc<Daemon>>,
+    Extension(actor): Extension<Actor>,
+    Json(request): Json<CopyRequest>,
+) -> ApiResult<Json<CopyReport>> {
+    let (src_env, src_path) = request
+        .from
+        .split_once(':')
+        .filter(|(_, p)| p.starts_with('/'))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("`{}` is not SRC_ENV:/path/to/file", request.from))
+                .hint("verse copy SRC_ENV:PATH DST_ENV[:PATH]")
+        })?;
+    let target = parse_target(&request.to)?;
+    if target.env == src_env {
+        return Err(ApiError::bad_request(
+            "a copy goes between two different envs",
+        ));
+    }
+    for env in [src_env, target.env.as_str()] {
+        if daemon.db.env(env)?.is_none() {
+            return Err(ApiError::not_found(format!("no env named `{env}`"))
+                .hint("`verse ls` lists the envs this daemon knows"));
+        }
+    }
+    let policy = active_spec(&daemon)?
+        .map(|spec| spec.copy_policy(src_env, &target.env))
+        .unwrap_or_default();
+    let detail = format!(
+        "from={} to={} policy={}",
+        request.from,
+        target,
+        policy.as_str()
+    );
+    if policy == CopyAction::Deny {
+        daemon.audit(&actor, "copy-denied", Some(src_env), &detail);
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!(
+                "copying from `{src_env}` to `{}` is denied by the spec's [copy] policy",
+                target.env
+            ),
+        )
+        .hint(format!(
+            "allow it in the spec: [copy] \"{src_env} -> {}\" = \"allow\" (or \"quarantine\"); nothing was copied",
+            target.env
+        )));
+    }
+    let source = EnvRoot::open(&daemon, src_env).await?;
+    let mut file = source.open_file(src_path)?;
+    let name = verse_guard::quarantine::safe_name(src_path);
+    match policy {
+        CopyAction::Quarantine => {
+            // Stage a copy in the quarantine's own directory, then take it in
+            // like a download, with the destination recorded on the item.
+            let hold_ms = daemon
+                .db
+                .env(src_env)?
+                .and_then(|r| r.plan.downloads)
+                .map_or(verse_spec::guard::DEFAULT_HOLD_MS, |d| d.hold_ms);
+            let worker = Arc::clone(&daemon);
+            let src_env = src_env.to_string();
+            let target_text = target.to_string();
+            let item = tokio::task::spawn_blocking(move || {
+                let staging = worker.paths.state_dir().join("quarantine-staging");
+                std::fs::create_dir_all(&staging)?;
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let staged = staging.join(format!("copy-{}-{n}", std::process::id()));
+                stage(&staged, &mut file)?;
+                let scanner = &worker.quarantine.scanner;
+                let result = worker.quarantine.store.ingest_with(
+                    &staged,
+                    &src_env,
+                    &name,
+                    crate::db::now(),
+                    (hold_ms / 1000) as i64,
+                    Some(target_text),
+                    &|content| scanner.scan(content),
+                );
+                let _ = std::fs::remove_file(&staged);
+                result.map_err(std::io::Error::other)
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+            daemon.audit(
+                &actor,
+                "copy",
+                Some(&item.env),
+                format!("{detail} {}", in_detail(&item)),
+            );
+            Ok(Json(CopyReport {
+                policy: policy.as_str().into(),
+                copied_to: None,
+                quarantined: Some(item),
+            }))
+        }
+        _ => {
+            let dest_root = EnvRoot::open(&daemon, &target.env).await?;
+            let dir = dest_root.open_dir(target.dir())?;
+            let shown = format!("{}:{}", target.env, target.dir());
+            let owner = dest_root.owner;
+            let written = tokio::task::spawn_blocking(move || {
+                verse_guard::quarantine::write_new_in(dir.as_fd(), &name, &shown, &mut file, owner)
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(quarantine_error)?;
+            daemon.audit(
+                &actor,
+                "copy",
+                Some(src_env),
+                format!("{detail} wrote={written}"),
+            );
+            Ok(Json(CopyReport {
+                policy: policy.as_str().into(),
+                copied_to: Some(written),
+                quarantined: None,
+            }))
+        }
+    }
+}
+
+/// Copies `input` into a new file at `path` (mode 0600).
+fn stage(path: &Path, input: &mut std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::copy(input, &mut out)?;
+    out.sync_all()
+}
+
+fn active_spec(daemon: &Daemon) -> ApiResult<Option<verse_spec::Spec>> {
+    let Some(active) = daemon.db.generations()?.into_iter().find(|g| g.active) else {
+        return Ok(None);
+    };
+    let Some(json) = daemon.db.generation_spec(active.id)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| ApiError::internal(format!("the active spec is unreadable: {e}")))
+}
