@@ -228,3 +228,60 @@ fn gvisor_backend_behaves_like_an_env() {
     }
     behaves_like_an_env("gvisor");
 }
+
+/// `verse doctor` says what the vm and gvisor backends need and shows the accelerator
+/// decision the daemon cached (without re-probing: that costs seconds).
+#[test]
+fn doctor_reports_vm_and_gvisor_needs_and_the_cached_accelerator() {
+    let root = tempfile::tempdir().unwrap();
+    let doctor = || {
+        let out = std::process::Command::new(VERSE)
+            .arg("--root")
+            .arg(root.path())
+            .arg("doctor")
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let report = doctor();
+    for name in [
+        "vm:qemu",
+        "vm:kernel",
+        "vm:agent",
+        "vm:mkfs.erofs",
+        "vm:accel",
+        "gvisor:runsc",
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(name)),
+            "no {name} line in:\n{report}"
+        );
+    }
+    let Ok(kernel) = verse_vm::kernel::Kernel::find() else {
+        eprintln!("!!! SKIPPED the cached-decision half: no guest kernel");
+        return;
+    };
+    let decision = verse_vm::AccelDecision {
+        accel: verse_vm::Accel::Tcg,
+        reason: "a reason the daemon wrote".into(),
+        kvm_probe_ms: None,
+        kernel: kernel.release,
+    };
+    let cache = root.path().join("var/lib/verse/vm/accel.json");
+    std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+    std::fs::write(&cache, serde_json::to_vec(&decision).unwrap()).unwrap();
+    let report = doctor();
+    let line = report
+        .lines()
+        .find(|l| l.contains("vm:accel"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with("warn")
+            && line.contains("tcg (decided earlier")
+            && line.contains("a reason the daemon wrote"),
+        "{line}"
+    );
+}
