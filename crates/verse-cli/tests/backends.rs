@@ -63,8 +63,14 @@ fn spec(backend: &str) -> String {
     };
     format!(
         r#"
+# Three layers: busybox, a file, and a deletion (a whiteout in the top layer).
+[image.layered]
+base = "busybox"
+files = {{ "/etc/layered" = "from the top layer" }}
+run = ["rm /etc/motd"]
+
 [env.keep]
-image = "busybox"
+image = "layered"
 backend = "{backend}"
 {accel}memory = "128MiB"
 cpu = 1
@@ -80,7 +86,10 @@ backend = "{backend}"
 /// Everything a user checks on one backend, in one daemon.
 fn behaves_like_an_env(backend: &str) {
     let verse = Verse::start();
-    let applied = verse.apply(&spec(backend));
+    let file = verse.write_spec("verse.toml", &spec(backend));
+    let built = verse.ok(&["image", "build", "-f", file.to_str().unwrap()]);
+    assert!(built.contains("built layered: 3 layers"), "{built}");
+    let applied = verse.ok(&["apply", file.to_str().unwrap()]);
     assert!(
         !applied.contains("FAILED"),
         "{applied}\n{}",
@@ -90,6 +99,18 @@ fn behaves_like_an_env(backend: &str) {
     assert_eq!(
         (info["state"].as_str(), info["backend"].as_str()),
         (Some("running"), Some(backend))
+    );
+
+    // The image's layers are stacked: the base's files, the top layer's file, and what the
+    // top layer deleted stays deleted.
+    let (code, out, err) = verse.sh(
+        "keep",
+        "cat /etc/layered; echo; test -x /bin/busybox && echo base; test -e /etc/motd || echo gone",
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "from the top layer\nbase\ngone\n"),
+        "{err}"
     );
 
     // exec: stdio, exit codes, stdin, errors.

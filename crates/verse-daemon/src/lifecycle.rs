@@ -319,22 +319,12 @@ fn start_blocking(
         env.push((key.clone(), value.clone()));
     }
     let (vm, gvisor) = match plan.backend.as_str() {
-        "vm" => {
-            let ([root], [checkout]) = (roots.as_slice(), lowers.as_slice()) else {
-                return Err(ApiError::bad_request(format!(
-                    "env `{}`: the vm backend runs single-layer images for now, and `{}` has {} layers",
-                    row.name,
-                    plan.image,
-                    roots.len()
-                )));
-            };
-            (
-                Some(crate::backends::prepare_vm(
-                    daemon, row, root, checkout, &env_dir,
-                )?),
-                None,
-            )
-        }
+        "vm" => (
+            Some(crate::backends::prepare_vm(
+                daemon, row, &roots, &lowers, &env_dir,
+            )?),
+            None,
+        ),
         "gvisor" => (None, Some(crate::backends::prepare_gvisor()?)),
         _ => (None, None),
     };
