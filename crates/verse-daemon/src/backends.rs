@@ -85,7 +85,9 @@ pub fn prepare_vm(
     })
 }
 
-pub fn prepare_gvisor() -> ApiResult<GvisorConfig> {
+/// runsc for a gvisor env; `networked`: host networking inside the namespace the shim
+/// prepares and wires (`--network=host`), else no NIC (`--network=none`).
+pub fn prepare_gvisor(networked: bool) -> ApiResult<GvisorConfig> {
     let runsc = std::env::var_os("PATH")
         .and_then(|path| {
             std::env::split_paths(&path)
@@ -100,5 +102,6 @@ pub fn prepare_gvisor() -> ApiResult<GvisorConfig> {
         runsc,
         // gVisor's kvm platform hangs on nested-KVM hosts; ptrace works anywhere.
         platform: "ptrace".into(),
+        network: networked,
     })
 }
