@@ -586,7 +586,10 @@ fn vm_and_gvisor_envs_get_the_same_host_enforced_policy() {
     let mut outside = Outside::new("vmg");
     outside.serve_http(8081);
     let dns = FakeDns::start(&outside.addr);
-    let verse = Verse::start_with_env(&[("VERSE_DNS_UPSTREAM", &dns.addr)]);
+    let verse = Verse::start_with_env(&[
+        ("VERSE_DNS_UPSTREAM", &dns.addr),
+        ("VERSE_NET_WATCH_MS", "200"),
+    ]);
     let spec = |allow: &str| {
         format!(
             r#"
@@ -626,6 +629,17 @@ network = "nat"
     );
     let net = net_json(&verse, "vm");
     assert!(net["dropped"].as_u64().unwrap() > 0, "{net}");
+    // The drops reach the event stream.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let drop_event = loop {
+        let events = verse.ok(&["events", "--env", "vm", "--json"]);
+        if let Some(line) = events.lines().find(|l| l.contains("\"net-drop\"")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no net-drop event: {events}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(drop_event.contains("allow-list dropped"), "{drop_event}");
     let gateway = net["gateway"].as_str().unwrap().to_string();
     let (_, resolv, _) = verse.sh("vm", "cat /etc/resolv.conf");
     assert!(

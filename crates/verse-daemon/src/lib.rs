@@ -17,6 +17,7 @@ mod images;
 mod lifecycle;
 mod lifecycle_api;
 mod net;
+mod net_watch;
 mod reconcile;
 mod snapshots;
 mod supervisor;
@@ -174,6 +175,7 @@ pub async fn serve(
     };
     lifecycle::reattach(&daemon).await;
     tokio::spawn(supervisor::run(Arc::clone(&daemon)));
+    tokio::spawn(net_watch::run(Arc::clone(&daemon)));
     web::start(&daemon, web).await?;
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 
