@@ -103,7 +103,7 @@ fn boot_and_serve() -> Result<(), String> {
         .unwrap_or_default();
     agent.send(Message::control(proto::MAIN, Control::Ready { kernel }));
     let boot = agent.wait_boot()?;
-    if let Err(e) = setup_root(&boot) {
+    if let Err(e) = setup_root(&boot).and_then(|()| setup_net(boot.net.as_ref())) {
         agent.send(Message::control(
             proto::MAIN,
             Control::Failed { error: e.clone() },
@@ -253,6 +253,129 @@ fn setup_root(boot: &BootSpec) -> Result<(), String> {
     )?;
     nix::unistd::sethostname(&boot.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
     Ok(())
+}
+
+/// Brings up lo and, for a networked env, `eth0`: the env's /32 address, an on-link route
+/// to the gateway (the host's tap) and the default route through it, no IPv6 (the host drops
+/// it anyway), and the resolv.conf the host gave. Done with ioctls: the image need not have
+/// `ip`. This is convenience, not policy: the host filters the tap whatever the guest sets.
+fn setup_net(net: Option<&proto::GuestNet>) -> Result<(), String> {
+    // SAFETY: socket(2) with constant arguments; the result is checked and owned below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(format!(
+            "socket for interface setup: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `raw` was just returned by socket(2) and is owned from here on.
+    let sock: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) };
+    set_up(&sock, "lo")?;
+    let Some(net) = net else {
+        return Ok(());
+    };
+    for key in ["all", "default", "eth0"] {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{key}/disable_ipv6"), "1");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new("/sys/class/net/eth0").exists() {
+        if Instant::now() > deadline {
+            return Err("the env has a network but no eth0 appeared in the guest".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut ifr = ifreq("eth0");
+    ifr.ifr_ifru.ifru_addr = sockaddr(net.address);
+    ioctl(&sock, libc::SIOCSIFADDR, &mut ifr, "setting eth0's address")?;
+    ifr.ifr_ifru.ifru_netmask = sockaddr(std::net::Ipv4Addr::BROADCAST);
+    ioctl(
+        &sock,
+        libc::SIOCSIFNETMASK,
+        &mut ifr,
+        "setting eth0's netmask",
+    )?;
+    set_up(&sock, "eth0")?;
+    let mut dev = *b"eth0\0";
+    // SAFETY: rtentry is plain old data; all-zero is a valid value.
+    let mut host: libc::rtentry = unsafe { std::mem::zeroed() };
+    host.rt_dst = sockaddr(net.gateway);
+    host.rt_genmask = sockaddr(std::net::Ipv4Addr::BROADCAST);
+    host.rt_flags = libc::RTF_UP | libc::RTF_HOST;
+    host.rt_dev = dev.as_mut_ptr().cast();
+    ioctl(
+        &sock,
+        libc::SIOCADDRT,
+        &mut host,
+        "adding the route to the gateway",
+    )?;
+    // SAFETY: as above.
+    let mut default: libc::rtentry = unsafe { std::mem::zeroed() };
+    default.rt_dst = sockaddr(std::net::Ipv4Addr::UNSPECIFIED);
+    default.rt_genmask = sockaddr(std::net::Ipv4Addr::UNSPECIFIED);
+    default.rt_gateway = sockaddr(net.gateway);
+    default.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+    default.rt_dev = dev.as_mut_ptr().cast();
+    ioctl(
+        &sock,
+        libc::SIOCADDRT,
+        &mut default,
+        "adding the default route",
+    )?;
+    // A symlink (as some images ship) would send the write elsewhere: replace it.
+    let _ = std::fs::remove_file("/etc/resolv.conf");
+    let _ = std::fs::create_dir_all("/etc");
+    std::fs::write("/etc/resolv.conf", &net.resolv_conf)
+        .map_err(|e| format!("writing /etc/resolv.conf: {e}"))
+}
+
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr
+}
+
+fn sockaddr(addr: std::net::Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr are both 16 bytes; the kernel reads the former
+    // through the latter (that is what the ioctl ABI is).
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+fn ioctl<T>(sock: &OwnedFd, request: libc::c_ulong, arg: &mut T, what: &str) -> Result<(), String> {
+    // SAFETY: `arg` is the struct this request reads (ifreq or rtentry), alive for the call;
+    // the socket is open.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), request as _, arg as *mut T) } < 0 {
+        return Err(format!("{what}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn set_up(sock: &OwnedFd, name: &str) -> Result<(), String> {
+    let mut ifr = ifreq(name);
+    ioctl(
+        sock,
+        libc::SIOCGIFFLAGS,
+        &mut ifr,
+        &format!("reading {name}'s flags"),
+    )?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    ioctl(
+        sock,
+        libc::SIOCSIFFLAGS,
+        &mut ifr,
+        &format!("bringing {name} up"),
+    )
 }
 
 /// Makes the writable disk consistent before power-off.

@@ -35,6 +35,20 @@ pub struct BootSpec {
     /// virtio-blk serial of the writable disk (ext4).
     pub data: String,
     pub main: ExecSpec,
+    /// The guest's `eth0` (its virtio-net NIC); `None`: no NIC (network = "none").
+    #[serde(default)]
+    pub net: Option<GuestNet>,
+}
+
+/// How the agent configures `eth0`: a /32 address with the host's tap (the gateway) reached
+/// on-link, and the resolv.conf the env gets. The host enforces the env's policy on the tap;
+/// nothing the guest changes here widens it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestNet {
+    pub address: std::net::Ipv4Addr,
+    pub gateway: std::net::Ipv4Addr,
+    /// Written to the root's /etc/resolv.conf.
+    pub resolv_conf: String,
 }
 
 /// One process to start inside the guest.

@@ -12,7 +12,7 @@ use verse_api::{
 
 pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
     match command {
-        Command::Doctor { json } => doctor(&paths, json),
+        Command::Doctor { json, probe_vm } => doctor(&paths, json, probe_vm),
         Command::Daemon {
             listen,
             tls_cert,
@@ -54,8 +54,12 @@ pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
     }
 }
 
-fn doctor(paths: &Paths, json: bool) -> Result<ExitCode> {
-    let report = verse_doctor::probe(&paths.root);
+fn doctor(paths: &Paths, json: bool, probe_vm: bool) -> Result<ExitCode> {
+    let mut report = verse_doctor::probe(&paths.root);
+    let exe = std::env::current_exe().context("finding the verse binary")?;
+    report
+        .checks
+        .extend(crate::vm_doctor::checks(paths, &exe, probe_vm));
     if json {
         output::json(&report);
     } else {

@@ -13,6 +13,7 @@ mod progress;
 mod quarantine;
 mod stream;
 mod token;
+mod vm_doctor;
 mod web;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,10 @@ enum Command {
     Doctor {
         #[arg(long)]
         json: bool,
+        /// Time a tiny guest under KVM now (up to 8 s) to decide the vm backend's
+        /// accelerator, instead of showing the cached decision.
+        #[arg(long)]
+        probe_vm: bool,
     },
     /// Run the daemon in the foreground (serves the API on the unix socket, and the web UI).
     Daemon {

@@ -4,56 +4,6 @@
 
 mod common;
 use common::*;
-use std::path::Path;
-
-/// Whether this host has what `backend` needs; says so loudly when not, and
-/// fails under CI=true.
-fn backend_available(backend: &str) -> bool {
-    let on_path = |tool: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-    };
-    let target = Path::new(VERSE)
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir");
-    let missing = match backend {
-        "vm" if !on_path("qemu-system-x86_64") => {
-            Some("qemu-system-x86_64 is not installed".to_string())
-        }
-        "vm" if verse_vm_kernel_missing() => {
-            Some("no guest kernel in /usr/lib/verse/kernel (scripts/install-deps.sh)".into())
-        }
-        "vm" if !target
-            .join("x86_64-unknown-linux-gnu/debug/verse-agent")
-            .is_file() =>
-        {
-            Some("no static verse-agent (scripts/build-agent.sh)".into())
-        }
-        "gvisor" if !on_path("runsc") => Some("runsc is not installed".into()),
-        _ => None,
-    };
-    match missing {
-        None => true,
-        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true and the {backend} backend cannot run here: {why}")
-        }
-        Some(why) => {
-            eprintln!("\n!!! SKIPPED {backend} backend test: {why} !!!\n");
-            false
-        }
-    }
-}
-
-fn verse_vm_kernel_missing() -> bool {
-    let dir = std::env::var_os("VERSE_VM_KERNEL").unwrap_or_else(|| "/usr/lib/verse/kernel".into());
-    std::fs::read_dir(Path::new(&dir).join("boot"))
-        .map(|d| {
-            !d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .unwrap_or(true)
-}
 
 fn spec(backend: &str) -> String {
     let accel = if backend == "vm" {
@@ -63,8 +13,14 @@ fn spec(backend: &str) -> String {
     };
     format!(
         r#"
+# Three layers: busybox, a file, and a deletion (a whiteout in the top layer).
+[image.layered]
+base = "busybox"
+files = {{ "/etc/layered" = "from the top layer" }}
+run = ["rm /etc/motd"]
+
 [env.keep]
-image = "busybox"
+image = "layered"
 backend = "{backend}"
 {accel}memory = "128MiB"
 cpu = 1
@@ -80,7 +36,10 @@ backend = "{backend}"
 /// Everything a user checks on one backend, in one daemon.
 fn behaves_like_an_env(backend: &str) {
     let verse = Verse::start();
-    let applied = verse.apply(&spec(backend));
+    let file = verse.write_spec("verse.toml", &spec(backend));
+    let built = verse.ok(&["image", "build", "-f", file.to_str().unwrap()]);
+    assert!(built.contains("built layered: 3 layers"), "{built}");
+    let applied = verse.ok(&["apply", file.to_str().unwrap()]);
     assert!(
         !applied.contains("FAILED"),
         "{applied}\n{}",
@@ -90,6 +49,18 @@ fn behaves_like_an_env(backend: &str) {
     assert_eq!(
         (info["state"].as_str(), info["backend"].as_str()),
         (Some("running"), Some(backend))
+    );
+
+    // The image's layers are stacked: the base's files, the top layer's file, and what the
+    // top layer deleted stays deleted.
+    let (code, out, err) = verse.sh(
+        "keep",
+        "cat /etc/layered; echo; test -x /bin/busybox && echo base; test -e /etc/motd || echo gone",
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "from the top layer\nbase\ngone\n"),
+        "{err}"
     );
 
     // exec: stdio, exit codes, stdin, errors.
@@ -227,4 +198,61 @@ fn gvisor_backend_behaves_like_an_env() {
         return;
     }
     behaves_like_an_env("gvisor");
+}
+
+/// `verse doctor` says what the vm and gvisor backends need and shows the accelerator
+/// decision the daemon cached (without re-probing: that costs seconds).
+#[test]
+fn doctor_reports_vm_and_gvisor_needs_and_the_cached_accelerator() {
+    let root = tempfile::tempdir().unwrap();
+    let doctor = || {
+        let out = std::process::Command::new(VERSE)
+            .arg("--root")
+            .arg(root.path())
+            .arg("doctor")
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let report = doctor();
+    for name in [
+        "vm:qemu",
+        "vm:kernel",
+        "vm:agent",
+        "vm:mkfs.erofs",
+        "vm:accel",
+        "gvisor:runsc",
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(name)),
+            "no {name} line in:\n{report}"
+        );
+    }
+    let Ok(kernel) = verse_vm::kernel::Kernel::find() else {
+        eprintln!("!!! SKIPPED the cached-decision half: no guest kernel");
+        return;
+    };
+    let decision = verse_vm::AccelDecision {
+        accel: verse_vm::Accel::Tcg,
+        reason: "a reason the daemon wrote".into(),
+        kvm_probe_ms: None,
+        kernel: kernel.release,
+    };
+    let cache = root.path().join("var/lib/verse/vm/accel.json");
+    std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+    std::fs::write(&cache, serde_json::to_vec(&decision).unwrap()).unwrap();
+    let report = doctor();
+    let line = report
+        .lines()
+        .find(|l| l.contains("vm:accel"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with("warn")
+            && line.contains("tcg (decided earlier")
+            && line.contains("a reason the daemon wrote"),
+        "{line}"
+    );
 }

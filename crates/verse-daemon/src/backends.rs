@@ -17,14 +17,30 @@ pub fn vm_cache(daemon: &Daemon) -> std::path::PathBuf {
     daemon.paths.state_dir().join("vm")
 }
 
+/// Layers a vm env's image may have: each is a virtio-mmio disk, and QEMU's microvm has 24
+/// virtio-mmio slots, shared with the writable disk, the control ports, the NIC and volumes.
+pub const MAX_VM_LAYERS: usize = 16;
+
+/// Disks, kernel, initramfs and accelerator of a vm env whose image has the layers `roots`
+/// (checked out at `checkouts`, top-most first): one read-only erofs disk per layer, built
+/// once per layer hash and shared by every env, stacked by the agent as overlay lowers.
 pub fn prepare_vm(
     daemon: &Daemon,
     row: &EnvRow,
-    root: &verse_store::Hash,
-    checkout: &Path,
+    roots: &[verse_store::Hash],
+    checkouts: &[std::path::PathBuf],
     env_dir: &Path,
 ) -> ApiResult<VmConfig> {
     let plan = &row.plan;
+    if roots.len() > MAX_VM_LAYERS {
+        return Err(ApiError::bad_request(format!(
+            "env `{}`: image `{}` has {} layers, and the vm backend takes at most {MAX_VM_LAYERS} (one disk each)",
+            row.name,
+            plan.image,
+            roots.len()
+        ))
+        .hint("build the image with fewer steps (e.g. merge its `run` commands)"));
+    }
     let vm_err = |e: verse_vm::VmError| {
         ApiError::internal(format!("preparing the microVM of env `{}`: {e}", row.name))
             .hint("`verse doctor` tells what this host lacks for vm envs")
@@ -39,8 +55,13 @@ pub fn prepare_vm(
     })?;
     let cache = vm_cache(daemon);
     let (kernel, initramfs) = verse_vm::boot_files(&daemon.exe, &cache).map_err(vm_err)?;
-    let layer = verse_vm::disk::layer_image(checkout, &root.to_string(), &cache.join("layers"))
-        .map_err(vm_err)?;
+    let mut layers = Vec::new();
+    for (root, checkout) in roots.iter().zip(checkouts) {
+        layers.push(
+            verse_vm::disk::layer_image(checkout, &root.to_string(), &cache.join("layers"))
+                .map_err(vm_err)?,
+        );
+    }
     let data_disk = env_dir.join("disk.ext4");
     verse_vm::disk::data_disk(&data_disk, plan.ephemeral).map_err(vm_err)?;
     let choice: AccelChoice = plan.accel.parse().unwrap_or_default();
@@ -56,7 +77,7 @@ pub fn prepare_vm(
         qemu,
         kernel: kernel.vmlinuz,
         initramfs,
-        layers: vec![layer],
+        layers,
         data_disk,
         accel: decision.accel,
         vcpus: plan.cpu.map_or(1, |c| c.ceil().max(1.0) as u32),
@@ -64,7 +85,9 @@ pub fn prepare_vm(
     })
 }
 
-pub fn prepare_gvisor() -> ApiResult<GvisorConfig> {
+/// runsc for a gvisor env; `networked`: host networking inside the namespace the shim
+/// prepares and wires (`--network=host`), else no NIC (`--network=none`).
+pub fn prepare_gvisor(networked: bool) -> ApiResult<GvisorConfig> {
     let runsc = std::env::var_os("PATH")
         .and_then(|path| {
             std::env::split_paths(&path)
@@ -79,5 +102,6 @@ pub fn prepare_gvisor() -> ApiResult<GvisorConfig> {
         runsc,
         // gVisor's kvm platform hangs on nested-KVM hosts; ptrace works anywhere.
         platform: "ptrace".into(),
+        network: networked,
     })
 }

@@ -18,6 +18,7 @@ mod images;
 mod lifecycle;
 mod lifecycle_api;
 mod net;
+mod net_watch;
 mod progress;
 pub mod quarantine;
 mod reconcile;
@@ -184,6 +185,7 @@ pub async fn serve(
     lifecycle::reattach(&daemon).await;
     tokio::spawn(supervisor::run(Arc::clone(&daemon)));
     tokio::spawn(quarantine::run(Arc::clone(&daemon)));
+    tokio::spawn(net_watch::run(Arc::clone(&daemon)));
     web::start(&daemon, web).await?;
     tracing::info!(socket = %socket.display(), "verse daemon serving");
 

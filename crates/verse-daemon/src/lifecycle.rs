@@ -335,11 +335,14 @@ fn start_blocking(
             env.retain(|(k, _)| k != key);
             env.push((key.clone(), value.clone()));
         }
-        volumes.push(VolumeMount {
-            host: env_dir.join("resolv.conf"),
-            path: "/etc/resolv.conf".into(),
-            readonly: true,
-        });
+        // A vm env's agent writes the guest's own /etc/resolv.conf from this file.
+        if plan.backend != "vm" {
+            volumes.push(VolumeMount {
+                host: env_dir.join("resolv.conf"),
+                path: "/etc/resolv.conf".into(),
+                readonly: true,
+            });
+        }
     }
     if plan.desktop.is_some() {
         env.push(("DISPLAY".to_string(), crate::desktop::DISPLAY.to_string()));
@@ -349,26 +352,16 @@ fn start_blocking(
         env.push((key.clone(), value.clone()));
     }
     let (vm, gvisor) = match plan.backend.as_str() {
-        "vm" => {
-            let ([root], [checkout]) = (roots.as_slice(), lowers.as_slice()) else {
-                return Err(ApiError::bad_request(format!(
-                    "env `{}`: the vm backend runs single-layer images for now, and `{}` has {} layers",
-                    row.name,
-                    plan.image,
-                    roots.len()
-                )));
-            };
-            (
-                Some(crate::backends::prepare_vm(
-                    daemon, row, root, checkout, &env_dir,
-                )?),
-                None,
-            )
-        }
-        "gvisor" => (None, Some(crate::backends::prepare_gvisor()?)),
+        "vm" => (
+            Some(crate::backends::prepare_vm(
+                daemon, row, &roots, &lowers, &env_dir,
+            )?),
+            None,
+        ),
+        "gvisor" => (None, Some(crate::backends::prepare_gvisor(net.is_some())?)),
         _ => (None, None),
     };
-    if (vm.is_some() || gvisor.is_some()) && !volumes.is_empty() {
+    if vm.is_some() && !volumes.is_empty() {
         return Err(ApiError::bad_request(format!(
             "env `{}`: volumes are not supported on the {} backend yet",
             row.name, plan.backend

@@ -154,7 +154,8 @@ impl fmt::Display for Report {
     }
 }
 
-fn check(name: &str, status: Status, detail: impl Into<String>, cost: &str) -> Check {
+/// A [`Check`] (for callers that add checks of their own to a report).
+pub fn check(name: &str, status: Status, detail: impl Into<String>, cost: &str) -> Check {
     Check {
         name: name.to_string(),
         status,

@@ -4,12 +4,14 @@
 //! The rootfs is the same overlay of read-only layers and a per-env upper
 //! directory as a container's, with unshifted ids, mounted by the shim in a
 //! private mount namespace (so it vanishes with the shim). runsc runs with
-//! `--network=none` (no network device at all besides loopback), and the
-//! ptrace platform: the kvm platform hangs under nested KVM.
+//! `--network=none` (no network device at all besides loopback) or, for a
+//! networked env, `--network=host` inside the network namespace the shim made
+//! and Verse wired and filters (see [`GvisorConfig::network`]); and the ptrace
+//! platform: the kvm platform hangs under nested KVM. Volumes are OCI bind mounts.
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
-    ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,13 @@ pub struct GvisorConfig {
     pub runsc: PathBuf,
     /// gVisor platform: "ptrace" (works everywhere) or "kvm".
     pub platform: String,
+    /// The sandbox has a network: `--network=host` inside the network namespace named in
+    /// the bundle (one Verse made and wired, filtered by the host's rules); otherwise
+    /// `--network=none`. gVisor's own netstack (`--network=sandbox`) would be the narrower
+    /// surface, but Debian's runsc (20221219) refuses it on current kernels: it mistakes
+    /// every namespace for the root one (it tests for /proc/sys/net/core/rmem_default).
+    #[serde(default)]
+    pub network: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +57,11 @@ pub struct BundleSpec {
     pub cpu: Option<f64>,
     pub memory: Option<u64>,
     pub pids: Option<u64>,
+    /// The network namespace the sandbox joins (a file it is bind-mounted on); `None`: a
+    /// new, empty one.
+    pub netns: Option<PathBuf>,
+    /// Bind mounts: (host path, path in the env, read-only).
+    pub mounts: Vec<(PathBuf, PathBuf, bool)>,
 }
 
 /// CFS period for the cpu quota (the kernel's default, 100 ms).
@@ -110,8 +124,30 @@ pub fn write_bundle(dir: &Path, bundle: &BundleSpec) -> Result<PathBuf, GvisorEr
     // The default namespaces (pid, network, ipc, uts, mount) are the
     // sandbox's own, inside gVisor's kernel.
     let default_linux = Spec::default().linux().clone().unwrap_or_default();
+    let mut namespaces = default_linux.namespaces().clone().unwrap_or_default();
+    if let Some(path) = &bundle.netns {
+        for ns in &mut namespaces {
+            if ns.typ() == LinuxNamespaceType::Network {
+                ns.set_path(Some(path.clone()));
+            }
+        }
+    }
+    let mut mounts = Spec::default().mounts().clone().unwrap_or_default();
+    for (host, path, readonly) in &bundle.mounts {
+        let mut options = vec!["rbind".to_string()];
+        options.push(if *readonly { "ro" } else { "rw" }.to_string());
+        mounts.push(
+            MountBuilder::default()
+                .destination(path.clone())
+                .typ("bind")
+                .source(host.clone())
+                .options(options)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
     let linux = LinuxBuilder::default()
-        .namespaces(default_linux.namespaces().clone().unwrap_or_default())
+        .namespaces(namespaces)
         .masked_paths(default_linux.masked_paths().clone().unwrap_or_default())
         .readonly_paths(default_linux.readonly_paths().clone().unwrap_or_default())
         .resources(resources.build().map_err(spec_err)?)
@@ -121,6 +157,7 @@ pub fn write_bundle(dir: &Path, bundle: &BundleSpec) -> Result<PathBuf, GvisorEr
     spec.set_process(Some(process))
         .set_root(Some(root))
         .set_hostname(Some(bundle.hostname.clone()))
+        .set_mounts(Some(mounts))
         .set_linux(Some(linux));
     std::fs::create_dir_all(dir).map_err(|source| GvisorError::Io {
         path: dir.display().to_string(),
@@ -142,7 +179,11 @@ impl GvisorConfig {
         c.arg("--root")
             .arg(state_dir)
             .arg(format!("--platform={}", self.platform))
-            .arg("--network=none")
+            .arg(if self.network {
+                "--network=host"
+            } else {
+                "--network=none"
+            })
             // The shim puts runsc in the env's cgroup, which holds the
             // limits; runsc must not make cgroups of its own.
             .arg("--ignore-cgroups");
@@ -210,6 +251,8 @@ mod tests {
             cpu: Some(0.5),
             memory: Some(64 << 20),
             pids: Some(100),
+            netns: Some("/n".into()),
+            mounts: vec![("/host".into(), "/data".into(), true)],
         };
         write_bundle(&dir, &bundle).unwrap();
         let json: serde_json::Value =
@@ -221,6 +264,21 @@ mod tests {
         assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(json["linux"]["resources"]["pids"]["limit"], 100);
+        let ns = json["linux"]["namespaces"].as_array().unwrap();
+        assert!(
+            ns.iter()
+                .any(|n| n["type"] == "network" && n["path"] == "/n")
+        );
+        let mount = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .expect("the volume's mount");
+        assert_eq!(
+            (mount["source"].as_str(), mount["options"][1].as_str()),
+            (Some("/host"), Some("ro"))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -21,16 +21,21 @@ table ip verse_router {
 /// `CAP_NET_ADMIN` there (the namespace belongs to the initial user namespace) and can
 /// undo none of it. On failure the host end is deleted (which removes its peer too).
 pub fn attach(pid: i32, net: &EnvNet) -> Result<(), NetError> {
-    let result = attach_inner(pid, net);
+    attach_netns(&format!("/proc/{pid}/ns/net"), net)
+}
+
+/// [`attach`] to the network namespace at `netns` (a `/proc/PID/ns/net` or a file that
+/// namespace is bind-mounted on, e.g. the one a gvisor env's shim prepares for runsc).
+pub fn attach_netns(netns: &str, net: &EnvNet) -> Result<(), NetError> {
+    let result = attach_inner(netns, net);
     if result.is_err() {
         let _ = run("ip", &["link", "del", &net.host_ifname], None);
     }
     result
 }
 
-fn attach_inner(pid: i32, net: &EnvNet) -> Result<(), NetError> {
+fn attach_inner(netns: &str, net: &EnvNet) -> Result<(), NetError> {
     let host = net.host_ifname.as_str();
-    let pid_s = pid.to_string();
     let gw = net.gateway.to_string();
     let addr = net.address.to_string();
     // A stale host end (an env that died with the shim killed) would block the name.
@@ -38,33 +43,11 @@ fn attach_inner(pid: i32, net: &EnvNet) -> Result<(), NetError> {
     run(
         "ip",
         &[
-            "link", "add", host, "type", "veth", "peer", "name", ENV_IFNAME, "netns", &pid_s,
+            "link", "add", host, "type", "veth", "peer", "name", ENV_IFNAME, "netns", netns,
         ],
         None,
     )?;
-    write_sysctl(&format!("/proc/sys/net/ipv6/conf/{host}/disable_ipv6"), "1")?;
-    run(
-        "ip",
-        &["addr", "add", &format!("{gw}/32"), "dev", host],
-        None,
-    )?;
-    run("ip", &["link", "set", host, "up"], None)?;
-    run(
-        "ip",
-        &[
-            "route",
-            "replace",
-            &format!("{addr}/32"),
-            "dev",
-            host,
-            "scope",
-            "link",
-        ],
-        None,
-    )?;
-    // Forwarding for packets arriving from this env only; the host's global switch and other
-    // interfaces are left as they are.
-    write_sysctl(&format!("/proc/sys/net/ipv4/conf/{host}/forwarding"), "1")?;
+    configure_host_end(net)?;
 
     let mut script = format!(
         "set -e
@@ -85,12 +68,42 @@ echo 0 > /proc/sys/net/ipv4/conf/eth0/send_redirects
 ",
         );
     }
-    let ns = format!("--net=/proc/{pid}/ns/net");
+    let ns = format!("--net={netns}");
     run("nsenter", &[&ns, "sh", "-c", &script], None)?;
     if net.router {
         run("nsenter", &[&ns, "nft", "-f", "-"], Some(ROUTER_TABLE))?;
     }
     Ok(())
+}
+
+/// The host end of an env's link (a veth, or a vm env's tap): no IPv6, the gateway address,
+/// up, a /32 route to the env, and IPv4 forwarding for packets arriving on it only (the
+/// host's global switch and other interfaces are left as they are).
+pub(crate) fn configure_host_end(net: &EnvNet) -> Result<(), NetError> {
+    let host = net.host_ifname.as_str();
+    let gw = net.gateway.to_string();
+    let addr = net.address.to_string();
+    write_sysctl(&format!("/proc/sys/net/ipv6/conf/{host}/disable_ipv6"), "1")?;
+    run(
+        "ip",
+        &["addr", "add", &format!("{gw}/32"), "dev", host],
+        None,
+    )?;
+    run("ip", &["link", "set", host, "up"], None)?;
+    run(
+        "ip",
+        &[
+            "route",
+            "replace",
+            &format!("{addr}/32"),
+            "dev",
+            host,
+            "scope",
+            "link",
+        ],
+        None,
+    )?;
+    write_sysctl(&format!("/proc/sys/net/ipv4/conf/{host}/forwarding"), "1")
 }
 
 fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {

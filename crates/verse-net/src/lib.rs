@@ -26,16 +26,18 @@ mod attach;
 mod dns;
 mod host;
 mod rules;
+mod tap;
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-pub use attach::{attach, detach, router_forwarded};
+pub use attach::{attach, attach_netns, detach, router_forwarded};
 pub use dns::{DnsForwarder, host_resolvers};
 pub use host::{Counters, Host, HostError, uplink_interfaces};
 pub use rules::{EnvPolicy, Mode};
+pub use tap::{guest_mac, open_tap};
 
 /// Inside the env, the env's end of its veth.
 pub const ENV_IFNAME: &str = "eth0";

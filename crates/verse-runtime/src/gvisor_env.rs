@@ -35,6 +35,18 @@ pub(crate) fn private_mounts() -> Result<(), String> {
     .map_err(|e| format!("making mounts private: {e}"))
 }
 
+/// The sandbox's id: runsc names host-wide things after it (its control socket is an
+/// abstract unix socket in the host's network namespace), so two Verse roots with an env of
+/// the same name must not share one. The env's name, and a hash of its directory.
+fn sandbox_id(config: &ShimConfig) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in config.env_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("verse-{hash:08x}-{}", config.name)
+}
+
 fn state_dir(config: &ShimConfig) -> PathBuf {
     config.env_dir.join("runsc")
 }
@@ -69,6 +81,18 @@ pub(crate) fn start(
         Some(options.as_str()),
     )
     .map_err(|e| format!("mounting the rootfs overlay: {e}"))?;
+    let netns = match &config.net {
+        Some(net) if net.router => {
+            return Err("router envs run on the container backend for now".into());
+        }
+        Some(net) => {
+            let path = prepare_netns(config)?;
+            verse_net::attach_netns(&path.display().to_string(), net)
+                .map_err(|e| format!("wiring the env's network: {e}"))?;
+            Some(path)
+        }
+        None => None,
+    };
     let bundle = verse_gvisor::write_bundle(
         &config.env_dir.join("bundle"),
         &BundleSpec {
@@ -82,12 +106,18 @@ pub(crate) fn start(
             cpu: config.cpu,
             memory: config.memory,
             pids: config.pids,
+            netns,
+            mounts: config
+                .volumes
+                .iter()
+                .map(|v| (v.host.clone(), v.path.clone(), v.readonly))
+                .collect(),
         },
     )
     .map_err(|e| e.to_string())?;
     let state = state_dir(config);
     // A sandbox left by a shim that was killed would block the id.
-    let _ = gvisor.delete_command(&state, &config.name).output();
+    let _ = gvisor.delete_command(&state, &sandbox_id(config)).output();
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).map_err(|e| format!("creating {}: {e}", state.display()))?;
     let procs: Vec<CString> = cgroup
@@ -96,7 +126,7 @@ pub(crate) fn start(
         .filter_map(|d| CString::new(d.join("cgroup.procs").display().to_string()).ok())
         .collect();
     let [stdin, stdout, stderr] = stdio;
-    let mut command = gvisor.run_command(&state, &bundle, &config.name);
+    let mut command = gvisor.run_command(&state, &bundle, &sandbox_id(config));
     command.stdin(stdin).stdout(stdout).stderr(stderr);
     // SAFETY: between fork and exec only async-signal-safe calls: open(2),
     // write(2), close(2) on paths prepared before the fork. Joining the
@@ -126,6 +156,34 @@ pub(crate) fn start(
     Ok(pid)
 }
 
+/// A new network namespace for the sandbox, bind-mounted on `ENV_DIR/netns` in the shim's
+/// private mount namespace (so runsc, the shim's child, can name it in the bundle, and it
+/// vanishes with the shim). The shim itself returns to the host's namespace. The namespace
+/// belongs to the initial user namespace: nothing in the sandbox holds `CAP_NET_ADMIN` over
+/// it, and gVisor's netstack only uses the interface Verse configured there.
+fn prepare_netns(config: &ShimConfig) -> Result<PathBuf, String> {
+    let path = config.env_dir.join("netns");
+    let _ = umount2(&path, MntFlags::MNT_DETACH);
+    std::fs::write(&path, b"").map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let host = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| format!("opening the host's network namespace: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unsharing a network namespace: {e}"))?;
+    let bound = mount(
+        Some("/proc/self/ns/net"),
+        &path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("binding the network namespace on {}: {e}", path.display()));
+    // Back to the host's namespace whatever happened: the shim's own sockets and the `ip`
+    // commands that wire the env run there.
+    nix::sched::setns(&host, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("returning to the host's network namespace: {e}"))?;
+    bound?;
+    Ok(path)
+}
+
 /// `runsc run` returns nothing when the sandbox is up: ask `runsc state`
 /// until it says running, so an exec right after start finds the sandbox.
 fn wait_running(config: &ShimConfig, gvisor: &GvisorConfig, runsc: Pid) -> Result<(), String> {
@@ -133,7 +191,7 @@ fn wait_running(config: &ShimConfig, gvisor: &GvisorConfig, runsc: Pid) -> Resul
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let out = gvisor
-            .state_command(&state_dir(config), &config.name)
+            .state_command(&state_dir(config), &sandbox_id(config))
             .output();
         if let Ok(out) = out
             && let Ok(state) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
@@ -169,7 +227,7 @@ pub(crate) fn exec(
 ) -> Result<Pid, String> {
     let mut command: Command = gvisor.exec_command(
         &state_dir(config),
-        &config.name,
+        &sandbox_id(config),
         &exec.argv,
         &exec.env,
         &exec.cwd,
@@ -201,7 +259,8 @@ pub(crate) fn exec(
 /// Ends the sandbox and removes its state and the rootfs mount.
 pub(crate) fn cleanup(config: &ShimConfig, gvisor: &GvisorConfig) {
     let state = state_dir(config);
-    let _ = gvisor.delete_command(&state, &config.name).output();
+    let _ = gvisor.delete_command(&state, &sandbox_id(config)).output();
     let _ = std::fs::remove_dir_all(&state);
     let _ = umount2(&config.mountpoint(), MntFlags::MNT_DETACH);
+    let _ = umount2(&config.env_dir.join("netns"), MntFlags::MNT_DETACH);
 }

@@ -24,11 +24,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use verse_agent::proto::{self, BootSpec, Control, ExecSpec, Message};
+use verse_agent::proto::{self, BootSpec, Control, ExecSpec, GuestNet, Message};
 use verse_api::frame::{Decoder, Frame, Kind};
 use verse_sandbox as sandbox;
 use verse_vm::VmConfig;
@@ -143,8 +144,37 @@ impl VmShim {
         let qemu_log = File::create(config.env_dir.join("qemu.log"))
             .map_err(|e| format!("creating qemu.log: {e}"))?;
         let qemu_err = qemu_log.try_clone().map_err(|e| e.to_string())?;
-        let child = vm
-            .command(&files)
+        let mut command = vm.command(&files);
+        // A networked env's NIC: a tap configured like a container's host veth end, so the
+        // rules the daemon installed for it apply. QEMU inherits the descriptor; the shim's
+        // copy closes right after the spawn, so the tap lives exactly as long as QEMU.
+        let tap = match &config.net {
+            Some(net) if net.router => {
+                return Err("router envs run on the container backend for now".into());
+            }
+            Some(net) => {
+                let fd = verse_net::open_tap(net)
+                    .map_err(|e| format!("creating the env's tap {}: {e}", net.host_ifname))?;
+                command.args(verse_vm::qemu::nic_args(
+                    fd.as_raw_fd(),
+                    &verse_net::guest_mac(net),
+                ));
+                let raw = fd.as_raw_fd();
+                // SAFETY: fcntl(2) is async-signal-safe; `raw` stays open in the parent until
+                // after the spawn, so the child has it. Clearing FD_CLOEXEC lets QEMU keep it.
+                unsafe {
+                    command.pre_exec(move || {
+                        if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                Some(fd)
+            }
+            None => None,
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(qemu_log)
             .stderr(qemu_err)
@@ -153,6 +183,7 @@ impl VmShim {
         let qemu = Pid::from_raw(child.id() as i32);
         // The Child is dropped unwaited: the poll loop reaps QEMU by pid.
         drop(child);
+        drop(tap);
         if let Err(e) = cgroup.add(qemu) {
             return Err(fail_start(
                 qemu,
@@ -264,6 +295,14 @@ impl VmShim {
                             hostname: self.config.hostname.clone(),
                             layers: layer_serials(vm.layers.len()),
                             data: DATA_SERIAL.into(),
+                            net: self.config.net.as_ref().map(|n| GuestNet {
+                                address: n.address,
+                                gateway: n.gateway,
+                                resolv_conf: std::fs::read_to_string(
+                                    self.config.env_dir.join("resolv.conf"),
+                                )
+                                .unwrap_or_else(|_| format!("nameserver {}\n", n.gateway)),
+                            }),
                             main: ExecSpec {
                                 argv: self.config.argv.clone(),
                                 env: self.config.env.clone(),
@@ -780,6 +819,10 @@ impl VmShim {
     fn finish(&mut self, exit_code: Option<i32>, error: Option<String>) -> ! {
         let _ = kill(self.qemu, Signal::SIGKILL);
         let _ = waitpid(self.qemu, None);
+        if let Some(net) = &self.config.net {
+            // Gone with QEMU's descriptor already; this covers a tap something else held.
+            verse_net::detach(net);
+        }
         let _ = self.cgroup.kill_all();
         let _ = self.cgroup.clone().remove();
         self.qmp = None;
@@ -846,6 +889,9 @@ fn fail_start(
 ) -> String {
     let _ = kill(qemu, Signal::SIGKILL);
     let _ = waitpid(qemu, None);
+    if let Some(net) = &config.net {
+        verse_net::detach(net);
+    }
     let _ = cgroup.kill_all();
     let _ = cgroup.clone().remove();
     for f in [&files.qmp, &files.agent, &config.socket] {

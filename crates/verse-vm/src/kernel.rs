@@ -18,6 +18,7 @@ pub const GUEST_MODULES: &[&str] = &[
     "erofs",
     "overlay",
     "ext4",
+    "virtio_net",
 ];
 
 #[derive(Debug, Clone)]

@@ -1,8 +1,9 @@
 //! The QEMU command line of a Verse microVM.
 //!
 //! `-M microvm` with virtio-mmio devices only, no defaults, no user config,
-//! no display, no NIC (network = "none" means the guest has no network
-//! device at all), `-no-reboot` so the guest's reboot ends the VM.
+//! no display, no NIC unless the env has a network (network = "none" means
+//! the guest has no network device at all; otherwise a virtio-net NIC on a
+//! tap the shim opens, see [`nic_args`]), `-no-reboot` so the guest's reboot ends the VM.
 
 use crate::accel::Accel;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,17 @@ impl VmFiles {
             kernel_log: env_dir.join("kernel.log"),
         }
     }
+}
+
+/// The guest's virtio-net NIC on the tap whose descriptor QEMU inherits as `tap_fd` (QEMU
+/// asks the tap for its features: it is made without a vnet header).
+pub fn nic_args(tap_fd: i32, mac: &str) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("tap,id=net0,fd={tap_fd}"),
+        "-device".into(),
+        format!("virtio-net-device,netdev=net0,mac={mac}"),
+    ]
 }
 
 /// Layer serials as the guest sees them, top-most first.

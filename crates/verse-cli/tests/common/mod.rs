@@ -304,3 +304,52 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Whether this host has what `backend` needs; says so loudly when not, and
+/// fails under CI=true.
+pub fn backend_available(backend: &str) -> bool {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    let target = Path::new(VERSE)
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir");
+    let missing = match backend {
+        "vm" if !on_path("qemu-system-x86_64") => {
+            Some("qemu-system-x86_64 is not installed".to_string())
+        }
+        "vm" if verse_vm_kernel_missing() => {
+            Some("no guest kernel in /usr/lib/verse/kernel (scripts/install-deps.sh)".into())
+        }
+        "vm" if !target
+            .join("x86_64-unknown-linux-gnu/debug/verse-agent")
+            .is_file() =>
+        {
+            Some("no static verse-agent (scripts/build-agent.sh)".into())
+        }
+        "gvisor" if !on_path("runsc") => Some("runsc is not installed".into()),
+        _ => None,
+    };
+    match missing {
+        None => true,
+        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and the {backend} backend cannot run here: {why}")
+        }
+        Some(why) => {
+            eprintln!("\n!!! SKIPPED {backend} backend test: {why} !!!\n");
+            false
+        }
+    }
+}
+
+pub fn verse_vm_kernel_missing() -> bool {
+    let dir = std::env::var_os("VERSE_VM_KERNEL").unwrap_or_else(|| "/usr/lib/verse/kernel".into());
+    std::fs::read_dir(Path::new(&dir).join("boot"))
+        .map(|d| {
+            !d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .unwrap_or(true)
+}
