@@ -50,21 +50,9 @@ hyperfine -N -w 2 -r "$runs" --export-json "$out/pause.json" \
   --prepare "sh -c '$verse unpause hold >/dev/null 2>&1; true'" "$verse pause hold" >/dev/null
 hyperfine -N -w 2 -r "$runs" --export-json "$out/unpause.json" \
   --prepare "sh -c '$verse pause hold >/dev/null 2>&1; true'" "$verse unpause hold" >/dev/null
-python3 - "$out" <<'PY'
-import json, sys, os
-out = sys.argv[1]
-def med(name):
-    r = json.load(open(os.path.join(out, name + ".json")))["results"][0]
-    return r["median"] * 1000
-rows = [
-    ("hibernate (criu dump of 256 MiB, memory freed)", med("hibernate")),
-    ("resume (new shim, criu restore)", med("resume")),
-    ("resume to first response (resume + exec `true`)", med("resume_first")),
-    ("pause (same env, memory kept)", med("pause")),
-    ("unpause", med("unpause")),
-]
-print("| operation | median ms |")
-print("|---|---|")
-for name, ms in rows:
-    print(f"| {name} | {ms:.1f} |")
-PY
+python3 "$here/medians.py" "$out" \
+  "hibernate=hibernate (criu dump of 256 MiB, memory freed)" \
+  "resume=resume (new shim, criu restore)" \
+  "resume_first=resume to first response (resume + exec true)" \
+  "pause=pause (same env, memory kept)" \
+  "unpause=unpause"
