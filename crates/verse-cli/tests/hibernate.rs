@@ -94,6 +94,17 @@ fn hibernate_frees_the_env_and_resume_brings_its_processes_back_where_they_were(
     assert_eq!(env["state"], "running");
     let new_pid = env["pid"].as_u64().unwrap();
     assert!(pid_alive(new_pid));
+    // Back under the env's limits: in its cgroup (every hierarchy on v1).
+    let dirs = verse.cgroup_dirs("keeper");
+    assert!(!dirs.is_empty(), "no cgroup after resume");
+    for dir in dirs {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        assert!(
+            procs.lines().any(|l| l.trim() == new_pid.to_string()),
+            "restored pid {new_pid} not in {}: {procs}",
+            dir.display()
+        );
+    }
     // Same secret (restored memory, not a restart) and the count goes on from
     // where it stopped instead of starting over at 1.
     wait_for("the counter to go on", || state(&verse).1 > count + 2);
