@@ -41,22 +41,10 @@ hyperfine -N -w 1 -r "$runs" --export-json "$out/snapshot_unchanged.json" "$vers
 hyperfine -N -w 1 -r "$runs" --export-json "$out/snapshot_changed.json" \
   --prepare "$verse exec hold -- sh -c 'head -c 1048576 /dev/urandom > /root/new'" "$verse snapshot hold" >/dev/null
 hyperfine -N -w 1 -r "$((runs / 2))" --export-json "$out/restore.json" "$verse restore hold base" >/dev/null
-python3 - "$out" <<'PY'
-import json, sys, os
-out = sys.argv[1]
-def med(name):
-    r = json.load(open(os.path.join(out, name + ".json")))["results"][0]
-    return r["median"] * 1000
-rows = [
-    ("pause (verse pause, CLI round trip)", med("pause")),
-    ("unpause (verse unpause, CLI round trip)", med("unpause")),
-    ("exec of `true` (first response, for reference)", med("exec")),
-    ("snapshot, writable layer unchanged (64 MiB file)", med("snapshot_unchanged")),
-    ("snapshot, 1 MiB new file", med("snapshot_changed")),
-    ("restore (stop, swap in 64 MiB copy, start)", med("restore")),
-]
-print("| operation | median ms |")
-print("|---|---|")
-for name, ms in rows:
-    print(f"| {name} | {ms:.1f} |")
-PY
+python3 "$here/medians.py" "$out" \
+  "pause=pause (verse pause, CLI round trip)" \
+  "unpause=unpause (verse unpause, CLI round trip)" \
+  "exec=exec of true (first response, for reference)" \
+  "snapshot_unchanged=snapshot, writable layer unchanged (64 MiB file)" \
+  "snapshot_changed=snapshot, 1 MiB new file" \
+  "restore=restore (stop, swap in 64 MiB copy, start)"

@@ -38,7 +38,12 @@ pub enum LifecycleCommand {
     /// Bring an env's writable layer back to a snapshot (by id or label); restarts it if it ran.
     Restore { name: String, snapshot: String },
     /// Save a running env's processes to disk and free their memory (container backend: CRIU).
-    Hibernate { name: String },
+    Hibernate {
+        name: String,
+        /// Drop a hibernated env's saved processes instead (it becomes stopped).
+        #[arg(long)]
+        discard: bool,
+    },
     /// Bring a hibernated env back with its processes where they were.
     Resume { name: String },
     /// Show lifecycle events (every transition, with time and cause).
@@ -143,9 +148,10 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
                 .await?;
             println!("{}: restored to {snapshot}, {}", env.name, env.state);
         }
-        LifecycleCommand::Hibernate { name } => {
+        LifecycleCommand::Hibernate { name, discard } => {
+            let query = if discard { "?discard=true" } else { "" };
             let env: EnvInfo = client
-                .post(&format!("/v1/envs/{name}/hibernate"), &())
+                .post(&format!("/v1/envs/{name}/hibernate{query}"), &())
                 .await?;
             println!("{}: {}", env.name, env.state);
         }

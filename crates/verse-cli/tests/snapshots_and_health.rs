@@ -358,31 +358,3 @@ fn bad_lifecycle_keys_are_reported_where_they_are() {
     assert!(err.contains("missing required key `command`"), "{err}");
     assert!(verse.envs().is_empty());
 }
-
-#[test]
-fn hibernate_that_criu_cannot_do_is_refused_with_the_reason_and_the_env_keeps_running() {
-    if !can_run() {
-        return;
-    }
-    let verse = Verse::start();
-    verse.apply("[env.sleepy]\nimage = \"busybox\"\n");
-    let pid = verse.env("sleepy")["pid"].as_u64().unwrap();
-    let out = verse.run(&["hibernate", "sleepy"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("cannot hibernate `sleepy`") && err.contains("keeps running"),
-        "{err}"
-    );
-    let env = verse.env("sleepy");
-    assert_eq!(env["state"], "running");
-    assert_eq!(env["pid"].as_u64(), Some(pid));
-    assert_eq!(verse.sh("sleepy", "echo alive").1, "alive\n");
-    assert!(!verse.env_dir("sleepy").join("checkpoint.try").exists());
-    let resume = verse.run(&["resume", "sleepy"]);
-    assert!(
-        stderr(&resume).contains("not hibernated"),
-        "{}",
-        stderr(&resume)
-    );
-}

@@ -1,19 +1,22 @@
 //! Hibernate and resume with CRIU (container backend).
 //!
-//! Status: hibernate checkpoints the env's process tree with a real
-//! `criu dump --leave-running` first, and refuses with CRIU's reason when that
-//! fails, leaving the env running. On this runtime it always fails today: the
-//! sandbox creates the env's mount, pid, net, uts and ipc namespaces before it
-//! unshares the user namespace (so those namespaces belong to the host's user
-//! namespace), and CRIU can only checkpoint a tree whose namespaces belong to
-//! the tree's own user namespace ("One or more namespaces doesn't belong to the
-//! target user namespace"). Resume is therefore not built: no env is ever
-//! stopped on the promise of a restore that could not happen.
+//! Hibernate asks the env's shim to checkpoint the env's process tree with
+//! `criu dump` into `checkpoint/` of the env dir (see
+//! `verse_runtime::criu`); CRIU ends the processes only once the checkpoint is
+//! complete, and the shim exits after them: the env's memory is free and
+//! `verse ls` shows `hibernated`. When CRIU cannot (or the env has something a
+//! restore could not reconnect: exec sessions, an attached client, a veth),
+//! the request is refused with the reason and the env keeps running.
+//!
+//! Resume launches a new shim on the env's saved shim config with `restore`
+//! set: it restores the tree as its own child (criu `--restore-sibling`) and
+//! supervises it like one it started.
 
 use crate::Daemon;
 use crate::db::EnvRow;
 use crate::error::{ApiError, ApiResult};
 use std::sync::Arc;
+use verse_runtime::{ShimClientError, ShimConfig, ShimRequest};
 
 /// Where a hibernated env's checkpoint lives.
 pub fn images_dir(daemon: &Daemon, name: &str) -> std::path::PathBuf {
@@ -28,80 +31,142 @@ pub fn is_hibernated(daemon: &Daemon, name: &str) -> bool {
 pub async fn hibernate(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     let name = &row.name;
     let info = crate::lifecycle::info(daemon, row).await;
-    let Some(pid) = info.pid else {
+    if info.state == verse_api::EnvState::Paused {
+        return Err(ApiError::conflict(format!("env `{name}` is paused"))
+            .hint(format!("`verse unpause {name}` first")));
+    }
+    if info.pid.is_none() {
         return Err(ApiError::conflict(format!("env `{name}` is not running")));
-    };
+    }
+    if row.plan.backend != "container" {
+        return Err(ApiError::conflict(format!(
+            "cannot hibernate `{name}`: the {} backend has no hibernate yet; the env keeps running",
+            row.plan.backend
+        ))
+        .hint("`verse pause` freezes it in place instead (memory stays allocated)"));
+    }
     let (criu, version) = verse_doctor::criu::locate().ok_or_else(|| {
         ApiError::conflict(format!(
             "cannot hibernate `{name}`: no CRIU found; the env keeps running"
         ))
         .hint("install one with scripts/install-criu.sh; `verse doctor` reports it")
     })?;
-    let dir = daemon.paths.env_dir(name).join("checkpoint.try");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-    // --leave-running: the tree is checkpointed and then left as it was, so a
-    // failure anywhere keeps the env running untouched.
-    let output = tokio::process::Command::new(&criu)
-        .args([
-            "dump",
-            "--leave-running",
-            "--tree",
-            &pid.to_string(),
-            "--images-dir",
-        ])
-        .arg(&dir)
-        .args([
-            "--ext-mount-map",
-            "auto",
-            "--enable-external-sharing",
-            "--enable-external-masters",
-            "--manage-cgroups=ignore",
-            "--network-lock",
-            "skip",
-            "--log-file",
-            "dump.log",
-            "-v2",
-        ])
-        .output()
-        .await
-        .map_err(|e| ApiError::internal(format!("running {}: {e}", criu.display())))?;
-    let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    let reason = if output.status.success() {
-        "CRIU checkpointed the env, but resuming a tree under the env's shim is not built yet"
-            .to_string()
-    } else {
-        let errors: Vec<&str> = log
-            .lines()
-            .filter(|l| l.starts_with("Error") && !l.contains("Dumping FAILED"))
-            .collect();
-        let mut reason = errors.join("; ");
-        if log.contains("doesn't belong to the target user namespace") {
-            reason.push_str(
-                " (the container backend creates the env's other namespaces before its user namespace; CRIU needs them owned by it)",
+    let started = std::time::Instant::now();
+    let answer = crate::lifecycle::shim_client(daemon, name)
+        .call(&ShimRequest::Hibernate { criu })
+        .await;
+    match answer {
+        Ok(_) => {
+            daemon.emit(
+                name,
+                "hibernated",
+                Some(verse_api::EnvState::Hibernated),
+                format!(
+                    "criu {version}: checkpointed in {} ms, memory freed",
+                    started.elapsed().as_millis()
+                ),
             );
+            Ok(())
         }
-        reason
-    };
+        Err(e) => {
+            let reason = match e {
+                ShimClientError::Refused(reason) => reason,
+                other => other.to_string(),
+            };
+            daemon.emit(
+                name,
+                "hibernate-refused",
+                None,
+                format!("criu {version}: {reason}; the env keeps running"),
+            );
+            Err(ApiError::conflict(format!(
+                "cannot hibernate `{name}` with criu {version}: {reason}; the env keeps running"
+            ))
+            .hint("`verse pause` freezes it in place instead (memory stays allocated)"))
+        }
+    }
+}
+
+/// Drops a hibernated env's saved processes: it becomes a stopped env.
+pub fn discard(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
+    if !is_hibernated(daemon, &row.name) {
+        return Err(ApiError::conflict(format!(
+            "env `{}` is not hibernated",
+            row.name
+        )));
+    }
+    // The marker goes first: a crash halfway leaves an incomplete checkpoint,
+    // which nothing treats as one.
+    let dir = images_dir(daemon, &row.name);
+    let env_dir = daemon.paths.env_dir(&row.name);
+    verse_runtime::record::store(
+        &verse_runtime::ExitRecord::path(&env_dir),
+        &verse_runtime::ExitRecord {
+            exit_code: None,
+            finished_at: verse_runtime::record::now_unix(),
+            error: None,
+        },
+    )
+    .map_err(ApiError::internal)?;
+    std::fs::remove_file(dir.join("complete")).map_err(ApiError::internal)?;
+    let _ = std::fs::remove_dir_all(&dir);
     daemon.emit(
-        name,
-        "hibernate-refused",
-        None,
-        format!("criu {version}: {reason}; the env keeps running"),
+        &row.name,
+        "stopped",
+        Some(verse_api::EnvState::Stopped),
+        "hibernation discarded",
     );
-    Err(ApiError::conflict(format!(
-        "cannot hibernate `{name}` with criu {version}: {reason}; the env keeps running"
-    ))
-    .hint("`verse pause` freezes it in place instead (memory stays allocated)"))
+    Ok(())
 }
 
 pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
-    if !is_hibernated(daemon, &row.name) {
+    let name = row.name.clone();
+    if !is_hibernated(daemon, &name) {
         return Err(
-            ApiError::conflict(format!("env `{}` is not hibernated", row.name))
-                .hint(format!("`verse up {}` starts a stopped env", row.name)),
+            ApiError::conflict(format!("env `{name}` is not hibernated"))
+                .hint(format!("`verse up {name}` starts a stopped env")),
         );
     }
-    Err(ApiError::internal("resume is not built yet"))
+    let (criu, version) = verse_doctor::criu::locate().ok_or_else(|| {
+        ApiError::conflict(format!("cannot resume `{name}`: no CRIU found"))
+            .hint("install one with scripts/install-criu.sh; `verse doctor` reports it")
+    })?;
+    let env_dir = daemon.paths.env_dir(&name);
+    let config_path = ShimConfig::config_path(&env_dir);
+    let mut config: ShimConfig = std::fs::read(&config_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "env `{name}`: its saved shim config {} is missing or unreadable",
+                config_path.display()
+            ))
+        })?;
+    config.restore = Some(criu);
+    config.attach = false;
+    let started = std::time::Instant::now();
+    let exe = daemon.exe.clone();
+    let launched = tokio::task::spawn_blocking(move || verse_runtime::launch(&exe, &config))
+        .await
+        .map_err(ApiError::internal)?;
+    match launched {
+        Ok(_) => {
+            daemon.emit(
+                &name,
+                "resumed",
+                Some(verse_api::EnvState::Running),
+                format!(
+                    "criu {version}: restored in {} ms",
+                    started.elapsed().as_millis()
+                ),
+            );
+            Ok(())
+        }
+        Err(e) => Err(ApiError::conflict(format!(
+            "cannot resume `{name}` with criu {version}: {e}; it stays hibernated"
+        ))
+        .hint(format!(
+            "the checkpoint is kept; `verse hibernate --discard {name}` drops it so `verse up` starts afresh"
+        ))),
+    }
 }

@@ -402,6 +402,7 @@ fn start_blocking(
         net: net.map(|(n, _)| n),
         vm,
         gvisor,
+        restore: None,
     };
     let networked = config.net.is_some();
     let launched = verse_runtime::launch(&daemon.exe, &config).map_err(|e| {

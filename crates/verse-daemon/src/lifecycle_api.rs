@@ -114,10 +114,25 @@ async fn restore(
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 
-async fn hibernate(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
+#[derive(serde::Deserialize)]
+struct HibernateQuery {
+    /// Drop the saved processes of a hibernated env instead.
+    #[serde(default)]
+    discard: bool,
+}
+
+async fn hibernate(
+    State(daemon): Shared,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HibernateQuery>,
+) -> ApiResult<Json<EnvInfo>> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(&daemon, &name)?;
-    crate::hibernate::hibernate(&daemon, &row).await?;
+    if query.discard {
+        crate::hibernate::discard(&daemon, &row)?;
+    } else {
+        crate::hibernate::hibernate(&daemon, &row).await?;
+    }
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }
 

@@ -57,6 +57,10 @@ pub struct ShimConfig {
     /// Set for `backend = "gvisor"`: the env runs under runsc.
     #[serde(default)]
     pub gvisor: Option<GvisorConfig>,
+    /// Resume: restore the env's processes from `checkpoint/` with this criu
+    /// instead of starting its command (container backend).
+    #[serde(default)]
+    pub restore: Option<PathBuf>,
 }
 
 /// Where finished envs' directories wait to be deleted, under the state dir.

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod config;
+pub mod criu;
 mod gvisor_env;
 pub mod launch;
 pub mod protocol;

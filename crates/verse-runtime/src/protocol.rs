@@ -20,6 +20,12 @@ pub enum ShimRequest {
         cols: u16,
     },
     Exec(ExecRequest),
+    /// Checkpoint the env's processes with this criu into `checkpoint/` and
+    /// end them (container backend); the shim exits once the checkpoint is
+    /// complete. Refused, with the env left running, when CRIU cannot.
+    Hibernate {
+        criu: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -254,7 +254,22 @@ impl Shim {
             attach_deadline: None,
             terminated,
         };
-        if attach {
+        if let Some(criu) = shim.config.restore.clone() {
+            let restored = crate::criu::restore(&shim.config, &criu, &shim.cgroup, &shim.log);
+            match restored {
+                Ok(pid) => {
+                    // The processes are back: the checkpoint is spent.
+                    let _ =
+                        std::fs::remove_dir_all(crate::criu::checkpoint_dir(&shim.config.env_dir));
+                    shim.started(pid);
+                }
+                Err(e) => {
+                    shim.teardown_cgroup();
+                    let _ = std::fs::remove_file(&shim.config.socket);
+                    return Err(format!("resuming from its checkpoint: {e}"));
+                }
+            }
+        } else if attach {
             shim.attach_deadline = Some(Instant::now() + ATTACH_WAIT);
         } else {
             let stdin = File::open("/dev/null").map_err(|e| e.to_string())?;
@@ -662,6 +677,7 @@ impl Shim {
                     true,
                 );
             }
+            ShimRequest::Hibernate { criu } => self.hibernate(id, &criu),
             ShimRequest::Stop { timeout_ms } => {
                 if self.init.is_none() {
                     self.respond(id, ShimResponse::ok(), true);
@@ -874,6 +890,95 @@ impl Shim {
     }
 
     /// SIGTERM the env's init now; SIGKILL everything at the deadline.
+    /// A process of the env that is not under its PID 1 (left behind by a `verse
+    /// exec`, re-parented to the shim): CRIU checkpoints one tree, and would
+    /// leave such a process out of the env's pid namespace it must capture whole.
+    fn outside_tree(&self, init: Pid) -> Option<String> {
+        let parent = |pid: i32| -> Option<i32> {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        for pid in self.cgroup.procs() {
+            let pid = pid.as_raw();
+            let mut cur = pid;
+            let mut under_init = false;
+            for _ in 0..4096 {
+                if cur == init.as_raw() {
+                    under_init = true;
+                    break;
+                }
+                match parent(cur) {
+                    Some(p) if p > 1 => cur = p,
+                    _ => break,
+                }
+            }
+            if !under_init {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                return Some(format!(
+                    "process {pid} ({}) was started by `verse exec`, outside the env's main process tree, and CRIU checkpoints one tree; end it first",
+                    comm.trim()
+                ));
+            }
+        }
+        None
+    }
+
+    /// Checkpoints the env and exits, or refuses and keeps it running.
+    fn hibernate(&mut self, id: u64, criu: &Path) {
+        let refusal = match self.init {
+            None => Some("it is not running".to_string()),
+            Some(_) if self.config.vm.is_some() || self.config.gvisor.is_some() => {
+                Some("only container envs hibernate through the shim".into())
+            }
+            Some(_) if self.config.attach => Some(
+                "its command runs attached to a client (`verse run`), which a restore could not reconnect"
+                    .into(),
+            ),
+            Some(_) if self.config.net.is_some() => Some(
+                "it has a network interface (veth), which CRIU would need declared external; envs with `network` cannot hibernate yet"
+                    .into(),
+            ),
+            Some(_) if self.procs.values().any(|p| !p.is_init) => Some(
+                "`verse exec` sessions run in it (their stdio leads to clients a restore could not reconnect); end them first"
+                    .into(),
+            ),
+            Some(_) if self.stop_deadline.is_some() => Some("it is stopping".into()),
+            Some(init) => self.outside_tree(init),
+        };
+        if let Some(reason) = refusal {
+            self.respond(id, ShimResponse::error(reason), true);
+            return;
+        }
+        let init = self.init.expect("checked above");
+        if let Err(reason) = crate::criu::dump(&self.config, criu, init, &self.log) {
+            // CRIU resumed the tree: the env runs on untouched.
+            self.respond(id, ShimResponse::error(reason), true);
+            return;
+        }
+        // CRIU has killed the tree; its processes now live only in the checkpoint.
+        let _ = waitpid(init, None);
+        self.procs.clear();
+        self.init = None;
+        self.teardown_cgroup();
+        self.reap_remaining();
+        let env_dir = self.config.env_dir.clone();
+        let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
+        let _ = std::fs::remove_file(ExitRecord::path(&env_dir));
+        let _ = std::fs::remove_file(&self.config.socket);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            let mut line = serde_json::to_vec(&ShimResponse::ok()).expect("serialises");
+            line.push(b'\n');
+            conn.outbuf.extend_from_slice(&line);
+            let _ = conn.stream.set_nonblocking(false);
+            let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = (&conn.stream).write_all(&conn.outbuf);
+        }
+        std::process::exit(0);
+    }
+
     fn begin_stop(&mut self) {
         let Some(init) = self.init else {
             self.finish(None, None);

@@ -734,6 +734,11 @@ impl VmShim {
                 ),
                 true,
             ),
+            ShimRequest::Hibernate { .. } => self.respond(
+                id,
+                ShimResponse::error("vm envs cannot hibernate yet"),
+                true,
+            ),
             ShimRequest::Exec(request) => {
                 if self.stopping {
                     self.respond(id, ShimResponse::error("the env is stopping"), true);

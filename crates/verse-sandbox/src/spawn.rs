@@ -1,7 +1,9 @@
 //! `spawn`: creates a new environment and execs its PID 1.
 
 use std::convert::Infallible;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill};
@@ -17,8 +19,6 @@ use crate::security::SeccompPrograms;
 use crate::{ContainerConfig, IdMap, mounts, process};
 
 const GO: u8 = b'G';
-const USERNS_READY: u8 = b'U';
-const MAPS_WRITTEN: u8 = b'M';
 
 /// Starts the environment described by `config` and returns the host pid of its PID 1
 /// once `argv` has been exec'd. The caller must reap it with `waitpid`.
@@ -49,14 +49,32 @@ pub fn spawn_with(
     let cmd = Command::new(&config.argv, &config.env)?;
     let seccomp = SeccompPrograms::build()?;
     let (parent_end, child_end) = Channel::pair()?;
+    // Carries the descriptors of the env's host paths (layers, upper, volumes) from a
+    // helper that opens them as host root (see `drive`): the child sits in its own user
+    // namespace from birth, where host directories such as a 0700 state root are not even
+    // searchable. All CLOEXEC: none survives into the command.
+    let (fds_tx, fds_rx) = socketpair(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| SandboxError::io("socketpair", e))?;
 
-    // Namespaces owned by the initial user namespace: the env's root (which lives in a
-    // user namespace created later) holds no capability over them, so it can never mount,
-    // change the hostname, or reconfigure the network, even with CAP_SYS_ADMIN in its own
-    // user namespace. NEWPID makes the command PID 1 and hides host processes; NEWNET leaves
-    // only a loopback; NEWIPC hides host SysV IPC / POSIX message queues.
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    // Every namespace is created together with the env's user namespace, so the user
+    // namespace owns them. What the env's root could do with that ownership is cut off
+    // before its command runs: the bounding set keeps only ALLOWED_CAPS (no SYS_ADMIN,
+    // NET_ADMIN, SYS_PTRACE...) and seccomp refuses mount, umount, pivot_root, unshare,
+    // setns, sethostname and the new mount API outright (see docs/security.md). Owning them
+    // is what lets CRIU checkpoint and restore the env (`verse hibernate`). NEWPID makes the
+    // command PID 1 and hides host processes; NEWNET leaves only a loopback; NEWIPC hides
+    // host SysV IPC / POSIX message queues; NEWUSER maps the env's ids to an unprivileged
+    // host range (written by us, the parent, before the child runs a single step).
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC;
     if !config.share_host_network {
         flags |= libc::CLONE_NEWNET;
     }
@@ -80,12 +98,21 @@ pub fn spawn_with(
     };
     let Some(pid) = cloned.context(|| "clone env init".into())? else {
         drop(parent_end);
+        drop(fds_tx);
         child_main(&child_end, || {
-            spawn_child(&config, &cmd, &seccomp, &child_end)
+            spawn_child(&config, &fds_rx, &cmd, &seccomp, &child_end)
         })
     };
     drop(child_end);
-    match drive(pid, &config, &parent_end, born_in_cgroup, before_start) {
+    drop(fds_rx);
+    match drive(
+        pid,
+        &config,
+        &parent_end,
+        &fds_tx,
+        born_in_cgroup,
+        before_start,
+    ) {
         Ok(()) => Ok(pid),
         Err(e) => {
             let _ = kill(pid, Signal::SIGKILL);
@@ -96,6 +123,9 @@ pub fn spawn_with(
 }
 
 fn validate(config: &ContainerConfig) -> Result<(), SandboxError> {
+    if config.rootfs.lowers.is_empty() {
+        return Err(SandboxError::Config("overlay: no lower directory".into()));
+    }
     for v in &config.volumes {
         mounts::check_volume_target(&v.target).map_err(SandboxError::Config)?;
     }
@@ -119,6 +149,7 @@ fn drive(
     pid: Pid,
     config: &ContainerConfig,
     chan: &Channel,
+    fds_tx: &OwnedFd,
     born_in_cgroup: bool,
     before_start: impl FnOnce(Pid) -> Result<(), String>,
 ) -> Result<(), SandboxError> {
@@ -127,16 +158,13 @@ fn drive(
     if !born_in_cgroup {
         config.cgroup.add(pid)?;
     }
+    // The child was born in its user namespace with no ids mapped (it runs as the overflow
+    // uid with no capability anywhere until the map exists).
+    write_id_maps(pid, &config.uid_map, &config.gid_map)?;
+    send_host_fds(pid, config, fds_tx)?;
     // The child waits for GO: whatever the hook sets up is in place before it moves.
     before_start(pid).map_err(SandboxError::Hook)?;
     chan.send(&[GO]).context(|| "release env child".into())?;
-    match chan.recv().context(|| "read from env child".into())? {
-        Message::Sync(USERNS_READY) => {}
-        other => return Err(unexpected(other)),
-    }
-    write_id_maps(pid, &config.uid_map, &config.gid_map)?;
-    chan.send(&[MAPS_WRITTEN])
-        .context(|| "release env child".into())?;
     match chan.recv().context(|| "read from env child".into())? {
         Message::Eof => Ok(()),
         other => Err(unexpected(other)),
@@ -155,6 +183,28 @@ pub(crate) fn unexpected(msg: Message) -> SandboxError {
     }
 }
 
+/// Forks a helper that opens the env's host paths inside the child's mount namespace and
+/// sends them to the child; returns once it is done.
+fn send_host_fds(pid: Pid, config: &ContainerConfig, fds_tx: &OwnedFd) -> Result<(), SandboxError> {
+    let (report, helper_end) = Channel::pair()?;
+    let Some(helper) = clone_fork(0).context(|| "fork mount helper".into())? else {
+        drop(report);
+        child_main(&helper_end, || {
+            mounts::HostFds::open_and_send(pid, &config.rootfs, &config.volumes, fds_tx)?;
+            // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to the
+            // parent.
+            unsafe { libc::_exit(0) }
+        })
+    };
+    drop(helper_end);
+    let answer = report.recv().context(|| "read from mount helper".into());
+    let _ = waitpid(helper, None);
+    match answer? {
+        Message::Eof => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Writes uid_map and gid_map from the parent. Because the writer is privileged in the
 /// parent user namespace, /proc/PID/setgroups can stay "allow" (the env's root may use
 /// setgroups within its mapped gids) and any range may be mapped.
@@ -170,11 +220,16 @@ fn write_id_maps(pid: Pid, uid: &IdMap, gid: &IdMap) -> Result<(), SandboxError>
 /// The env's init, from clone until execve. Each step says what it prevents.
 fn spawn_child(
     config: &ContainerConfig,
+    fds_rx: &OwnedFd,
     cmd: &Command,
     seccomp: &SeccompPrograms,
     chan: &Channel,
 ) -> StepResult<Infallible> {
-    chan.wait_for(GO, "cgroup")?;
+    chan.wait_for(GO, "cgroup and id maps")?;
+    // Root of the env's user namespace from here on: the mapped host uid, with
+    // capabilities only over objects owned by this user namespace (its own namespaces),
+    // and files owned by unmapped host users out of reach.
+    process::become_root()?;
     // Own cgroup namespace: /proc/self/cgroup shows "/" instead of the host's hierarchy
     // layout, and cgroup paths inside the env cannot name host cgroups.
     unshare(CloneFlags::CLONE_NEWCGROUP).step(|| "unshare cgroup namespace".into())?;
@@ -187,23 +242,16 @@ fn spawn_child(
         config.stderr.as_raw_fd(),
     ])?;
 
+    let host = mounts::HostFds::recv(fds_rx, &config.rootfs, &config.volumes)?;
     mounts::setup_rootfs(
-        &config.rootfs,
+        &host,
         &config.volumes,
-        &config.uid_map,
         &config.gid_map,
+        config.share_host_network,
     )?;
     sethostname(&config.hostname).step(|| format!("sethostname {}", config.hostname))?;
     if !config.share_host_network {
         mounts::loopback_up()?;
     }
-
-    // The user namespace comes last: from here on "root" is the mapped host uid, with
-    // capabilities only over objects owned by this user namespace (none of the namespaces
-    // above), and files owned by unmapped host users are out of reach.
-    unshare(CloneFlags::CLONE_NEWUSER).step(|| "unshare user namespace".into())?;
-    chan.send(&[USERNS_READY]).step(|| "notify parent".into())?;
-    chan.wait_for(MAPS_WRITTEN, "id maps")?;
-    process::become_root()?;
     process::restrict_and_exec(&config.cwd, config.uid, config.gid, cmd, seccomp)
 }

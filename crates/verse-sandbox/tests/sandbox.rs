@@ -449,6 +449,54 @@ fn t_pids_limit_and_kill_all() -> TestResult {
     Ok(())
 }
 
+/// The env's namespaces belong to its own user namespace (what CRIU needs to checkpoint
+/// it), while its root still holds none of the capabilities that ownership could be used
+/// with, and mount/unshare/setns stay refused.
+fn t_namespaces_owned_by_env_user_ns() -> TestResult {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let env = Env::new(&Limits::default());
+    let init = spawn(env.config(&["sleep", "30"])).map_err(|e| e.to_string())?;
+    let user = fs::metadata(format!("/proc/{init}/ns/user")).map_err(|e| e.to_string())?;
+    let host_user = fs::metadata("/proc/self/ns/user").map_err(|e| e.to_string())?;
+    check!(user.ino() != host_user.ino(), "env shares the host user ns");
+    for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup"] {
+        let f = File::open(format!("/proc/{init}/ns/{ns}")).map_err(|e| e.to_string())?;
+        // NS_GET_USERNS = _IO(0xb7, 0x1): a descriptor for the owning user namespace.
+        // SAFETY: ioctl on a namespace fd we hold; it returns a new fd or -1.
+        let owner = unsafe { libc::ioctl(f.as_raw_fd(), 0xb701) };
+        check!(owner >= 0, "NS_GET_USERNS on {ns} failed");
+        // SAFETY: a new descriptor returned by the ioctl, ours to close.
+        let owner = unsafe { File::from_raw_fd(owner) };
+        let ino = owner.metadata().map_err(|e| e.to_string())?.ino();
+        check!(
+            ino == user.ino(),
+            "{ns} namespace not owned by the env's user ns"
+        );
+    }
+    let script = "grep CapBnd /proc/self/status; \
+                  hostname evil 2>/dev/null && echo HOSTNAME-CHANGED; \
+                  mount -t tmpfs x /tmp 2>/dev/null && echo MOUNTED; \
+                  unshare -m true 2>/dev/null && echo UNSHARED; \
+                  ip link add d0 type dummy 2>/dev/null && echo NETADMIN; echo done";
+    let pid = env
+        .exec(init, &["sh", "-c", script], 0)
+        .map_err(|e| e.to_string())?;
+    let st = wait(pid, Duration::from_secs(10));
+    let (out, err) = env.output("exec");
+    check!(exited(&st) == Some(0), "status {st:?}: {err}");
+    check!(
+        out.contains("CapBnd:\t00000000a80405fb"),
+        "bounding set: {out}"
+    );
+    for bad in ["HOSTNAME-CHANGED", "MOUNTED", "UNSHARED", "NETADMIN"] {
+        check!(!out.contains(bad), "env root could {bad}: {out}");
+    }
+    check!(out.contains("done"), "script did not finish: {out} {err}");
+    let _ = kill(init, Signal::SIGKILL);
+    let _ = wait(init, Duration::from_secs(5));
+    Ok(())
+}
+
 fn t_exec() -> TestResult {
     let env = Env::new(&Limits::default());
     let init = spawn(env.config(&["sleep", "30"])).map_err(|e| e.to_string())?;
@@ -732,7 +780,9 @@ fn t_failing_steps_leave_nothing() -> TestResult {
         .ok_or("spawn with a missing lower succeeded")?;
     let msg = e.to_string();
     check!(
-        msg.starts_with("mount overlay on ") && msg.contains("No such file"),
+        msg.starts_with("open image layer ")
+            && msg.contains("missing-lower")
+            && msg.contains("No such file"),
         "error: {msg}"
     );
     let mut cfg = env.config(&["true"]);
@@ -864,6 +914,10 @@ fn main() -> ExitCode {
         ("memory_limit", t_memory_limit),
         ("pids_limit_and_kill_all", t_pids_limit_and_kill_all),
         ("exec", t_exec),
+        (
+            "namespaces_owned_by_env_user_ns",
+            t_namespaces_owned_by_env_user_ns,
+        ),
         ("exec_tty", t_exec_tty),
         ("landlock_blocks_outside_fds", t_landlock_blocks_outside_fds),
         ("remove_leaves_nothing", t_remove_leaves_nothing),

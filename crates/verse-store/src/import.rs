@@ -90,6 +90,8 @@ pub const MIN_BOMB_LIMIT: u64 = 64 << 20;
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// The xattr overlayfs sets on an opaque directory of its upper layer.
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The same, for an overlay mounted with `userxattr` (in a user namespace).
+pub const OVERLAY_OPAQUE_USER_XATTR: &str = "user.overlay.opaque";
 
 /// An in-memory layer under construction.
 struct Builder<'a> {

@@ -15,7 +15,7 @@ use rustix::fs::{FileType, Mode, XattrFlags};
 use crate::checkout::host_id;
 use crate::error::{IoContext, Result, StoreError};
 use crate::hash::Hash;
-use crate::import::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR};
+use crate::import::{OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR};
 use crate::store::{Store, layer_path_display};
 use crate::tree::EntryKind;
 
@@ -23,7 +23,7 @@ impl Store {
     /// Writes layer `root` to `dest` (which must not exist) as an overlayfs upper
     /// directory with owners shifted to `uid_base`: private copies of every file,
     /// whiteouts as char devices 0/0, `.wh..wh..opq` markers turned back into the
-    /// `trusted.overlay.opaque` xattr. Other device nodes are refused: an env's
+    /// `trusted.overlay.opaque` and `user.overlay.opaque` xattrs. Other device nodes are refused: an env's
     /// writable layer cannot hold them. On error, `dest` is removed again.
     pub fn materialize_upper(&self, root: &Hash, dest: &Path, uid_base: u32) -> Result<()> {
         if dest.exists() {
@@ -64,10 +64,14 @@ impl Store {
                 EntryKind::CharDev { rdev: 0 } | EntryKind::File(_)
                     if entry.name == OPAQUE_MARKER =>
                 {
+                    // Both names: overlayfs reads user.* when mounted in the env's user
+                    // namespace (userxattr, the container backend) and trusted.* otherwise.
                     let parent = path.parent().unwrap_or(dest);
-                    rustix::fs::lsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
-                        .map_err(std::io::Error::from)
-                        .ctx(|| format!("marking {} opaque", parent.display()))?;
+                    for name in [OVERLAY_OPAQUE_XATTR, OVERLAY_OPAQUE_USER_XATTR] {
+                        rustix::fs::lsetxattr(parent, name, b"y", XattrFlags::empty())
+                            .map_err(std::io::Error::from)
+                            .ctx(|| format!("marking {} opaque", parent.display()))?;
+                    }
                     return Ok(());
                 }
                 EntryKind::File(hash) => {
