@@ -182,6 +182,18 @@ pub struct GenerationInfo {
     pub envs: Vec<String>,
 }
 
+/// `POST /v1/generations/gc`: keep the newest `keep` generations and the active one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GenerationsGcRequest {
+    pub keep: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GenerationsGcReport {
+    pub removed: Vec<u64>,
+    pub kept: Vec<u64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RollbackRequest {
     /// Generation to re-activate; default: the one before the active one.

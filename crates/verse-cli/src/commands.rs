@@ -6,8 +6,9 @@ use crate::{Command, ImageCommand};
 use anyhow::{Context, Result, bail};
 use std::process::ExitCode;
 use verse_api::{
-    ApplyReport, ApplyRequest, Client, EnvInfo, ExecRequest, GenerationInfo, ImageInfo,
-    ImportReport, ImportRequest, Paths, RollbackRequest, RunRequest, VerifyReport,
+    ApplyReport, ApplyRequest, Client, EnvInfo, ExecRequest, GenerationInfo, GenerationsGcReport,
+    GenerationsGcRequest, ImageInfo, ImportReport, ImportRequest, Paths, RollbackRequest,
+    RunRequest, VerifyReport,
 };
 
 pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
@@ -218,7 +219,31 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             let report: ApplyReport = client.post("/v1/apply", &request).await?;
             return Ok(print_apply(&report, json, dry_run));
         }
-        Command::Generations { json } => {
+        Command::Generations {
+            action: Some(crate::GenerationsCommand::Gc { keep, json }),
+            ..
+        } => {
+            let report: GenerationsGcReport = client
+                .post("/v1/generations/gc", &GenerationsGcRequest { keep })
+                .await?;
+            if json {
+                output::json(&report);
+            } else if report.removed.is_empty() {
+                println!(
+                    "nothing to remove: {} generation(s) kept",
+                    report.kept.len()
+                );
+            } else {
+                let removed: Vec<String> = report.removed.iter().map(u64::to_string).collect();
+                let kept: Vec<String> = report.kept.iter().map(u64::to_string).collect();
+                println!(
+                    "removed generation(s) {}; kept {}",
+                    removed.join(", "),
+                    kept.join(", ")
+                );
+            }
+        }
+        Command::Generations { json, action: None } => {
             let generations: Vec<GenerationInfo> = client.get("/v1/generations").await?;
             if json {
                 output::json(&generations);

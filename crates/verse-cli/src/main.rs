@@ -92,10 +92,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the generations made by `verse apply`.
+    /// List the generations made by `verse apply` (`generations gc --keep N` prunes them).
     Generations {
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<GenerationsCommand>,
     },
     /// Re-activate an earlier generation (default: the one before the active one).
     Rollback {
@@ -221,6 +223,17 @@ enum Command {
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum GenerationsCommand {
+    /// Delete old generations, keeping the newest N and always the active one.
+    Gc {
+        #[arg(long, value_name = "N")]
+        keep: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -206,3 +206,35 @@ fn a_tampered_layer_is_named_by_verify_and_up_refuses_it() {
     );
     assert_ne!(verse.env("victim")["state"], "running");
 }
+
+#[test]
+fn generations_gc_keeps_the_newest_and_the_active_one() {
+    if !can_run() {
+        return;
+    }
+    let verse = Verse::start();
+    for memory in ["64MiB", "96MiB", "128MiB", "160MiB"] {
+        verse.apply(&format!(
+            "[env.g]\nimage = \"busybox\"\nmemory = \"{memory}\"\n"
+        ));
+    }
+    verse.ok(&["rollback", "1"]);
+    let out = verse.ok(&["generations", "gc", "--keep", "2"]);
+    assert!(out.contains("removed generation(s) 2"), "{out}");
+    let generations: Vec<serde_json::Value> =
+        serde_json::from_str(&verse.ok(&["generations", "--json"])).unwrap();
+    let ids: Vec<u64> = generations
+        .iter()
+        .map(|g| g["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [1, 3, 4],
+        "the active generation (1) and the newest two stay"
+    );
+    // Every kept generation can still be rolled back to.
+    verse.ok(&["rollback", "3"]);
+    assert_eq!(verse.env("g")["memory"], 128 << 20);
+    let out = verse.run(&["rollback", "2"]);
+    assert!(stderr(&out).contains("no generation 2"), "{}", stderr(&out));
+}

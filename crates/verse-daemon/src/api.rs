@@ -38,6 +38,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/run", post(run))
         .route("/v1/apply", post(apply))
         .route("/v1/generations", get(generations))
+        .route("/v1/generations/gc", post(generations_gc))
         .route("/v1/rollback", post(rollback))
         .route("/v1/images", get(crate::images::list).post(import_image))
         .merge(crate::images::routes())
@@ -533,6 +534,37 @@ async fn net_show(
     Ok(Json(tokio::task::block_in_place(|| {
         crate::net::show(&daemon, &row)
     })))
+}
+
+/// Deletes all but the newest `keep` generations; the active one always stays, so
+/// a rollback target that is in use is never lost.
+async fn generations_gc(
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
+    Json(request): Json<verse_api::GenerationsGcRequest>,
+) -> ApiResult<Json<verse_api::GenerationsGcReport>> {
+    let _changes = daemon.changes.lock().await;
+    let all = daemon.db.generations()?;
+    let newest: Vec<u64> = all
+        .iter()
+        .rev()
+        .take(request.keep as usize)
+        .map(|g| g.id)
+        .collect();
+    let (kept, removed): (Vec<u64>, Vec<u64>) = all
+        .iter()
+        .map(|g| g.id)
+        .partition(|id| newest.contains(id) || all.iter().any(|g| g.active && g.id == *id));
+    daemon.db.remove_generations(&removed)?;
+    if !removed.is_empty() {
+        daemon.audit(
+            &actor,
+            "generations-gc",
+            None,
+            format!("removed {removed:?}"),
+        );
+    }
+    Ok(Json(verse_api::GenerationsGcReport { removed, kept }))
 }
 
 async fn generations(State(daemon): Shared) -> ApiResult<Json<Vec<GenerationInfo>>> {

@@ -327,6 +327,19 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    pub fn remove_generations(&self, ids: &[u64]) -> Result<(), DbError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "DELETE FROM generations WHERE id = ?1 AND active = 0",
+                [*id as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The spec JSON a generation recorded.
     pub fn generation_spec(&self, id: u64) -> Result<Option<String>, DbError> {
         Ok(self

@@ -33,6 +33,7 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ("POST", "/v1/apply", "spec", "*", "write"),
     ("GET", "/v1/generations", "spec", "*", "read"),
     ("POST", "/v1/rollback", "spec", "*", "write"),
+    ("POST", "/v1/generations/gc", "spec", "*", "write"),
     ("GET", "/v1/images", "image", "*", "read"),
     // Import reads, and export writes, any path on the daemon's host as root:
     // only a token that may do anything to the daemon may ask for that.
