@@ -74,6 +74,12 @@ pub struct EnvInfo {
     /// Colour and name shown on its tab and around its desktop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<EnvLabel>,
+    /// Network mode: none, nat, allow, proxy or via (`None` from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// What the mode lets through, in a few words ("example.org:443, 10.0.0.0/8:*").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

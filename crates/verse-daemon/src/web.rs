@@ -117,9 +117,13 @@ fn router(daemon: Arc<Daemon>, guard: Guard) -> Router {
 }
 
 /// Every request passes the guard first.
-async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     match guard.check(request.headers(), request.uri().query()) {
         Verdict::Allow { set_cookie } => {
+            // The audit log names who acted: a local page holding the secret.
+            request
+                .extensions_mut()
+                .insert(crate::guard::Actor("web:local".into()));
             let mut response = next.run(request).await;
             if let Some(cookie) = set_cookie
                 && let Ok(value) = HeaderValue::from_str(&cookie)
