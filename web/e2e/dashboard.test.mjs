@@ -114,6 +114,48 @@ test("an env's page takes and lists snapshots, and shows why hibernate is refuse
   await page.close();
 });
 
+test("the compose box shows a fragment and its reasons, previews the diff, and adds only the new env", async (t) => {
+  if (!ok) return t.skip();
+  const page = await chrome.newPage();
+  await page.goto(verse.url);
+  await page.fill("#compose-prompt", "a throwaway terminal box with 1 core for testing");
+  await page.click("#compose-go");
+  await until("the fragment", async () => (await page.inputValue("#compose-toml")).includes("[env.testing]"));
+  const toml = await page.inputValue("#compose-toml");
+  assert.match(toml, /ephemeral = true/);
+  assert.match(toml, /network = "none"/);
+  const notes = await page.textContent("#compose-notes");
+  assert.match(notes, /"throwaway": ephemeral = true/, "the explanation says how the words were read");
+  assert.match(notes, /network = none: the words did not ask/);
+  // The composed image would be built with debootstrap; the test uses the busybox image instead.
+  const edited = toml.replace(/\[image\.testing\][^[]*/, "").replace('image = "testing"', 'image = "busybox"');
+  await page.fill("#compose-toml", edited);
+  assert.equal(await page.isDisabled("#compose-add"), true, "adding needs a preview first");
+  const alphaPid = JSON.parse(verse.run("ls", "--json")).find((e) => e.name === "alpha").pid;
+  verse.run("down", "beta"); // stopped by hand: adding must not start it
+  await page.click("#compose-preview");
+  await until("the diff", async () => page.isVisible("#compose-diff"));
+  assert.match(await page.textContent('#compose-diff tr[data-env="testing"]'), /create/);
+  assert.match(await page.textContent('#compose-diff tr[data-env="beta"]'), /left as it is/);
+  await shot(page, "compose-preview");
+  await page.click("#compose-add");
+  const state = page.locator('#envs tr[data-env="testing"] [data-role="state"]');
+  await until("the new env running in the table", async () => (await state.count()) === 1 && (await state.textContent()) === "running");
+  assert.match(await page.textContent("#msg-text"), /added testing: generation \d+ is active/);
+  const ls = JSON.parse(verse.run("ls", "--json"));
+  assert.equal(ls.find((e) => e.name === "beta").state, "stopped", "beta stayed stopped");
+  assert.equal(ls.find((e) => e.name === "alpha").pid, alphaPid, "alpha was not restarted");
+  assert.equal(ls.find((e) => e.name === "testing").ephemeral, true);
+  assert.match(verse.run("generations"), /compose \(\+testing on generation 1\)/);
+  // The same again is refused: adding never changes an existing env.
+  await page.click("#compose-preview");
+  await until("the refusal", async () => page.isVisible("#msg.error"));
+  assert.match(await page.textContent("#msg-text"), /already has an env named `testing`/);
+  await shot(page, "compose-added");
+  verse.run("up", "beta");
+  await page.close();
+});
+
 test("typing into the terminal runs commands in the env and shows their output", async (t) => {
   if (!ok) return t.skip();
   const page = await chrome.newPage();

@@ -675,6 +675,110 @@ kbd.addEventListener("keydown", (e) => {
   else desktops.get(current)?.rfb?.sendKey(k[0], null);
 });
 
+// ---- compose ------------------------------------------------------------
+//
+// Words in, a checked spec fragment and its explanation out (POST /v1/compose).
+// Adding goes through POST /v1/compose/add, which merges the fragment's new envs
+// into the active generation's spec and never touches an env already declared:
+// "Preview" shows the diff first (dry run), "Add" applies it as a new generation.
+
+interface ComposeNote { kind: string; text: string }
+interface ComposeAnswer { toml: string; notes: ComposeNote[]; pending: { path: string; instead: string }[]; unknown: { word: string; suggestions: string[] }[]; source: string }
+interface FieldChange { field: string; old: unknown; new: unknown; applies: string }
+interface EnvDiff { env: string; action: string; applies: string; changes: FieldChange[] }
+interface AddReport { base_generation: number | null; generation: number | null; added: string[]; diff: { envs: EnvDiff[] }; report: { failures: { env: string; detail: string }[] } | null }
+
+const composeToml = $("#compose-toml") as HTMLTextAreaElement;
+const composeAdd = $("#compose-add") as HTMLButtonElement;
+let previewed: string | null = null;
+
+$("#compose-form").onsubmit = async (e) => {
+  e.preventDefault();
+  const prompt = ($("#compose-prompt") as HTMLInputElement).value.trim();
+  if (!prompt) return;
+  const go = $("#compose-go") as HTMLButtonElement;
+  go.disabled = true;
+  try {
+    const answer = await api<ComposeAnswer>("POST", "/v1/compose", { prompt });
+    composeToml.value = answer.toml;
+    const notes = [
+      ...answer.notes.map((n) => [n.kind, n.text]),
+      ...answer.pending.map((p) => ["pending", `${p.path} is not accepted by this Verse yet; meanwhile ${p.instead}`]),
+    ];
+    $("#compose-notes").replaceChildren(...notes.map(([kind, text]) => {
+      const li = el("li", { className: `kind-${kind}` });
+      li.append(el("b", { textContent: kind }), text);
+      return li;
+    }));
+    $("#compose-out").hidden = false;
+    $("#compose-diff").hidden = true;
+    say("");
+  } catch (err) {
+    say(`compose: ${(err as Error).message}`, "error");
+  }
+  go.disabled = false;
+  previewed = null;
+  composeAdd.disabled = true;
+};
+composeToml.oninput = () => { previewed = null; composeAdd.disabled = true; };
+$("#compose-copy").onclick = async () => {
+  try { await navigator.clipboard.writeText(composeToml.value); say("the fragment is on the clipboard"); }
+  catch { composeToml.select(); say("select-all done: copy with Ctrl+C"); }
+};
+
+function showDiff(report: AddReport) {
+  const table = el("table");
+  table.append(el("thead", {}, el("tr", {}, el("th", { textContent: "env" }), el("th", { textContent: "change" }), el("th", { textContent: "details" }))));
+  const body = el("tbody");
+  for (const d of report.diff.envs) {
+    const mine = report.added.includes(d.env);
+    const what = mine ? d.action : `${d.action === "unchanged" ? "unchanged" : `left as it is (${d.action} skipped)`}`;
+    const row = el("tr", { className: `act-${mine ? d.action : "keep"}` });
+    row.dataset.env = d.env;
+    row.append(el("td", { textContent: d.env }), el("td", { textContent: what }),
+      el("td", { textContent: d.changes.map((c) => `${c.field}: ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join("; ") }));
+    body.append(row);
+  }
+  table.append(body);
+  const base = report.base_generation == null ? "an empty host (no spec applied yet)" : `generation ${report.base_generation}`;
+  const head = el("p", { className: "muted", textContent: `Adding ${report.added.join(", ")} to ${base}:` });
+  $("#compose-diff").replaceChildren(head, table);
+  $("#compose-diff").hidden = false;
+}
+
+$("#compose-preview").onclick = async () => {
+  const toml = composeToml.value;
+  try {
+    const report = await api<AddReport>("POST", "/v1/compose/add", { toml, dry_run: true });
+    showDiff(report);
+    previewed = toml;
+    composeAdd.disabled = false;
+    say("");
+  } catch (err) {
+    previewed = null;
+    composeAdd.disabled = true;
+    $("#compose-diff").hidden = true;
+    say(`adding to the spec refused: ${(err as Error).message}`, "error");
+  }
+};
+composeAdd.onclick = async () => {
+  if (previewed === null) return;
+  composeAdd.disabled = true;
+  composeAdd.textContent = "Adding…";
+  try {
+    const report = await api<AddReport>("POST", "/v1/compose/add", { toml: previewed, dry_run: false });
+    const failures = report.report?.failures ?? [];
+    if (failures.length) say(`generation ${report.generation}: ${failures.map((f) => `${f.env}: ${f.detail}`).join("; ")}`, "error");
+    else say(`added ${report.added.join(", ")}: generation ${report.generation} is active (verse rollback undoes it)`);
+    previewed = null;
+  } catch (err) {
+    say(`adding to the spec refused: ${(err as Error).message}`, "error");
+    composeAdd.disabled = false;
+  }
+  composeAdd.textContent = "Add to the spec";
+  await refresh();
+};
+
 // Live state: the event stream for changes, a slow re-read for usage figures.
 await refresh();
 route();

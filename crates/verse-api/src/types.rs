@@ -285,6 +285,31 @@ pub struct ComposeRequest {
     pub name: Option<String>,
 }
 
+/// `POST /v1/compose/add`: add a composed fragment's new envs (and images) to the active
+/// generation's spec, leaving every env already declared as it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComposeAddRequest {
+    /// The fragment, as TOML (what `POST /v1/compose` answered, possibly edited).
+    pub toml: String,
+    /// Only say what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComposeAddReport {
+    /// The generation the fragment was merged into (`None`: no spec applied yet).
+    pub base_generation: Option<u64>,
+    /// The new generation, once applied.
+    pub generation: Option<u64>,
+    /// Env names the fragment adds.
+    pub added: Vec<String>,
+    /// What applying the merged spec changes, per env (only the added envs are acted on).
+    pub diff: DiffReport,
+    /// What was done, once applied.
+    pub report: Option<ApplyReport>,
+}
+
 /// One lifecycle transition of an env, as `verse events` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventInfo {
