@@ -90,10 +90,12 @@ async function refresh() {
 /** Fetches one env after an event named it (gone: drops it from the list). */
 async function refreshEnv(name: string) {
   let env: Env | null = null;
-  try {
-    env = await api<Env>("GET", `/v1/envs/${name}`);
-  } catch {
-    env = null;
+  const res = await fetch(`/v1/envs/${name}`, { credentials: "same-origin" }).catch(() => null);
+  if (res?.ok) {
+    env = (await res.json()) as Env;
+  } else if (res?.status !== 404) {
+    // Not an answer about the env (daemon restarting, network): keep what is shown.
+    return;
   }
   const i = envs.findIndex((e) => e.name === name);
   if (env) {
