@@ -3,8 +3,21 @@
 # installs what it needs, builds verse, starts the daemon, imports the bundled
 # busybox image, applies examples/quickstart.toml and runs a command inside.
 #
-#   sudo ./scripts/quickstart.sh
+#   sudo ./scripts/quickstart.sh [--desktop]
+#
+# --desktop also builds a Debian desktop image (debootstrap and apt-get: a few
+# minutes and about 600 MB the first time, cached after), applies
+# examples/quickstart-desktop.toml instead, and ends with the URL of the web UI
+# showing the env "writer"'s desktop.
 set -euo pipefail
+desktop=false
+for arg in "$@"; do
+  case "$arg" in
+    --desktop) desktop=true ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "quickstart: unknown option $arg (known: --desktop)" >&2; exit 2 ;;
+  esac
+done
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
@@ -47,8 +60,16 @@ say "importing the busybox image"
 rootfs=$("$here/scripts/busybox-rootfs.sh")
 verse image import busybox "$rootfs"
 
-say "applying examples/quickstart.toml"
-verse apply examples/quickstart.toml
+spec=examples/quickstart.toml
+if $desktop; then
+  say "building the desktop image (debootstrap; cached after the first time)"
+  desktop_rootfs=$("$here/scripts/desktop-rootfs.sh")
+  verse image import desktop "$desktop_rootfs"
+  spec=examples/quickstart-desktop.toml
+fi
+
+say "applying $spec"
+verse apply "$spec"
 verse ls
 
 say "running a command inside the env 'novel'"
@@ -64,4 +85,11 @@ Verse is running. Next:
 MSG
 
 say "the web UI"
-echo "  $(verse web)    (open it in a browser on this machine; see README: Desktops in the browser)"
+url=$(verse web)
+if $desktop; then
+  # The fragment opens the env's page, which shows its desktop.
+  echo "  ${url}#/env/writer    (the writer's desktop; open it in a browser on this machine)"
+else
+  echo "  $url    (open it in a browser on this machine; see README: Desktops in the browser)"
+  echo "  (./scripts/quickstart.sh --desktop adds an example desktop)"
+fi

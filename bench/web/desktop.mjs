@@ -1,5 +1,6 @@
 // Web UI benchmark: tab click → first frame (cold), switch time between two
-// warm desktops, and frames/s and bandwidth while a window redraws without pause.
+// warm desktops, a change made with the CLI → the dashboard showing it (event
+// stream), and frames/s and bandwidth while a window redraws without pause.
 //
 //   cargo build --release -p verse-cli && scripts/web-build.sh
 //   VERSE_BIN=target/release/verse node bench/web/desktop.mjs
@@ -54,6 +55,30 @@ try {
   }
   const switches = (await page.evaluate(() => window.__verse.metrics.switches)).map((s) => s.ms);
 
+  // 4. A state change made elsewhere (the CLI) → the dashboard row showing it.
+  const dash = await chrome.newPage({ viewport: { width: 1400, height: 900 } });
+  await dash.goto(verse.url);
+  await dash.waitForFunction(() => document.body.dataset.live === "1");
+  const live = [], cli = [];
+  for (let i = 0; i < 10; i++) {
+    const want = i % 2 ? "running" : "paused";
+    await dash.evaluate((want) => {
+      window.__seen = null;
+      const look = () => {
+        const cell = document.querySelector('#envs tr[data-env="d2"] [data-role="state"]');
+        if (!window.__seen && cell?.textContent === want) window.__seen = Date.now();
+      };
+      new MutationObserver(look).observe(document.querySelector("#envs tbody"), { childList: true, subtree: true, characterData: true });
+    }, want);
+    const t0 = Date.now();
+    verse.run(want === "paused" ? "pause" : "unpause", "d2");
+    cli.push(Date.now() - t0);
+    const seen = await until("the row changed", () => dash.evaluate(() => window.__seen), 5000);
+    live.push(seen - t0);
+    await sleep(200);
+  }
+  await dash.close();
+
   // 3. A window redrawing without pause: an xterm listing files forever.
   await page.keyboard.press("Alt+1");
   const child = spawn(verseBin, ["exec", "d1", "--", "xterm", "-geometry", "120x40+0+0", "-e", "sh", "-c", "while :; do ls -lR /usr; done"],
@@ -72,6 +97,7 @@ try {
   console.log(`|---|---|---|`);
   console.log(`| tab click → first desktop frame (new connection) | ${median(firstFrames.map((f) => f.ms)).toFixed(1)} ms | ${firstFrames.length} |`);
   console.log(`| switch between two warm desktops (Alt+1/Alt+2 → next paint) | ${median(switches).toFixed(1)} ms (max ${Math.max(...switches).toFixed(1)}) | ${switches.length} |`);
+  console.log(`| \`verse pause/unpause\` (CLI) → dashboard row shows it, via the event stream | ${median(live).toFixed(1)} ms (the command alone: ${median(cli).toFixed(1)} ms) | ${live.length} |`);
   console.log(`| frames/s while an xterm scrolls without pause (1280x720) | ${fps.toFixed(1)} | ${secs.toFixed(0)} s |`);
   console.log(`| bandwidth while it scrolls | ${mbps.toFixed(2)} Mbit/s | ${secs.toFixed(0)} s |`);
 } finally {

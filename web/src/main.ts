@@ -22,17 +22,26 @@ interface Env {
   error: string | null;
   desktop?: DesktopInfo | null;
   label?: Label | null;
+  health?: string | null;
+  note?: string | null;
+  network?: string | null;
+  network_detail?: string | null;
 }
-type View = "desktop" | "terminal" | "logs";
+interface EventInfo { id: number; time_ms: number; env: string; kind: string; state: string | null; cause: string }
+interface Snapshot { id: string; env: string; label: string | null; size: number; files: number; new_bytes: number; created_at: number; origin: string; frozen_ms: number }
+type View = "desktop" | "terminal" | "logs" | "snapshots";
 
 // Measurements the benchmark and the tests read (bench/web/).
 interface Metrics {
+  /** Events received from the daemon's stream, and full list fetches made. */
+  events: number;
+  listFetches: number;
   switches: { env: string; ms: number }[];
   firstFrame: { env: string; ms: number; at: number }[];
   frames: Record<string, number>;
   bytes: Record<string, number>;
 }
-const metrics: Metrics = { switches: [], firstFrame: [], frames: {}, bytes: {} };
+const metrics: Metrics = { events: 0, listFetches: 0, switches: [], firstFrame: [], frames: {}, bytes: {} };
 (window as unknown as { __verse: unknown }).__verse = { metrics };
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
@@ -45,8 +54,13 @@ const views = new Map<string, View>();
 
 // ---- data ---------------------------------------------------------------
 
-async function api<T>(method: string, path: string): Promise<T> {
-  const res = await fetch(path, { method, credentials: "same-origin" });
+async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const init: RequestInit = { method, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers = { "content-type": "application/json" };
+  }
+  const res = await fetch(path, init);
   const text = await res.text();
   if (!res.ok) {
     let message = text;
@@ -62,13 +76,41 @@ async function api<T>(method: string, path: string): Promise<T> {
 async function refresh() {
   try {
     envs = await api<Env[]>("GET", "/v1/envs");
-    $("#conn").textContent = "";
+    metrics.listFetches++;
+    if (!streamDown) $("#conn").textContent = "";
   } catch (e) {
     $("#conn").textContent = `daemon unreachable: ${(e as Error).message}`;
     return;
   }
   const now = performance.now();
-  for (const env of envs) {
+  for (const env of envs) sampleCpu(env, now);
+  render();
+}
+
+/** Fetches one env after an event named it (gone: drops it from the list). */
+async function refreshEnv(name: string) {
+  let env: Env | null = null;
+  const res = await fetch(`/v1/envs/${name}`, { credentials: "same-origin" }).catch(() => null);
+  if (res?.ok) {
+    env = (await res.json()) as Env;
+  } else if (res?.status !== 404) {
+    // Not an answer about the env (daemon restarting, network): keep what is shown.
+    return;
+  }
+  const i = envs.findIndex((e) => e.name === name);
+  if (env) {
+    sampleCpu(env, performance.now());
+    if (i >= 0) envs[i] = env;
+    else envs = [...envs, env].sort((a, b) => a.name.localeCompare(b.name));
+  } else if (i >= 0) {
+    envs.splice(i, 1);
+    dropSessions(name);
+  }
+  render();
+}
+
+function sampleCpu(env: Env, now: number) {
+  {
     const prev = lastCpu.get(env.name);
     if (env.cpu_usage_ns != null) {
       let pct = prev?.pct ?? 0;
@@ -78,7 +120,74 @@ async function refresh() {
       lastCpu.delete(env.name);
     }
   }
-  render();
+}
+
+// ---- live updates -------------------------------------------------------
+//
+// The daemon's event stream (GET /v1/events?follow=true, JSON lines over a
+// chunked response) says when an env changes state, whoever caused it; the UI
+// applies the new state at once and then fetches that env alone. Figures that
+// change without an event (cpu, memory, uptime) are re-read every 5 s while
+// the tab is visible.
+
+let lastEvent = 0;
+let streamDown = false;
+const pendingEnv = new Map<string, number>();
+
+function onEvent(event: EventInfo) {
+  metrics.events++;
+  lastEvent = Math.max(lastEvent, event.id);
+  const env = envOf(event.env);
+  if (env && event.state) {
+    env.state = event.state;
+    render();
+  }
+  // Coalesce bursts (a restart is several events) into one fetch per env.
+  if (!pendingEnv.has(event.env)) {
+    pendingEnv.set(event.env, window.setTimeout(() => {
+      pendingEnv.delete(event.env);
+      void refreshEnv(event.env);
+    }, 50));
+  }
+  if (event.kind.startsWith("snapshot") || event.kind === "restored") {
+    if (current === event.env && views.get(current) === "snapshots") void loadSnapshots(event.env);
+  }
+}
+
+async function watchEvents() {
+  for (;;) {
+    try {
+      // limit=0: no past events the first time; after a reconnect, those missed.
+      const query = lastEvent ? `after=${lastEvent}` : "limit=0";
+      const res = await fetch(`/v1/events?follow=true&${query}`, { credentials: "same-origin" });
+      if (!res.ok || !res.body) throw new Error(`${res.status}`);
+      if (streamDown) { streamDown = false; $("#conn").textContent = ""; await refresh(); }
+      document.body.dataset.live = "1";
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffered = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffered += decoder.decode(value, { stream: true });
+        let nl;
+        while ((nl = buffered.indexOf("\n")) >= 0) {
+          const text = buffered.slice(0, nl).trim();
+          buffered = buffered.slice(nl + 1);
+          if (!text) continue;
+          const msg = JSON.parse(text);
+          if ("lagged" in msg) { await refresh(); continue; }
+          onEvent(msg as EventInfo);
+        }
+      }
+      throw new Error("the stream ended");
+    } catch (e) {
+      delete document.body.dataset.live;
+      streamDown = true;
+      $("#conn").textContent = `live updates lost (${(e as Error).message}); reconnecting…`;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }
 
 // ---- rendering ----------------------------------------------------------
@@ -131,15 +240,19 @@ function render() {
     const cpu = lastCpu.get(env.name);
     const cpuText = env.state === "running" && cpu ? `${cpu.pct.toFixed(1)}%` : "–";
     const mem = env.state === "running" ? fmtBytes(env.memory_bytes) + (env.memory ? ` / ${fmtBytes(env.memory)}` : "") : "–";
-    const state = el("td", { className: `state ${env.state}`, textContent: env.state, title: env.error ?? "" });
+    const state = el("td", { className: `state ${env.state}`, textContent: env.state, title: env.error ?? env.note ?? "" });
     state.dataset.role = "state";
-    const actions = el("td");
-    const running = env.state === "running";
-    const act = el("button", { textContent: running ? "Stop" : "Start" });
-    act.dataset.action = running ? "stop" : "start";
-    act.onclick = () => lifecycle(env.name, running ? "down" : "up", act);
-    actions.append(act, " ", el("button", { textContent: "Open", onclick: () => open(env.name) }));
-    row.append(name, state, el("td", { textContent: env.backend }), el("td", { textContent: env.image }),
+    const health = el("td", { className: `health ${env.health ?? ""}`, textContent: env.health ?? "–" });
+    health.dataset.role = "health";
+    const net = el("td", { textContent: env.network ?? "–", title: env.network_detail ?? "" });
+    net.dataset.role = "network";
+    const actions = el("td", { className: "actions" });
+    const up = env.state === "running" || env.state === "paused";
+    actions.append(actionButton(env.name, up ? "down" : "up"));
+    if (env.state === "running") actions.append(" ", actionButton(env.name, "pause"));
+    if (env.state === "paused") actions.append(" ", actionButton(env.name, "unpause"));
+    actions.append(" ", el("button", { textContent: "Open", onclick: () => open(env.name) }));
+    row.append(name, state, health, el("td", { textContent: env.backend }), el("td", { textContent: env.image }), net,
       el("td", { textContent: cpuText }), el("td", { textContent: mem }), el("td", { textContent: fmtUptime(env.uptime_secs) }), actions);
     return row;
   }));
@@ -147,15 +260,50 @@ function render() {
   if (current) renderEnvHead();
 }
 
-async function lifecycle(name: string, verb: "up" | "down", button?: HTMLButtonElement) {
-  if (button) { button.disabled = true; button.textContent = verb === "up" ? "Starting…" : "Stopping…"; }
+type Verb = "up" | "down" | "pause" | "unpause" | "hibernate" | "resume" | "snapshot";
+const verbs: Record<Verb, [string, string]> = {
+  up: ["Start", "Starting…"],
+  down: ["Stop", "Stopping…"],
+  pause: ["Pause", "Pausing…"],
+  unpause: ["Unpause", "Unpausing…"],
+  hibernate: ["Hibernate", "Hibernating…"],
+  resume: ["Resume", "Resuming…"],
+  snapshot: ["Snapshot", "Taking a snapshot…"],
+};
+
+function actionButton(name: string, verb: Verb): HTMLButtonElement {
+  const b = el("button", { textContent: verbs[verb][0] });
+  b.dataset.action = verb === "up" ? "start" : verb === "down" ? "stop" : verb;
+  b.onclick = () => lifecycle(name, verb, b);
+  return b;
+}
+
+/** A line under the bar saying what went wrong (or right), until dismissed or replaced. */
+function say(text: string, kind: "error" | "info" = "info") {
+  const msg = $("#msg");
+  msg.hidden = !text;
+  msg.className = kind;
+  $("#msg-text").textContent = text;
+}
+
+async function lifecycle(name: string, verb: Verb, button?: HTMLButtonElement) {
+  if (button) { button.disabled = true; button.textContent = verbs[verb][1]; }
   try {
-    await api("POST", `/v1/envs/${name}/${verb}`);
+    if (verb === "snapshot") {
+      const snap = await api<Snapshot>("POST", `/v1/envs/${name}/snapshots`, { label: null });
+      say(`${name}: snapshot ${snap.id} taken, ${fmtBytes(snap.new_bytes)} new`);
+      if (current === name && views.get(name) === "snapshots") await loadSnapshots(name);
+    } else {
+      await api("POST", `/v1/envs/${name}/${verb}`);
+      say("");
+    }
   } catch (e) {
-    alert(`${name}: ${(e as Error).message}`);
+    say(`${name}: ${verbs[verb][0].toLowerCase()} refused: ${(e as Error).message}`, "error");
   }
+  if (button) { button.disabled = false; button.textContent = verbs[verb][0]; }
   if (verb === "down") dropSessions(name);
-  await refresh();
+  // The event stream updates the list; this makes the answer visible at once.
+  await refreshEnv(name);
   if (verb === "up" && current === name) showView(name, views.get(name) ?? defaultView(name));
 }
 
@@ -180,8 +328,16 @@ function renderEnvHead() {
   const state = $("#envstate");
   state.textContent = env.state + (env.error ? `: ${env.error}` : "");
   state.className = `state ${env.state}`;
-  ($("#btn-start") as HTMLButtonElement).hidden = env.state === "running";
-  ($("#btn-stop") as HTMLButtonElement).hidden = env.state !== "running";
+  const up = env.state === "running" || env.state === "paused";
+  ($("#btn-start") as HTMLButtonElement).hidden = up || env.state === "hibernated";
+  ($("#btn-stop") as HTMLButtonElement).hidden = !up;
+  ($("#btn-pause") as HTMLButtonElement).hidden = env.state !== "running";
+  ($("#btn-unpause") as HTMLButtonElement).hidden = env.state !== "paused";
+  ($("#btn-snapshot") as HTMLButtonElement).hidden = env.state === "hibernated";
+  ($("#btn-hibernate") as HTMLButtonElement).hidden = env.state !== "running";
+  ($("#btn-resume") as HTMLButtonElement).hidden = env.state !== "hibernated";
+  $("#envnet").textContent = `network: ${env.network ?? "–"}${env.network_detail ? ` (${env.network_detail})` : ""}`
+    + (env.health ? ` · health: ${env.health}` : "");
   for (const b of document.querySelectorAll<HTMLButtonElement>("#envhead .views button")) {
     b.hidden = b.dataset.view === "desktop" && !env.desktop;
     b.classList.toggle("active", b.dataset.view === views.get(env.name));
@@ -332,7 +488,10 @@ function showView(name: string, view: View) {
   if (view === "desktop" && env && !env.desktop) view = "terminal";
   views.set(name, view);
   let pane: HTMLElement;
-  if (env?.state !== "running" && view !== "logs") {
+  if (view === "snapshots") {
+    pane = snapshotsPane(name);
+    void loadSnapshots(name);
+  } else if (env?.state !== "running" && view !== "logs") {
     pane = stoppedPane(name);
   } else if (view === "desktop") {
     pane = desktopSession(name).pane;
@@ -349,6 +508,74 @@ function showView(name: string, view: View) {
   if (view === "desktop") desktops.get(name)?.rfb?.focus();
   renderEnvHead();
   return pane;
+}
+
+function snapshotsPane(name: string): HTMLElement {
+  let pane = document.querySelector<HTMLElement>(`#stage .pane.snapshots[data-env="${name}"]`);
+  if (!pane) {
+    pane = newPane(name, "snapshots");
+    const label: HTMLInputElement = document.createElement("input");
+    label.placeholder = "label (optional)";
+    label.className = "snap-label";
+    const take: HTMLButtonElement = document.createElement("button");
+    take.textContent = "Take a snapshot";
+    take.dataset.action = "take-snapshot";
+    take.onclick = async () => {
+      take.disabled = true;
+      try {
+        const snap = await api<Snapshot>("POST", `/v1/envs/${name}/snapshots`, { label: label.value.trim() || null });
+        label.value = "";
+        say(`${name}: snapshot ${snap.id} taken, ${fmtBytes(snap.new_bytes)} new`);
+      } catch (e) {
+        say(`${name}: snapshot refused: ${(e as Error).message}`, "error");
+      }
+      take.disabled = false;
+      await loadSnapshots(name);
+    };
+    const table = el("table", { className: "snaplist" });
+    table.append(el("thead", {}, el("tr", {}, ...["id", "label", "taken", "size", "new", "frozen", "by", ""].map((h) => el("th", { textContent: h })))), el("tbody"));
+    const bar = document.createElement("div");
+    bar.className = "snapbar";
+    bar.append(label, " ", take);
+    const empty = document.createElement("p");
+    empty.className = "muted empty";
+    empty.textContent = "No snapshots yet.";
+    pane.append(bar, table, empty);
+  }
+  return pane;
+}
+
+async function loadSnapshots(name: string) {
+  const pane = snapshotsPane(name);
+  let snaps: Snapshot[];
+  try {
+    snaps = await api<Snapshot[]>("GET", `/v1/envs/${name}/snapshots`);
+  } catch (e) {
+    say(`${name}: listing snapshots: ${(e as Error).message}`, "error");
+    return;
+  }
+  (pane.querySelector(".empty") as HTMLElement).hidden = snaps.length > 0;
+  pane.querySelector(".snaplist tbody")!.replaceChildren(...snaps.map((s) => {
+    const row = el("tr");
+    row.dataset.snapshot = s.id;
+    const restore = el("button", { textContent: "Restore", title: `put ${name}'s files back as they were in ${s.id} (restarts it if running)` });
+    restore.onclick = async () => {
+      if (!confirm(`Restore ${name} to ${s.id}? Its current files are replaced.`)) return;
+      try { await api("POST", `/v1/envs/${name}/restore`, { snapshot: s.id }); say(`${name}: restored ${s.id}`); }
+      catch (e) { say(`${name}: restore refused: ${(e as Error).message}`, "error"); }
+    };
+    const remove = el("button", { textContent: "Delete" });
+    remove.onclick = async () => {
+      try { await api("DELETE", `/v1/envs/${name}/snapshots/${s.id}`); }
+      catch (e) { say(`${name}: ${(e as Error).message}`, "error"); }
+      await loadSnapshots(name);
+    };
+    row.append(el("td", { textContent: s.id }), el("td", { textContent: s.label ?? "" }),
+      el("td", { textContent: new Date(s.created_at * 1000).toLocaleString() }), el("td", { textContent: fmtBytes(s.size) }),
+      el("td", { textContent: fmtBytes(s.new_bytes) }), el("td", { textContent: `${s.frozen_ms} ms` }),
+      el("td", { textContent: s.origin }), el("td", {}, restore, " ", remove));
+    return row;
+  }));
 }
 
 function stoppedPane(name: string): HTMLElement {
@@ -412,8 +639,11 @@ window.addEventListener("keydown", (e) => {
   else if (target) open(target);
 }, true);
 
-$("#btn-start").onclick = (e) => lifecycle(current!, "up", e.currentTarget as HTMLButtonElement);
-$("#btn-stop").onclick = (e) => lifecycle(current!, "down", e.currentTarget as HTMLButtonElement);
+for (const [id, verb] of [["start", "up"], ["stop", "down"], ["pause", "pause"], ["unpause", "unpause"],
+  ["snapshot", "snapshot"], ["hibernate", "hibernate"], ["resume", "resume"]] as [string, Verb][]) {
+  $(`#btn-${id}`).onclick = (e) => lifecycle(current!, verb, e.currentTarget as HTMLButtonElement);
+}
+$("#msg-close").onclick = () => say("");
 for (const b of document.querySelectorAll<HTMLButtonElement>("#envhead .views button")) {
   b.onclick = () => current && showView(current, b.dataset.view as View);
 }
@@ -447,8 +677,112 @@ kbd.addEventListener("keydown", (e) => {
   else desktops.get(current)?.rfb?.sendKey(k[0], null);
 });
 
-// Live state: poll the daemon every second (an event stream replaces this
-// when the daemon has one).
+// ---- compose ------------------------------------------------------------
+//
+// Words in, a checked spec fragment and its explanation out (POST /v1/compose).
+// Adding goes through POST /v1/compose/add, which merges the fragment's new envs
+// into the active generation's spec and never touches an env already declared:
+// "Preview" shows the diff first (dry run), "Add" applies it as a new generation.
+
+interface ComposeNote { kind: string; text: string }
+interface ComposeAnswer { toml: string; notes: ComposeNote[]; pending: { path: string; instead: string }[]; unknown: { word: string; suggestions: string[] }[]; source: string }
+interface FieldChange { field: string; old: unknown; new: unknown; applies: string }
+interface EnvDiff { env: string; action: string; applies: string; changes: FieldChange[] }
+interface AddReport { base_generation: number | null; generation: number | null; added: string[]; diff: { envs: EnvDiff[] }; report: { failures: { env: string; detail: string }[] } | null }
+
+const composeToml = $("#compose-toml") as HTMLTextAreaElement;
+const composeAdd = $("#compose-add") as HTMLButtonElement;
+let previewed: string | null = null;
+
+$("#compose-form").onsubmit = async (e) => {
+  e.preventDefault();
+  const prompt = ($("#compose-prompt") as HTMLInputElement).value.trim();
+  if (!prompt) return;
+  const go = $("#compose-go") as HTMLButtonElement;
+  go.disabled = true;
+  try {
+    const answer = await api<ComposeAnswer>("POST", "/v1/compose", { prompt });
+    composeToml.value = answer.toml;
+    const notes = [
+      ...answer.notes.map((n) => [n.kind, n.text]),
+      ...answer.pending.map((p) => ["pending", `${p.path} is not accepted by this Verse yet; meanwhile ${p.instead}`]),
+    ];
+    $("#compose-notes").replaceChildren(...notes.map(([kind, text]) => {
+      const li = el("li", { className: `kind-${kind}` });
+      li.append(el("b", { textContent: kind }), text);
+      return li;
+    }));
+    $("#compose-out").hidden = false;
+    $("#compose-diff").hidden = true;
+    say("");
+  } catch (err) {
+    say(`compose: ${(err as Error).message}`, "error");
+  }
+  go.disabled = false;
+  previewed = null;
+  composeAdd.disabled = true;
+};
+composeToml.oninput = () => { previewed = null; composeAdd.disabled = true; };
+$("#compose-copy").onclick = async () => {
+  try { await navigator.clipboard.writeText(composeToml.value); say("the fragment is on the clipboard"); }
+  catch { composeToml.select(); say("select-all done: copy with Ctrl+C"); }
+};
+
+function showDiff(report: AddReport) {
+  const table = el("table");
+  table.append(el("thead", {}, el("tr", {}, el("th", { textContent: "env" }), el("th", { textContent: "change" }), el("th", { textContent: "details" }))));
+  const body = el("tbody");
+  for (const d of report.diff.envs) {
+    const mine = report.added.includes(d.env);
+    const what = mine ? d.action : `${d.action === "unchanged" ? "unchanged" : `left as it is (${d.action} skipped)`}`;
+    const row = el("tr", { className: `act-${mine ? d.action : "keep"}` });
+    row.dataset.env = d.env;
+    row.append(el("td", { textContent: d.env }), el("td", { textContent: what }),
+      el("td", { textContent: d.changes.map((c) => `${c.field}: ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join("; ") }));
+    body.append(row);
+  }
+  table.append(body);
+  const base = report.base_generation == null ? "an empty host (no spec applied yet)" : `generation ${report.base_generation}`;
+  const head = el("p", { className: "muted", textContent: `Adding ${report.added.join(", ")} to ${base}:` });
+  $("#compose-diff").replaceChildren(head, table);
+  $("#compose-diff").hidden = false;
+}
+
+$("#compose-preview").onclick = async () => {
+  const toml = composeToml.value;
+  try {
+    const report = await api<AddReport>("POST", "/v1/compose/add", { toml, dry_run: true });
+    showDiff(report);
+    previewed = toml;
+    composeAdd.disabled = false;
+    say("");
+  } catch (err) {
+    previewed = null;
+    composeAdd.disabled = true;
+    $("#compose-diff").hidden = true;
+    say(`adding to the spec refused: ${(err as Error).message}`, "error");
+  }
+};
+composeAdd.onclick = async () => {
+  if (previewed === null) return;
+  composeAdd.disabled = true;
+  composeAdd.textContent = "Adding…";
+  try {
+    const report = await api<AddReport>("POST", "/v1/compose/add", { toml: previewed, dry_run: false });
+    const failures = report.report?.failures ?? [];
+    if (failures.length) say(`generation ${report.generation}: ${failures.map((f) => `${f.env}: ${f.detail}`).join("; ")}`, "error");
+    else say(`added ${report.added.join(", ")}: generation ${report.generation} is active (verse rollback undoes it)`);
+    previewed = null;
+  } catch (err) {
+    say(`adding to the spec refused: ${(err as Error).message}`, "error");
+    composeAdd.disabled = false;
+  }
+  composeAdd.textContent = "Add to the spec";
+  await refresh();
+};
+
+// Live state: the event stream for changes, a slow re-read for usage figures.
 await refresh();
 route();
-setInterval(refresh, 1000);
+void watchEvents();
+setInterval(() => { if (document.visibilityState === "visible") void refresh(); }, 5000);

@@ -74,6 +74,12 @@ pub struct EnvInfo {
     /// Colour and name shown on its tab and around its desktop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<EnvLabel>,
+    /// Network mode: none, nat, allow, proxy or via (`None` from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// What the mode lets through, in a few words ("example.org:443, 10.0.0.0/8:*").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -289,6 +295,31 @@ pub struct ComposeRequest {
     /// The env's name; derived from the words when absent.
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// `POST /v1/compose/add`: add a composed fragment's new envs (and images) to the active
+/// generation's spec, leaving every env already declared as it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComposeAddRequest {
+    /// The fragment, as TOML (what `POST /v1/compose` answered, possibly edited).
+    pub toml: String,
+    /// Only say what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComposeAddReport {
+    /// The generation the fragment was merged into (`None`: no spec applied yet).
+    pub base_generation: Option<u64>,
+    /// The new generation, once applied.
+    pub generation: Option<u64>,
+    /// Env names the fragment adds.
+    pub added: Vec<String>,
+    /// What applying the merged spec changes, per env (only the added envs are acted on).
+    pub diff: DiffReport,
+    /// What was done, once applied.
+    pub report: Option<ApplyReport>,
 }
 
 /// One lifecycle transition of an env, as `verse events` shows it.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use verse_api::{ApplyReport, ApplyRequest, Client, Paths};
+use verse_api::{ApplyReport, ApplyRequest, Client, DiffReport, Paths};
 use verse_compose::model::{ModelConfig, compose_blocking};
 use verse_compose::{Options, merge_into};
 
@@ -60,7 +60,7 @@ pub fn run(args: ComposeArgs, paths: Paths) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Show the plan (`apply --dry-run`), then write the file and apply it.
+/// Show what applying the merged file changes (`verse diff`), then write the file and apply it.
 async fn apply(paths: &Paths, into: &Path, file_name: &str, merged: String) -> Result<ExitCode> {
     let client = Client::new(paths);
     let mut request = ApplyRequest {
@@ -71,9 +71,9 @@ async fn apply(paths: &Paths, into: &Path, file_name: &str, merged: String) -> R
             .ok()
             .and_then(|f| f.parent().map(|d| d.display().to_string())),
     };
-    let plan: ApplyReport = client.post("/v1/apply", &request).await?;
-    println!("\nplan for {file_name}:");
-    crate::commands::print_apply(&plan, false, true);
+    let diff: DiffReport = client.post("/v1/diff", &request).await?;
+    println!("\nverse diff {file_name} (with the composed env):");
+    crate::lifecycle::print_diff(&diff);
     write_atomically(into, &merged)?;
     request.dry_run = false;
     let report: ApplyReport = client.post("/v1/apply", &request).await?;

@@ -186,7 +186,7 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_diff(report: &DiffReport) {
+pub(crate) fn print_diff(report: &DiffReport) {
     for env in &report.envs {
         let how = match env.applies.as_str() {
             "live" => " (live, no restart)",

@@ -181,7 +181,12 @@ fn apply_runs_the_composed_env_and_the_api_composes() {
         stdout(&out),
         stderr(&out)
     );
-    assert!(stdout(&out).contains("would create"), "{}", stdout(&out));
+    // `verse diff` of the merged file is shown before it is applied
+    assert!(
+        stdout(&out).contains("verse diff") && stdout(&out).contains("scratch create"),
+        "{}",
+        stdout(&out)
+    );
     let env = verse.env("scratch");
     assert_eq!(env["state"], "running", "{env}");
     assert_eq!(env["cpu"], 1.0);

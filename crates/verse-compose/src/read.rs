@@ -1153,6 +1153,94 @@ impl Reader<'_> {
         }
     }
 
+    /// Whether the words around token `i` ask for it to be reachable: "only X", "X only",
+    /// "access to X", "allow X", "except X", also through a list ("only X, Y and Z"); a bare
+    /// "to X" ("logs to X") is not enough.
+    fn allow_context(&self, i: usize) -> bool {
+        let listy = |t: &Token| {
+            matches!(t, Token::Address(_) | Token::Comma)
+                || matches!(t, Token::Word(w) if w == "and" || w == "or" || looks_like_domain(w))
+        };
+        let mut before = i;
+        while before > 0 && listy(&self.tokens[before - 1]) {
+            before -= 1;
+        }
+        let asked = (before.saturating_sub(3)..before).any(|m| {
+            is(
+                self.word(m),
+                &[
+                    "only", "allow", "allowed", "allowing", "access", "reach", "except",
+                ],
+            )
+        });
+        let mut after = i + 1;
+        while after < self.tokens.len() && listy(&self.tokens[after]) {
+            after += 1;
+        }
+        asked || self.word(after) == Some("only")
+    }
+
+    /// Addresses the words allow ("only example.org:443", "only 10.0.0.0/8"), each as an
+    /// allow-list entry the spec accepts, with the words it came from. An address without a
+    /// port is read narrowly (a name: its https port 443; an IPv4 address or network: the
+    /// address, all ports) and the explanation says so; one the spec would refuse is reported
+    /// and left out. Addresses outside an allow phrase grant nothing.
+    fn allowed_addresses(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for i in 0..self.tokens.len() {
+            if self.used[i] {
+                continue;
+            }
+            let said = match &self.tokens[i] {
+                Token::Address(a) if !a.contains("://") => a.clone(),
+                Token::Word(w) if looks_like_domain(w) => w.clone(),
+                _ => continue,
+            };
+            if !self.allow_context(i) {
+                if matches!(self.tokens[i], Token::Address(_)) {
+                    self.note(NoteKind::Unsure, format!("\"{said}\": an address with no word asking for it (\"only {said}\", \"access to {said}\"); it grants nothing"));
+                    self.used[i] = true;
+                }
+                continue;
+            }
+            self.used[i] = true;
+            let has_port = said.rsplit_once(':').is_some_and(|(_, p)| {
+                p == "*" || p.chars().all(|c| c.is_ascii_digit() || c == '-')
+            });
+            let (entry, port_note) = if has_port {
+                (said.clone(), None)
+            } else if said
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '/')
+            {
+                let entry = format!("{said}:*");
+                let note = format!(
+                    "\"{said}\": no port given; read as {entry}, every port of that address (write {said}:PORT for one)"
+                );
+                (entry, Some(note))
+            } else {
+                let entry = format!("{said}:443");
+                let note = format!(
+                    "\"{said}\": no port given; read as {entry}, https only (write {said}:80 or {said}:* for more)"
+                );
+                (entry, Some(note))
+            };
+            match verse_spec::parse_destination(&entry) {
+                Ok(_) => {
+                    if let Some(note) = port_note {
+                        self.note(NoteKind::Unsure, note);
+                    }
+                    out.push((said, entry))
+                }
+                Err(why) => self.note(
+                    NoteKind::Unsure,
+                    format!("\"{said}\" is not an address an allow-list takes ({why}); left out"),
+                ),
+            }
+        }
+        out
+    }
+
     fn network(&mut self, draft: &mut Draft, hosts: &[usize]) {
         let catalog = Catalog::get();
         let mut deny: Option<String> = None;
@@ -1228,14 +1316,20 @@ impl Reader<'_> {
                 }
             }
         }
-        let allow: Vec<String> = hosts
+        let mut allow: Vec<String> = hosts
             .iter()
             .flat_map(|h| catalog.hosts[*h].hosts.iter().cloned())
             .collect();
-        let host_names: Vec<String> = hosts
+        let mut host_names: Vec<String> = hosts
             .iter()
             .map(|h| catalog.hosts[*h].name.clone())
             .collect();
+        for (name, entry) in self.allowed_addresses() {
+            if !allow.contains(&entry) {
+                allow.push(entry);
+                host_names.push(name);
+            }
+        }
         let (network, why) = match (&deny, !allow.is_empty(), &proxy, &grant) {
             (_, true, _, _) => {
                 let mut why = format!("\"{}\": only these hosts", host_names.join(", "));
@@ -1798,4 +1892,22 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
         reader.note(NoteKind::Default, "no memory limit: none was asked for");
     }
     (draft, reader.notes, reader.unknown)
+}
+
+/// A DNS name as people write one in a sentence: dotted, ending in a top-level domain of
+/// letters ("example.org", "pypi.python.org"), not a version or a file name like "node.js".
+fn looks_like_domain(word: &str) -> bool {
+    let Some((head, tld)) = word.rsplit_once('.') else {
+        return false;
+    };
+    !head.is_empty()
+        && tld.len() >= 2
+        && tld.chars().all(|c| c.is_ascii_lowercase())
+        && ![
+            "js", "py", "rs", "sh", "txt", "md", "toml", "json", "pdf", "doc", "docx",
+        ]
+        .contains(&tld)
+        && head
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }

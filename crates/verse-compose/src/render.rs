@@ -95,10 +95,58 @@ pub fn fields(draft: &Draft) -> Vec<Field> {
     if draft.desktop {
         env("desktop", "true".into(), None);
     }
-    if !draft.labels.is_empty() {
-        env("labels", toml_list(&draft.labels), None);
+    if let Some((color, name)) = label(&draft.labels) {
+        env(
+            "label",
+            format!(
+                "{{ color = {}, name = {} }}",
+                toml_string(&color),
+                toml_string(&name)
+            ),
+            None,
+        );
     }
     out
+}
+
+/// Colour words compose knows, as the `#RRGGBB` the spec's `label.color` takes.
+pub const COLOUR_HEX: &[(&str, &str)] = &[
+    ("red", "#e02020"),
+    ("orange", "#e07020"),
+    ("yellow", "#d0b000"),
+    ("green", "#20a040"),
+    ("blue", "#2060e0"),
+    ("purple", "#8030c0"),
+    ("violet", "#8030c0"),
+    ("pink", "#e040a0"),
+    ("black", "#202020"),
+    ("white", "#f0f0f0"),
+    ("gray", "#808080"),
+    ("grey", "#808080"),
+    ("brown", "#805020"),
+];
+
+/// The spec's `label = { color, name }` from compose's labels (colours and purposes): the
+/// first colour (grey when none was named), and the purposes as the name (the colour's word
+/// when none was named).
+pub fn label(labels: &[String]) -> Option<(String, String)> {
+    if labels.is_empty() {
+        return None;
+    }
+    let hex = |w: &str| COLOUR_HEX.iter().find(|(c, _)| *c == w).map(|(_, h)| *h);
+    let colour = labels.iter().find_map(|l| hex(l).map(|h| (l.clone(), h)));
+    let purposes: Vec<&str> = labels
+        .iter()
+        .filter(|l| hex(l).is_none())
+        .map(String::as_str)
+        .collect();
+    let name = if purposes.is_empty() {
+        colour.as_ref().map(|(w, _)| w.clone())?
+    } else {
+        purposes.join(" ")
+    };
+    let color = colour.map_or("#808080", |(_, h)| h).to_string();
+    Some((color, name))
 }
 
 /// The `[image.NAME]` section's lines.

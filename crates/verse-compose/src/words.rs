@@ -86,8 +86,39 @@ pub fn cpu_unit(word: &str) -> bool {
     )
 }
 
+/// An IPv4 address or network, as people write them in allow-lists: "10.1.2.3", "10.0.0.0/8".
+fn is_ipv4ish(host: &str) -> bool {
+    let addr = host.split_once('/').map_or(host, |(a, len)| {
+        if !len.is_empty() && len.len() <= 2 && len.chars().all(|c| c.is_ascii_digit()) {
+            a
+        } else {
+            ""
+        }
+    });
+    addr.split('.').count() == 4
+        && addr
+            .split('.')
+            .all(|o| !o.is_empty() && o.len() <= 3 && o.chars().all(|c| c.is_ascii_digit()))
+}
+
 fn is_address(chunk: &str) -> bool {
     if chunk.contains("://") {
+        return true;
+    }
+    // an IPv4 address or network with no port: 10.1.2.3, 10.0.0.0/8
+    if is_ipv4ish(chunk) {
+        return true;
+    }
+    // any host with all ports or a range: example.org:*, 10.0.0.0/8:8000-8080
+    if let Some((host, ports)) = chunk.rsplit_once(':')
+        && (host.contains('.') || is_ipv4ish(host))
+        && (ports == "*"
+            || ports.split_once('-').is_some_and(|(lo, hi)| {
+                !lo.is_empty()
+                    && !hi.is_empty()
+                    && lo.chars().chain(hi.chars()).all(|c| c.is_ascii_digit())
+            }))
+    {
         return true;
     }
     // host:port with a numeric port, e.g. 10.0.0.1:3128 or proxy.example.org:8080
@@ -276,6 +307,21 @@ mod tests {
     fn addresses_and_units() {
         let t = tokenize("behind a proxy at 10.0.0.1:3128, with 512MB.");
         assert!(t.contains(&Token::Address("10.0.0.1:3128".into())));
+        for address in [
+            "10.0.0.0/8",
+            "192.168.1.7",
+            "example.org:*",
+            "10.0.0.0/8:8000-8080",
+        ] {
+            let t = tokenize(&format!("only {address}, please"));
+            assert!(
+                t.contains(&Token::Address(address.into())),
+                "{address}: {t:?}"
+            );
+        }
+        // numbers and dotted words stay what they were
+        assert_eq!(tokenize("1.5 cores")[0], Token::Number(1.5));
+        assert_eq!(tokenize("node.js")[0], Token::Word("node.js".into()));
         assert!(t.contains(&Token::Word("mb".into())));
         assert!(t.contains(&Token::Comma));
         let t = tokenize("C++ and node.js");

@@ -57,13 +57,20 @@ fn network_words(n: &NetworkIntent) -> String {
         NetworkIntent::Proxy { url } if url == verse_compose::read::TOR_PROXY => "tor".into(),
         NetworkIntent::Proxy { url } => format!("proxy:{url}"),
         NetworkIntent::Allow { hosts } => {
-            let names: Vec<&str> = catalog
+            let named: Vec<_> = catalog
                 .hosts
                 .iter()
                 .filter(|h| h.hosts.iter().all(|x| hosts.contains(x)))
-                .map(|h| h.name.as_str())
                 .collect();
-            format!("allow:{}", names.join(","))
+            // catalog groups by name, then addresses the words gave, as written in the spec
+            let mut words: Vec<String> = named.iter().map(|h| h.name.clone()).collect();
+            words.extend(
+                hosts
+                    .iter()
+                    .filter(|x| !named.iter().any(|h| h.hosts.contains(x)))
+                    .cloned(),
+            );
+            format!("allow:{}", words.join(","))
         }
     }
 }
@@ -211,5 +218,82 @@ fn prompt_set_scores_at_least_95_percent_with_no_safety_violation() {
     assert!(
         accuracy >= 95.0,
         "field accuracy {accuracy:.1}% is below 95%:\n{report}"
+    );
+}
+
+/// Every field the spec of this build accepts is written as live TOML, not as a pending
+/// comment: `desktop = true`, `label = { ... }`, allow-lists and proxies, `backend`.
+#[test]
+fn accepted_fields_are_live_toml() {
+    let mut desktops = 0;
+    let mut labels = 0;
+    for e in load() {
+        let c = compose(&e.text, &Options::default()).expect("composes");
+        let toml = &c.rendered.toml;
+        let live: Vec<&str> = toml.lines().filter(|l| !l.starts_with('#')).collect();
+        for p in &c.rendered.pending {
+            assert!(
+                p.path.ends_with(".disk"),
+                "{:?}: {} is pending, but the spec accepts it\n{toml}",
+                e.text,
+                p.path
+            );
+        }
+        if c.draft.desktop {
+            desktops += 1;
+            assert!(live.contains(&"desktop = true"), "{:?}:\n{toml}", e.text);
+        }
+        if !c.draft.labels.is_empty() {
+            labels += 1;
+            assert!(
+                live.iter().any(|l| l.starts_with("label = { color = \"#")),
+                "{:?}:\n{toml}",
+                e.text
+            );
+        }
+        verse_spec::parse_str(toml, "fragment").expect("the fragment parses");
+    }
+    assert!(
+        desktops >= 5 && labels >= 5,
+        "the set exercises desktops ({desktops}) and labels ({labels})"
+    );
+}
+
+#[test]
+fn addresses_in_allow_lists_become_entries_and_stray_addresses_grant_nothing() {
+    let net = |text: &str| compose(text, &Options::default()).unwrap().draft.network;
+    let allow = |hosts: &[&str]| NetworkIntent::Allow {
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+    };
+    assert_eq!(
+        net("a box with only example.org:443"),
+        allow(&["example.org:443"])
+    );
+    assert_eq!(net("only 10.0.0.0/8"), allow(&["10.0.0.0/8:*"]));
+    assert_eq!(
+        net("access to example.org only"),
+        allow(&["example.org:443"])
+    );
+    assert_eq!(
+        net("allow git.example.org:22, 192.168.1.0/24 and docs.example.org"),
+        allow(&[
+            "git.example.org:22",
+            "192.168.1.0/24:*",
+            "docs.example.org:443"
+        ])
+    );
+    // an address nobody asked to reach, or one the spec would refuse, grants nothing
+    assert_eq!(net("a box that logs to 10.0.0.5:514"), NetworkIntent::None);
+    let c = compose("only 10.0.0.1/8", &Options::default()).unwrap();
+    assert_eq!(c.draft.network, NetworkIntent::None);
+    assert!(
+        c.notes.iter().any(|n| n.text.contains("host bits set")),
+        "{:?}",
+        c.notes
+    );
+    // "offline" with an exception reads the exception as the allow-list, as with catalog hosts
+    assert_eq!(
+        net("offline except 10.1.2.3:5432"),
+        allow(&["10.1.2.3:5432"])
     );
 }

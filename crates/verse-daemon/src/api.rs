@@ -44,6 +44,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(crate::images::routes())
         .route("/v1/images/{name}/verify", get(verify_image))
         .route("/v1/compose", post(crate::compose::compose))
+        .route("/v1/compose/add", post(crate::compose::add))
         .merge(crate::lifecycle_api::routes())
         .merge(crate::guard::routes())
         .merge(crate::quarantine::routes())

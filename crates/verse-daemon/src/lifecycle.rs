@@ -51,6 +51,13 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
             color: l.color.clone(),
             name: l.name.clone(),
         }),
+        network: Some(row.plan.network.mode().to_string()),
+        network_detail: match &row.plan.network {
+            verse_spec::Network::None | verse_spec::Network::Nat => None,
+            verse_spec::Network::Allow(to) => Some(to.join(", ")),
+            verse_spec::Network::Proxy(url) => Some(url.clone()),
+            verse_spec::Network::Via(router) => Some(router.clone()),
+        },
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)

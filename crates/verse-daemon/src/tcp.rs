@@ -55,6 +55,7 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ("GET", "/v1/events", "env", "*", "read"),
     ("POST", "/v1/diff", "spec", "*", "read"),
     ("POST", "/v1/compose", "spec", "*", "read"),
+    ("POST", "/v1/compose/add", "spec", "*", "write"),
     ("POST", "/v1/envs/{name}/pause", "env", "{name}", "write"),
     ("POST", "/v1/envs/{name}/unpause", "env", "{name}", "write"),
     (
