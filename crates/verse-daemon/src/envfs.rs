@@ -112,6 +112,7 @@ impl EnvRoot {
     /// Opens the directory `path`, creating it and missing parents (owned by
     /// the env's user, mode 0755).
     pub fn open_dir(&self, path: &str) -> ApiResult<OwnedFd> {
+        let _as_owner = verse_guard::quarantine::AsOwner::new(self.owner);
         self.dir(path, 0).map_err(|e| {
             ApiError::bad_request(format!(
                 "env `{}`: cannot open or create the directory {path}: {e}",

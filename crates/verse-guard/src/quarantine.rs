@@ -363,6 +363,39 @@ fn nth_name(name: &str, n: u32) -> String {
     }
 }
 
+/// Creates files as the env's user for as long as it lives: switches this
+/// thread's filesystem ids (setfsuid/setfsgid act on the calling thread only).
+/// The env's root filesystem is mounted in the env's user namespace, which
+/// refuses to create files for ids it does not map (host root gets EOVERFLOW);
+/// and what Verse writes into an env belongs to the env's user anyway. Keep it
+/// on one thread, with no `.await` while it is alive.
+pub struct AsOwner {
+    uid: u32,
+    gid: u32,
+}
+
+impl AsOwner {
+    pub fn new((uid, gid): (u32, u32)) -> AsOwner {
+        // SAFETY: setfsgid/setfsuid take plain ids and return the previous ones;
+        // they change only this thread's filesystem credentials.
+        let (old_gid, old_uid) = unsafe { (libc::setfsgid(gid), libc::setfsuid(uid)) };
+        AsOwner {
+            uid: old_uid as u32,
+            gid: old_gid as u32,
+        }
+    }
+}
+
+impl Drop for AsOwner {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`: restores this thread's previous filesystem ids.
+        unsafe {
+            libc::setfsuid(self.uid);
+            libc::setfsgid(self.gid);
+        }
+    }
+}
+
 /// Creates a new file in `dir` with `openat(O_CREAT | O_EXCL | O_NOFOLLOW)`.
 fn create_in(
     dir: BorrowedFd<'_>,
@@ -443,7 +476,10 @@ fn write_into(
     input: &mut std::fs::File,
     owner: Option<(u32, u32)>,
 ) -> Result<String, QuarantineError> {
-    let (mut out, name) = create_in(dir, name, free_name, shown)?;
+    let (mut out, name) = {
+        let _as_owner = owner.map(AsOwner::new);
+        create_in(dir, name, free_name, shown)?
+    };
     let dest = format!("{}/{name}", shown.trim_end_matches('/'));
     let written = (|| {
         std::io::copy(input, &mut out)?;
