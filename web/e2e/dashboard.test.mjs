@@ -141,7 +141,8 @@ test("the compose box shows a fragment and its reasons, previews the diff, and a
   await page.click("#compose-add");
   const state = page.locator('#envs tr[data-env="testing"] [data-role="state"]');
   await until("the new env running in the table", async () => (await state.count()) === 1 && (await state.textContent()) === "running");
-  assert.match(await page.textContent("#msg-text"), /added testing: generation \d+ is active/);
+  // The table follows the event stream, which may beat the add request's own answer.
+  await until("the add's answer", async () => /added testing: generation \d+ is active/.test(await page.textContent("#msg-text")));
   const ls = JSON.parse(verse.run("ls", "--json"));
   assert.equal(ls.find((e) => e.name === "beta").state, "stopped", "beta stayed stopped");
   assert.equal(ls.find((e) => e.name === "alpha").pid, alphaPid, "alpha was not restarted");
