@@ -243,6 +243,12 @@ fn vm_pauses_and_hibernates(verse: &Verse) {
         "the resumed guest lost its memory: {err}"
     );
     assert!(!saved.exists(), "the spent save was kept");
+    let out = verse.run(&["snapshot", "keep"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("vm env"),
+        "a vm env's snapshot: {}",
+        stderr(&out)
+    );
     let events = verse.ok(&["events", "--env", "keep"]);
     assert!(events.contains("QMP migration: saved the VM"), "{events}");
 }
