@@ -13,7 +13,7 @@ use verse_api::{
 
 #[derive(Subcommand)]
 pub enum LifecycleCommand {
-    /// Freeze every process of a running env in place (container backend: cgroup freezer).
+    /// Freeze every process of a running env in place (cgroup freezer; vm envs: QMP stop).
     Pause { name: String },
     /// Let a paused env run again.
     Unpause { name: String },
@@ -37,7 +37,7 @@ pub enum LifecycleCommand {
     },
     /// Bring an env's writable layer back to a snapshot (by id or label); restarts it if it ran.
     Restore { name: String, snapshot: String },
-    /// Save a running env's processes to disk and free their memory (container backend: CRIU).
+    /// Save a running env's processes to disk and free their memory (CRIU; vm envs: QMP migration to a file).
     Hibernate {
         name: String,
         /// Drop a hibernated env's saved processes instead (it becomes stopped).

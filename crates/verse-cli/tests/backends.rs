@@ -123,6 +123,7 @@ fn behaves_like_an_env(backend: &str) {
         assert_ne!(code, 0, "a 300 MiB hog completed in a 128 MiB guest");
         let (code, out, _) = verse.sh("keep", "echo still here");
         assert_eq!((code, out.trim()), (0, "still here"));
+        vm_pauses_and_hibernates(&verse);
     }
 
     // Persistence across down/up; ephemeral envs forget.
@@ -173,6 +174,83 @@ fn behaves_like_an_env(backend: &str) {
         "mounts left: {:?}",
         verse.host_mounts()
     );
+}
+
+fn guest_uptime(verse: &Verse) -> f64 {
+    let (code, out, err) = verse.sh("keep", "cut -d' ' -f1 /proc/uptime");
+    assert_eq!(code, 0, "{err}");
+    out.trim().parse().expect("uptime is a number")
+}
+
+/// vm envs: pause and unpause (QMP stop/cont), hibernate and resume (QMP
+/// migration to a file and `-incoming`), on the shared booted guest `keep`.
+fn vm_pauses_and_hibernates(verse: &Verse) {
+    // Paused: `verse ls` says so, exec is refused, and the guest's clock
+    // stands still while the host's runs on.
+    let guest_before = guest_uptime(verse);
+    let host_before = std::time::Instant::now();
+    assert_eq!(verse.ok(&["pause", "keep"]).trim(), "keep: paused");
+    assert_eq!(verse.env("keep")["state"], "paused");
+    let ls = verse.ok(&["ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("keep") && l.contains("paused")),
+        "{ls}"
+    );
+    let out = verse.run(&["exec", "keep", "--", "true"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("paused"),
+        "exec into a paused vm env: {}",
+        stderr(&out)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(verse.ok(&["unpause", "keep"]).trim(), "keep: running");
+    let guest = guest_uptime(verse) - guest_before;
+    let host = host_before.elapsed().as_secs_f64();
+    assert!(
+        host - guest > 2.0,
+        "the guest ran while paused: its clock advanced {guest:.2} s in the host's {host:.2} s"
+    );
+
+    // Hibernated: QEMU is gone, the saved VM is on disk; resumed: the same
+    // kernel (boot id) with what its memory held (a tmpfs file).
+    let (code, boot_id, err) = verse.sh(
+        "keep",
+        "echo remembered > /dev/shm/value; cat /proc/sys/kernel/random/boot_id",
+    );
+    assert_eq!(code, 0, "{err}");
+    let qemu = verse.env("keep")["pid"].as_u64().unwrap();
+    assert_eq!(
+        verse.ok(&["hibernate", "keep"]).trim(),
+        "keep: hibernated",
+        "{}",
+        verse.daemon_log_tail(20)
+    );
+    assert!(!pid_alive(qemu), "QEMU outlived hibernate");
+    let saved = verse.env_dir("keep").join("checkpoint/vm.state");
+    assert!(saved.is_file(), "no saved VM at {}", saved.display());
+    assert_eq!(verse.env("keep")["state"], "hibernated");
+    assert_eq!(
+        verse.ok(&["resume", "keep"]).trim(),
+        "keep: running",
+        "{}",
+        verse.daemon_log_tail(20)
+    );
+    let (code, out, err) = verse.sh("keep", "cat /dev/shm/value /proc/sys/kernel/random/boot_id");
+    assert_eq!(
+        (code, out),
+        (0, format!("remembered\n{boot_id}")),
+        "the resumed guest lost its memory: {err}"
+    );
+    assert!(!saved.exists(), "the spent save was kept");
+    let out = verse.run(&["snapshot", "keep"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("vm env"),
+        "a vm env's snapshot: {}",
+        stderr(&out)
+    );
+    let events = verse.ok(&["events", "--env", "keep"]);
+    assert!(events.contains("QMP migration: saved the VM"), "{events}");
 }
 
 fn nix_kill(pid: u64) {

@@ -170,7 +170,7 @@ async fn exec(
             ApiError::bad_request("no command given").hint("verse exec NAME -- COMMAND [ARGS...]")
         );
     }
-    if crate::control::is_paused(&daemon, &name) {
+    if crate::control::is_paused_now(&daemon, &name).await {
         return Err(ApiError::conflict(format!("env `{name}` is paused"))
             .hint(format!("`verse unpause {name}` lets it run again")));
     }

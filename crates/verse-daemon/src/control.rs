@@ -1,6 +1,6 @@
-//! Pause and unpause: freezing an env in place with the cgroup freezer.
-//!
-//! Container backend only: the vm backend (QMP `stop`/`cont`) is not built yet.
+//! Pause and unpause: freezing an env in place, with the cgroup freezer
+//! (container and gvisor backends) or QMP `stop`/`cont`, asked of the env's
+//! shim (vm backend: the guest's vCPUs stop, its clock with them).
 
 use crate::Daemon;
 use crate::error::{ApiError, ApiResult};
@@ -32,8 +32,67 @@ async fn running_cgroup(daemon: &Daemon, name: &str) -> ApiResult<verse_sandbox:
     })
 }
 
+fn is_vm(daemon: &Daemon, name: &str) -> bool {
+    daemon
+        .db
+        .env(name)
+        .ok()
+        .flatten()
+        .is_some_and(|row| row.plan.backend == "vm")
+}
+
+/// Whether the env is paused right now, by either mechanism (asks a vm env's shim).
+pub async fn is_paused_now(daemon: &Daemon, name: &str) -> bool {
+    if is_vm(daemon, name) {
+        return matches!(
+            crate::lifecycle::shim_client(daemon, name)
+                .call(&verse_runtime::ShimRequest::Status)
+                .await,
+            Ok(response) if response.status.as_ref().is_some_and(|s| s.paused)
+        );
+    }
+    is_paused(daemon, name)
+}
+
+/// QMP `stop` (pause) or `cont` through a vm env's shim; returns the microseconds it took.
+async fn vm_pause(daemon: &Arc<Daemon>, name: &str, pause: bool, cause: &str) -> ApiResult<u64> {
+    let request = if pause {
+        verse_runtime::ShimRequest::Pause
+    } else {
+        verse_runtime::ShimRequest::Unpause
+    };
+    let started = std::time::Instant::now();
+    match crate::lifecycle::shim_client(daemon, name)
+        .call(&request)
+        .await
+    {
+        Ok(_) => {}
+        Err(verse_runtime::ShimClientError::Gone(_)) => {
+            return Err(ApiError::conflict(format!("env `{name}` is not running"))
+                .hint(format!("start it with `verse up {name}`")));
+        }
+        Err(verse_runtime::ShimClientError::Refused(reason)) => {
+            return Err(ApiError::conflict(format!(
+                "cannot {} `{name}`: {reason}",
+                if pause { "pause" } else { "unpause" }
+            )));
+        }
+        Err(e) => return Err(ApiError::internal(format!("pausing `{name}`: {e}"))),
+    }
+    let micros = started.elapsed().as_micros() as u64;
+    if pause {
+        daemon.emit(name, "paused", Some(EnvState::Paused), cause);
+    } else {
+        daemon.emit(name, "unpaused", Some(EnvState::Running), cause);
+    }
+    Ok(micros)
+}
+
 /// Freezes every process of the env; returns how long the freeze took.
 pub async fn pause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+    if is_vm(daemon, name) {
+        return vm_pause(daemon, name, true, cause).await;
+    }
     let cgroup = running_cgroup(daemon, name).await?;
     if cgroup.is_frozen() {
         return Err(
@@ -52,6 +111,9 @@ pub async fn pause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u
 }
 
 pub async fn unpause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+    if is_vm(daemon, name) {
+        return vm_pause(daemon, name, false, cause).await;
+    }
     let cgroup = running_cgroup(daemon, name).await?;
     if !cgroup.is_frozen() {
         return Err(ApiError::conflict(format!("env `{name}` is not paused")));
@@ -67,7 +129,8 @@ pub async fn unpause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult
 }
 
 /// Thaws a paused env so it can receive its stop signal (a frozen process
-/// cannot act on SIGTERM). Returns whether it was paused.
+/// cannot act on SIGTERM). Returns whether it was paused. (A paused vm
+/// env's shim lets the guest run again itself when asked to stop.)
 pub fn thaw_for_stop(daemon: &Daemon, name: &str) -> bool {
     match cgroup_of(daemon, name) {
         Some(c) if c.is_frozen() => c.thaw().is_ok(),

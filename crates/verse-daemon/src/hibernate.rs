@@ -1,4 +1,5 @@
-//! Hibernate and resume with CRIU (container backend).
+//! Hibernate and resume: CRIU for container envs, QMP migration to a file
+//! for vm envs.
 //!
 //! Hibernate asks the env's shim to checkpoint the env's process tree with
 //! `criu dump` into `checkpoint/` of the env dir (see
@@ -11,6 +12,11 @@
 //! Resume launches a new shim on the env's saved shim config with `restore`
 //! set: it restores the tree as its own child (criu `--restore-sibling`) and
 //! supervises it like one it started.
+//!
+//! vm envs: the shim stops the guest and saves it with QMP `migrate` to
+//! `exec:cat > checkpoint/vm.state`, then ends QEMU. Resume starts QEMU with
+//! the same command line plus `-incoming "exec:cat checkpoint/vm.state"` and
+//! `cont`s it once loaded.
 
 use crate::Daemon;
 use crate::db::EnvRow;
@@ -37,6 +43,9 @@ pub async fn hibernate(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     }
     if info.pid.is_none() {
         return Err(ApiError::conflict(format!("env `{name}` is not running")));
+    }
+    if row.plan.backend == "vm" {
+        return hibernate_vm(daemon, name).await;
     }
     if row.plan.backend != "container" {
         return Err(ApiError::conflict(format!(
@@ -87,6 +96,47 @@ pub async fn hibernate(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     }
 }
 
+async fn hibernate_vm(daemon: &Arc<Daemon>, name: &str) -> ApiResult<()> {
+    let started = std::time::Instant::now();
+    let answer = crate::lifecycle::shim_client(daemon, name)
+        .call(&ShimRequest::HibernateVm)
+        .await;
+    match answer {
+        Ok(_) => {
+            let size = std::fs::metadata(images_dir(daemon, name).join(verse_runtime::VM_STATE))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            daemon.emit(
+                name,
+                "hibernated",
+                Some(verse_api::EnvState::Hibernated),
+                format!(
+                    "QMP migration: saved the VM ({} MiB) in {} ms, QEMU ended",
+                    size >> 20,
+                    started.elapsed().as_millis()
+                ),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let reason = match e {
+                ShimClientError::Refused(reason) => reason,
+                other => other.to_string(),
+            };
+            daemon.emit(
+                name,
+                "hibernate-refused",
+                None,
+                format!("{reason}; the env keeps running"),
+            );
+            Err(ApiError::conflict(format!(
+                "cannot hibernate `{name}`: {reason}; the env keeps running"
+            ))
+            .hint("`verse pause` stops it in place instead (memory stays allocated)"))
+        }
+    }
+}
+
 /// Drops a hibernated env's saved processes: it becomes a stopped env.
 pub fn discard(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     if !is_hibernated(daemon, &row.name) {
@@ -127,10 +177,16 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
                 .hint(format!("`verse up {name}` starts a stopped env")),
         );
     }
-    let (criu, version) = verse_doctor::criu::locate().ok_or_else(|| {
-        ApiError::conflict(format!("cannot resume `{name}`: no CRIU found"))
-            .hint("install one with scripts/install-criu.sh; `verse doctor` reports it")
-    })?;
+    let vm = row.plan.backend == "vm";
+    let (criu, version) = if vm {
+        (None, "QMP migration".to_string())
+    } else {
+        let (criu, version) = verse_doctor::criu::locate().ok_or_else(|| {
+            ApiError::conflict(format!("cannot resume `{name}`: no CRIU found"))
+                .hint("install one with scripts/install-criu.sh; `verse doctor` reports it")
+        })?;
+        (Some(criu), format!("criu {version}"))
+    };
     let env_dir = daemon.paths.env_dir(&name);
     let config_path = ShimConfig::config_path(&env_dir);
     let mut config: ShimConfig = std::fs::read(&config_path)
@@ -142,7 +198,11 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
                 config_path.display()
             ))
         })?;
-    config.restore = Some(criu);
+    if vm {
+        config.incoming = Some(images_dir(daemon, &name).join(verse_runtime::VM_STATE));
+    } else {
+        config.restore = criu;
+    }
     config.attach = false;
     let started = std::time::Instant::now();
     let exe = daemon.exe.clone();
@@ -156,14 +216,14 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
                 "resumed",
                 Some(verse_api::EnvState::Running),
                 format!(
-                    "criu {version}: restored in {} ms",
+                    "{version}: restored in {} ms",
                     started.elapsed().as_millis()
                 ),
             );
             Ok(())
         }
         Err(e) => Err(ApiError::conflict(format!(
-            "cannot resume `{name}` with criu {version}: {e}; it stays hibernated"
+            "cannot resume `{name}` ({version}): {e}; it stays hibernated"
         ))
         .hint(format!(
             "the checkpoint is kept; `verse hibernate --discard {name}` drops it so `verse up` starts afresh"

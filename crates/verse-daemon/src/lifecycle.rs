@@ -73,7 +73,7 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
                 info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
                 info.cpu_usage_ns = status.cpu_usage_ns;
                 info.memory_bytes = status.memory_bytes;
-                if crate::control::is_paused(daemon, &row.name) {
+                if status.paused || crate::control::is_paused(daemon, &row.name) {
                     info.state = EnvState::Paused;
                 }
                 if row.plan.health.is_some() {
@@ -410,6 +410,7 @@ fn start_blocking(
         vm,
         gvisor,
         restore: None,
+        incoming: None,
     };
     let networked = config.net.is_some();
     let launched = verse_runtime::launch(&daemon.exe, &config).map_err(|e| {

@@ -27,6 +27,14 @@ pub async fn take(
     origin: &str,
 ) -> ApiResult<SnapshotInfo> {
     let name = row.name.clone();
+    if row.plan.backend == "vm" {
+        return Err(ApiError::conflict(format!(
+            "cannot snapshot `{name}`: a vm env keeps its writes in a disk image its guest has mounted, not in an overlay layer; snapshots of vm envs are not built"
+        ))
+        .hint(format!(
+            "`verse hibernate {name}` saves the whole VM (memory and devices) instead"
+        )));
+    }
     let upper = upper(daemon, &name);
     if !upper.is_dir() {
         return Err(ApiError::conflict(format!(

@@ -61,6 +61,10 @@ pub struct ShimConfig {
     /// instead of starting its command (container backend).
     #[serde(default)]
     pub restore: Option<PathBuf>,
+    /// Resume (vm backend): load the VM QEMU saved to this file
+    /// (`checkpoint/vm.state`) instead of booting it.
+    #[serde(default)]
+    pub incoming: Option<PathBuf>,
 }
 
 /// Where finished envs' directories wait to be deleted, under the state dir.

@@ -22,3 +22,4 @@ pub use launch::{LaunchError, Launched, launch};
 pub use protocol::{ShimRequest, ShimResponse, ShimStatus};
 pub use record::{ExitRecord, ShimRecord};
 pub use shim::run_shim;
+pub use vm_shim::VM_STATE;

@@ -26,6 +26,15 @@ pub enum ShimRequest {
     Hibernate {
         criu: std::path::PathBuf,
     },
+    /// vm backend: stop the guest's vCPUs in place (QMP `stop`); its memory
+    /// stays allocated.
+    Pause,
+    /// vm backend: let a paused guest run again (QMP `cont`).
+    Unpause,
+    /// vm backend: save the whole VM to `checkpoint/vm.state` (QMP migration
+    /// to a file) and end QEMU; the shim exits once the save is complete.
+    /// Refused, with the env left running, when it cannot.
+    HibernateVm,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -35,6 +44,9 @@ pub struct ShimStatus {
     pub cpu_usage_ns: Option<u64>,
     pub memory_bytes: Option<u64>,
     pub pids: Option<u64>,
+    /// The shim itself paused the env (vm backend: QMP `stop`).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

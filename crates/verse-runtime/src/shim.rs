@@ -667,6 +667,7 @@ impl Shim {
                     cpu_usage_ns: Some(stats.cpu_usage_ns),
                     memory_bytes: Some(stats.memory_bytes),
                     pids: Some(stats.pids),
+                    paused: false,
                 };
                 self.respond(
                     id,
@@ -678,6 +679,13 @@ impl Shim {
                 );
             }
             ShimRequest::Hibernate { criu } => self.hibernate(id, &criu),
+            ShimRequest::Pause | ShimRequest::Unpause | ShimRequest::HibernateVm => self.respond(
+                id,
+                ShimResponse::error(
+                    "container envs pause through their cgroup and hibernate through CRIU",
+                ),
+                true,
+            ),
             ShimRequest::Stop { timeout_ms } => {
                 if self.init.is_none() {
                     self.respond(id, ShimResponse::ok(), true);

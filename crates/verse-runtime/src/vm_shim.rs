@@ -43,6 +43,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// its disks and power off before QEMU is ended from outside.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
 const BACKPRESSURE_BYTES: usize = 1 << 20;
+/// The saved VM of a hibernated vm env, in `checkpoint/`.
+pub const VM_STATE: &str = "vm.state";
 
 pub(crate) fn run(config: ShimConfig, vm: VmConfig) -> ! {
     let mut shim = match VmShim::start(config, vm) {
@@ -114,6 +116,8 @@ struct VmShim {
     main_exit: Option<i32>,
     stopping: bool,
     stop_deadline: Option<Instant>,
+    /// The guest's vCPUs are stopped (QMP `stop`, `verse pause`).
+    paused: bool,
 }
 
 impl VmShim {
@@ -145,6 +149,12 @@ impl VmShim {
             .map_err(|e| format!("creating qemu.log: {e}"))?;
         let qemu_err = qemu_log.try_clone().map_err(|e| e.to_string())?;
         let mut command = vm.command(&files);
+        if let Some(state) = &config.incoming {
+            // Resume: the same machine, loading its saved state instead of booting.
+            let args = verse_vm::qemu::incoming_args(state)
+                .ok_or_else(|| format!("cannot quote {} for QEMU", state.display()))?;
+            command.args(args);
+        }
         // A networked env's NIC: a tap configured like a container's host veth end, so the
         // rules the daemon installed for it apply. QEMU inherits the descriptor; the shim's
         // copy closes right after the spawn, so the tap lives exactly as long as QEMU.
@@ -228,9 +238,18 @@ impl VmShim {
             main_exit: None,
             stopping: false,
             stop_deadline: None,
+            paused: false,
         };
-        if let Err(e) = shim.boot(&vm) {
+        let started = match shim.config.incoming.clone() {
+            Some(state) => shim.load_saved(&state),
+            None => shim.boot(&vm),
+        };
+        if let Err(e) = started {
             return Err(fail_start(qemu, &shim.cgroup, &shim.files, &shim.config, e));
+        }
+        if shim.config.incoming.is_some() {
+            // The guest runs again from its saved state: the save is spent.
+            let _ = std::fs::remove_dir_all(crate::criu::checkpoint_dir(&shim.config.env_dir));
         }
         shim.agent
             .set_nonblocking(true)
@@ -242,6 +261,139 @@ impl VmShim {
         };
         let _ = record::store(&ShimRecord::path(&shim.config.env_dir), &record);
         Ok(shim)
+    }
+
+    /// Resume: waits until QEMU has loaded the saved VM, then lets it run
+    /// (the save was taken stopped, so QEMU leaves it paused). The agent's
+    /// port was connected before the load, so the guest never sees it close.
+    fn load_saved(&mut self, state: &std::path::Path) -> Result<(), String> {
+        let qmp = self.qmp.as_mut().expect("connected at start");
+        let status = qmp
+            .await_incoming(BOOT_TIMEOUT)
+            .map_err(|e| format!("loading {}: {e}", state.display()))?;
+        if !status.running {
+            qmp.cont()
+                .map_err(|e| format!("running the loaded VM (it was {}): {e}", status.status))?;
+        }
+        tracing::info!(env = %self.config.name, "guest resumed from {}", state.display());
+        Ok(())
+    }
+
+    /// Saves the VM to `checkpoint/vm.state` and ends QEMU (see
+    /// [`ShimRequest::HibernateVm`]); the shim exits. On a refusal or a failed
+    /// save the env runs on as it was.
+    fn hibernate(&mut self, id: u64) {
+        let refusal = if self.stopping {
+            Some("it is stopping".to_string())
+        } else if self.paused {
+            Some("it is paused; `verse unpause` it first".into())
+        } else if !self.channels.is_empty() {
+            Some(
+                "`verse exec` sessions run in it (their stdio leads to clients a resume could not reconnect); end them first"
+                    .into(),
+            )
+        } else if self.config.net.is_some() {
+            Some(
+                "it has a network interface (tap); vm envs with `network` cannot hibernate yet"
+                    .into(),
+            )
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.respond(id, ShimResponse::error(reason), true);
+            return;
+        }
+        let dir = crate::criu::checkpoint_dir(&self.config.env_dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            let reason = format!("creating {}: {e}", dir.display());
+            self.respond(id, ShimResponse::error(reason), true);
+            return;
+        }
+        let state = dir.join(VM_STATE);
+        let Some(qmp) = self.qmp.as_mut() else {
+            self.respond(id, ShimResponse::error("no QMP connection"), true);
+            return;
+        };
+        let saved = qmp
+            .stop()
+            .and_then(|()| qmp.migrate_to_file(&state, BOOT_TIMEOUT));
+        let bytes = match saved {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _ = qmp.cont();
+                let _ = std::fs::remove_dir_all(&dir);
+                self.respond(id, ShimResponse::error(e.to_string()), true);
+                return;
+            }
+        };
+        // The marker goes last: only a complete save counts as a hibernated env.
+        if let Err(e) = File::create(dir.join("complete")).and_then(|f| f.sync_all()) {
+            let _ = qmp.cont();
+            let _ = std::fs::remove_dir_all(&dir);
+            let reason = format!("marking {} complete: {e}", dir.display());
+            self.respond(id, ShimResponse::error(reason), true);
+            return;
+        }
+        tracing::info!(env = %self.config.name, bytes, "guest saved to {}", state.display());
+        if qmp.quit().is_err() {
+            let _ = kill(self.qemu, Signal::SIGKILL);
+        }
+        let _ = waitpid(self.qemu, None);
+        let _ = self.cgroup.kill_all();
+        let _ = self.cgroup.clone().remove();
+        self.qmp = None;
+        for f in [&self.files.qmp, &self.files.agent] {
+            let _ = std::fs::remove_file(f);
+        }
+        let env_dir = self.config.env_dir.clone();
+        let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
+        let _ = std::fs::remove_file(ExitRecord::path(&env_dir));
+        let _ = std::fs::remove_file(&self.config.socket);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            let mut line = serde_json::to_vec(&ShimResponse::ok()).expect("serialises");
+            line.push(b'\n');
+            conn.outbuf.extend_from_slice(&line);
+            let _ = conn.stream.set_nonblocking(false);
+            let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = (&conn.stream).write_all(&conn.outbuf);
+        }
+        std::process::exit(0);
+    }
+
+    /// QMP `stop` or `cont` for `verse pause` / `verse unpause`.
+    fn set_paused(&mut self, id: u64, pause: bool) {
+        let refusal = if self.stopping {
+            Some("the env is stopping".to_string())
+        } else if self.paused == pause {
+            Some(
+                if pause {
+                    "the env is already paused"
+                } else {
+                    "the env is not paused"
+                }
+                .into(),
+            )
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.respond(id, ShimResponse::error(reason), true);
+            return;
+        }
+        let Some(qmp) = self.qmp.as_mut() else {
+            self.respond(id, ShimResponse::error("no QMP connection"), true);
+            return;
+        };
+        let done = if pause { qmp.stop() } else { qmp.cont() };
+        match done {
+            Ok(()) => {
+                self.paused = pause;
+                self.respond(id, ShimResponse::ok(), true);
+            }
+            Err(e) => self.respond(id, ShimResponse::error(e.to_string()), true),
+        }
     }
 
     /// Waits for the agent's Ready, sends the boot spec, waits for the main
@@ -469,6 +621,14 @@ impl VmShim {
             return;
         }
         self.stopping = true;
+        if self.paused
+            && let Some(qmp) = &mut self.qmp
+        {
+            // A stopped guest cannot shut down: let it run first.
+            if qmp.cont().is_ok() {
+                self.paused = false;
+            }
+        }
         Message::control(proto::MAIN, Control::Shutdown { timeout_ms })
             .encode_into(&mut self.agent_out);
         self.flush_agent();
@@ -711,6 +871,7 @@ impl VmShim {
                     cpu_usage_ns: Some(stats.cpu_usage_ns),
                     memory_bytes: Some(stats.memory_bytes),
                     pids: Some(stats.pids),
+                    paused: self.paused,
                 };
                 self.respond(
                     id,
@@ -736,12 +897,23 @@ impl VmShim {
             ),
             ShimRequest::Hibernate { .. } => self.respond(
                 id,
-                ShimResponse::error("vm envs cannot hibernate yet"),
+                ShimResponse::error("vm envs hibernate through QMP migration, not CRIU"),
                 true,
             ),
+            ShimRequest::HibernateVm => self.hibernate(id),
+            ShimRequest::Pause => self.set_paused(id, true),
+            ShimRequest::Unpause => self.set_paused(id, false),
             ShimRequest::Exec(request) => {
                 if self.stopping {
                     self.respond(id, ShimResponse::error("the env is stopping"), true);
+                    return;
+                }
+                if self.paused {
+                    self.respond(
+                        id,
+                        ShimResponse::error("the env is paused (`verse unpause` it first)"),
+                        true,
+                    );
                     return;
                 }
                 if request.argv.is_empty() {

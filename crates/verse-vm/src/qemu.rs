@@ -63,6 +63,14 @@ pub fn nic_args(tap_fd: i32, mac: &str) -> Vec<String> {
     ]
 }
 
+/// Arguments that make QEMU load a VM saved by
+/// [`crate::qmp::Qmp::migrate_to_file`] instead of booting: the same command
+/// line plus these. None when the path cannot be quoted for the shell.
+pub fn incoming_args(state: &Path) -> Option<Vec<String>> {
+    let quoted = crate::qmp::shell_quote(state)?;
+    Some(vec!["-incoming".into(), format!("exec:cat {quoted}")])
+}
+
 /// Layer serials as the guest sees them, top-most first.
 pub fn layer_serials(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("verse-layer{i}")).collect()
