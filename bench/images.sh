@@ -50,9 +50,20 @@ EOF
 rm -rf "$REPO_O" && ostree init --repo="$REPO_O" --mode=bare
 ostree commit --repo="$REPO_O" --branch=deb --tree=tar="$DEB" --no-xattrs >/dev/null
 ROOT_HASH=$("$VERSE" image ls --json | python3 -c 'import json,sys; print([i["root"] for i in json.load(sys.stdin) if i["name"]=="deb"][0])')
+# "fresh checkout": the layer's checkout removed through Verse (image rm + gc) and the image
+# re-imported, while another image (`keep`, the same files plus one) keeps the pool of
+# shifted inodes: the common case of a new image or layer over files Verse already holds.
+# "checkout deleted outside Verse": rm -rf of the checkout behind the store's back, which
+# moves the pool inodes' ctimes, so every pool inode is re-hashed before it is trusted again.
+mkdir -p "$BENCH_TMP/keep/etc" && echo keep >"$BENCH_TMP/keep/etc/verse-keep"
+cp "$DEB" "$BENCH_TMP/keep.tar" && tar -rf "$BENCH_TMP/keep.tar" -C "$BENCH_TMP/keep" etc/verse-keep
+"$VERSE" image import keep "$BENCH_TMP/keep.tar" >/dev/null
+"$VERSE" run --rm keep -- /bin/true
 hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$OUT/checkout.json" \
-  --prepare "sh -c 'rm -rf $STORE/checkouts/$ROOT_HASH-*'" \
+  --prepare "sh -c '$VERSE image rm deb >/dev/null && $VERSE image gc >/dev/null && $VERSE image import deb $DEB >/dev/null'" \
   -n "verse run (fresh checkout)" "$VERSE run --rm deb -- /bin/true" \
+  --prepare "sh -c 'rm -rf $STORE/checkouts/$ROOT_HASH-*'" \
+  -n "verse run (checkout deleted outside Verse)" "$VERSE run --rm deb -- /bin/true" \
   --prepare "true" \
   -n "verse run (checkout present)" "$VERSE run --rm deb -- /bin/true" \
   --prepare "rm -rf $BENCH_TMP/co" \
@@ -108,11 +119,13 @@ def med(name):
 c, k, v = med("commit"), med("checkout"), med("verify")
 vi, oc = c["verse image import"], c["ostree commit"]
 fresh, present, oco = k["verse run (fresh checkout)"], k["verse run (checkout present)"], k["ostree checkout"]
+outside = k["verse run (checkout deleted outside Verse)"]
 print("\n| question | verse | ostree | ratio (ostree/verse) |")
 print("|---|---|---|---|")
 print(f"| (a) import/commit of the rootfs tar, ms | {vi:.0f} | {oc:.0f} | {oc/vi:.2f}x |")
 print(f"| (b) checkout, ms (verse: fresh minus present env start) | {fresh-present:.0f} | {oco:.0f} | {oco/(fresh-present):.2f}x |")
 print(f"| (b') verse env start with a fresh checkout / with it present, ms | {fresh:.0f} / {present:.0f} | | |")
+print(f"| (b'') checkout after it was deleted outside Verse (every pool inode re-hashed), ms | {outside-present:.0f} | {oco:.0f} | {oco/(outside-present):.2f}x |")
 print(f"| (c) disk for 10 images sharing the base, MiB (one rootfs tar: {int(one_kb)/1024:.0f}) | {int(verse_kb)/1024:.0f} | {int(ostree_kb)/1024:.0f} | {int(ostree_kb)/int(verse_kb):.2f}x |")
 up = list(v.values())[0]
 print(f"| (d) quick check of 3 Debian layers ({files} entries in the base) at start, ms | {int(float(verify_us))/1000:.1f} | | |")

@@ -125,6 +125,80 @@ fn decode_state(bytes: &[u8]) -> Option<Vec<Record>> {
 /// Pool inodes whose link count the store is changing: inode -> (pool path, ctime before).
 type Touched = HashMap<u64, (PathBuf, CTime)>;
 
+/// What the store recorded about a pool inode right after it last verified it (by hashing,
+/// or by creating it from a verified object) and after its own links and unlinks: inode,
+/// ctime, size, and the inode and ctime of the content object behind it. A pool inode whose
+/// stat still matches is trusted without re-reading it: any write, chmod, chown, link,
+/// unlink or replacement by anyone else moves its ctime or inode number, and an object that
+/// changed since makes the record stale too (so a damaged object is still refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PoolRecord {
+    ino: u64,
+    ctime: CTime,
+    size: u64,
+    object: (u64, CTime),
+}
+
+/// Pool key (file name under `pool/`) -> its record.
+type PoolState = HashMap<Vec<u8>, PoolRecord>;
+
+const POOL_STATE_MAGIC: &[u8] = b"verse-pool 1\n";
+
+fn encode_pool_state(state: &PoolState) -> Vec<u8> {
+    let mut out = POOL_STATE_MAGIC.to_vec();
+    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    for (key, r) in state {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&r.ino.to_le_bytes());
+        out.extend_from_slice(&r.ctime.0.to_le_bytes());
+        out.extend_from_slice(&r.ctime.1.to_le_bytes());
+        out.extend_from_slice(&r.size.to_le_bytes());
+        out.extend_from_slice(&r.object.0.to_le_bytes());
+        out.extend_from_slice(&r.object.1.0.to_le_bytes());
+        out.extend_from_slice(&r.object.1.1.to_le_bytes());
+    }
+    out
+}
+
+fn decode_pool_state(bytes: &[u8]) -> Option<PoolState> {
+    let mut buf = bytes.strip_prefix(POOL_STATE_MAGIC)?;
+    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if buf.len() < n {
+            return None;
+        }
+        let (head, rest) = buf.split_at(n);
+        *buf = rest;
+        Some(head)
+    }
+    fn word(buf: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(take(buf, 8)?.try_into().ok()?))
+    }
+    let count = word(&mut buf)?;
+    let mut out = PoolState::with_capacity(count.min(1 << 20) as usize);
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(&mut buf, 4)?.try_into().ok()?) as usize;
+        let key = take(&mut buf, len)?.to_vec();
+        let mut w = [0u64; 7];
+        for x in &mut w {
+            *x = word(&mut buf)?;
+        }
+        out.insert(
+            key,
+            PoolRecord {
+                ino: w[0],
+                ctime: (w[1] as i64, w[2] as i64),
+                size: w[3],
+                object: (w[4], (w[5] as i64, w[6] as i64)),
+            },
+        );
+    }
+    if !buf.is_empty() {
+        return None;
+    }
+    Some(out)
+}
+
 impl Store {
     fn checkout_name(root: &Hash, uid_base: u32) -> String {
         format!("{root}-{uid_base}")
@@ -173,7 +247,8 @@ impl Store {
         }
         let tmp = self.tmp_path("checkout");
         let mut touched = Touched::new();
-        let built = self.build_checkout(root, uid_base, &tmp, &mut touched);
+        let pool_state = self.load_pool_state();
+        let built = self.build_checkout(root, uid_base, &tmp, &pool_state, &mut touched);
         if let Err(e) = built {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
@@ -182,7 +257,7 @@ impl Store {
             .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
         let records = self.collect_records(root, &dest)?;
         self.write_atomic(&self.state_path(root, uid_base), &encode_state(&records))?;
-        self.advance_sidecars(&touched, Some(&self.state_path(root, uid_base)))?;
+        self.advance_sidecars(&touched, Some(&self.state_path(root, uid_base)), true)?;
         Ok(dest)
     }
 
@@ -191,6 +266,7 @@ impl Store {
         root: &Hash,
         uid_base: u32,
         tmp: &Path,
+        pool_state: &PoolState,
         touched: &mut Touched,
     ) -> Result<()> {
         self.walk_layer(root, &mut |rel, entry| {
@@ -206,7 +282,7 @@ impl Store {
                     fs::set_permissions(&path, fs::Permissions::from_mode(entry.meta.mode)).ctx(ctx)?;
                 }
                 EntryKind::File(hash) => {
-                    let pool = self.ensure_pool(hash, entry.size, entry.meta.mode, uid, gid, touched)?;
+                    let pool = self.ensure_pool(hash, entry.size, entry.meta.mode, uid, gid, pool_state, touched)?;
                     fs::hard_link(&pool, &path).ctx(ctx)?;
                 }
                 EntryKind::Symlink(target) => {
@@ -243,8 +319,23 @@ impl Store {
         })
     }
 
+    fn pool_state_path(&self) -> PathBuf {
+        self.sub("pool.state")
+    }
+
+    /// The pool records; missing or malformed means nothing is trusted without hashing.
+    fn load_pool_state(&self) -> PoolState {
+        fs::read(self.pool_state_path())
+            .ok()
+            .and_then(|b| decode_pool_state(&b))
+            .unwrap_or_default()
+    }
+
     /// Returns the pool inode for (content, mode, owner), creating it from the object if it
-    /// is absent or does not match (an existing one is re-hashed before it is trusted).
+    /// is absent or does not match. An existing one is trusted without reading it when its
+    /// stat and its object's still match what the store recorded after it last verified it
+    /// (`PoolRecord`); otherwise it is re-hashed, with its object, before it is used.
+    #[allow(clippy::too_many_arguments)]
     fn ensure_pool(
         &self,
         hash: &Hash,
@@ -252,9 +343,11 @@ impl Store {
         mode: u32,
         uid: u32,
         gid: u32,
+        pool_state: &PoolState,
         touched: &mut Touched,
     ) -> Result<PathBuf> {
-        let path = self.sub("pool").join(Self::pool_key(hash, mode, uid, gid));
+        let key = Self::pool_key(hash, mode, uid, gid);
+        let path = self.sub("pool").join(&key);
         if let Ok(md) = fs::symlink_metadata(&path) {
             if touched.contains_key(&md.ino()) {
                 return Ok(path);
@@ -264,6 +357,17 @@ impl Store {
                 && md.uid() == uid
                 && md.gid() == gid
                 && md.len() == size;
+            let recorded = meta_ok
+                && pool_state.get(key.as_bytes()).is_some_and(|r| {
+                    r.ino == md.ino()
+                        && r.ctime == ctime_of(&md)
+                        && r.size == md.len()
+                        && object_stamp(&self.object_path(hash)) == Some(r.object)
+                });
+            if recorded {
+                touched.insert(md.ino(), (path.clone(), ctime_of(&md)));
+                return Ok(path);
+            }
             if meta_ok && hash_file(&path).ok() == Some(*hash) {
                 // The pool copy is good; refuse all the same if the object behind it is not,
                 // so a checkout never records a damaged store as sound.
@@ -371,17 +475,64 @@ impl Store {
     }
 
     /// After the store linked or unlinked pool inodes, moves their recorded ctime forward in
-    /// every sidecar that still held the value from before (a different value means the inode
-    /// was tampered with earlier: it stays flagged).
-    fn advance_sidecars(&self, touched: &Touched, skip: Option<&Path>) -> Result<()> {
+    /// every sidecar (and in the pool records) that still held the value from before (a
+    /// different value means the inode was tampered with earlier: it stays flagged). With
+    /// `verified`, every touched pool inode was just verified (hashed, created from a
+    /// verified object, or trusted on a matching record) and gets a fresh pool record.
+    fn advance_sidecars(
+        &self,
+        touched: &Touched,
+        skip: Option<&Path>,
+        verified: bool,
+    ) -> Result<()> {
         let mut moved: HashMap<u64, (CTime, CTime)> = HashMap::new();
+        let mut pool_state = self.load_pool_state();
+        let mut pool_changed = false;
         for (ino, (path, before)) in touched {
-            if let Ok(md) = fs::symlink_metadata(path)
-                && md.ino() == *ino
-                && ctime_of(&md) != *before
-            {
+            let Ok(md) = fs::symlink_metadata(path) else {
+                continue;
+            };
+            if md.ino() != *ino {
+                continue;
+            }
+            if ctime_of(&md) != *before {
                 moved.insert(*ino, (*before, ctime_of(&md)));
             }
+            let Some(key) = path.file_name().map(|n| n.as_encoded_bytes().to_vec()) else {
+                continue;
+            };
+            let fresh = if verified {
+                let object = key
+                    .split(|b| *b == b'.')
+                    .next()
+                    .and_then(|h| std::str::from_utf8(h).ok()?.parse::<Hash>().ok())
+                    .and_then(|h| object_stamp(&self.object_path(&h)));
+                object.map(|object| PoolRecord {
+                    ino: *ino,
+                    ctime: ctime_of(&md),
+                    size: md.len(),
+                    object,
+                })
+            } else {
+                pool_state
+                    .get(&key)
+                    .filter(|r| r.ino == *ino && r.ctime == *before)
+                    .map(|r| PoolRecord {
+                        ctime: ctime_of(&md),
+                        ..*r
+                    })
+            };
+            match fresh {
+                Some(r) => {
+                    if pool_state.insert(key, r) != Some(r) {
+                        pool_changed = true;
+                    }
+                }
+                None => pool_changed |= pool_state.remove(&key).is_some(),
+            }
+        }
+        if pool_changed {
+            self.write_atomic(&self.pool_state_path(), &encode_pool_state(&pool_state))?;
         }
         if moved.is_empty() {
             return Ok(());
@@ -408,6 +559,18 @@ impl Store {
             if changed {
                 self.write_atomic(&path, &encode_state(&records))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Drops the pool records of pool entries that no longer exist (after gc).
+    pub(crate) fn prune_pool_state(&self) -> Result<()> {
+        let mut state = self.load_pool_state();
+        let before = state.len();
+        let pool = self.sub("pool");
+        state.retain(|key, _| fs::symlink_metadata(pool.join(bytes_path(key))).is_ok());
+        if state.len() != before {
+            self.write_atomic(&self.pool_state_path(), &encode_pool_state(&state))?;
         }
         Ok(())
     }
@@ -448,7 +611,7 @@ impl Store {
             fs::rename(dest, &doomed).ctx(|| format!("renaming {} away", dest.display()))?;
             fs::remove_dir_all(&doomed).ctx(|| format!("removing {}", doomed.display()))?;
         }
-        self.advance_sidecars(&touched, None)
+        self.advance_sidecars(&touched, None, false)
     }
 
     /// Fast pre-start check of a checkout: stat-only comparison of every entry with the
@@ -616,6 +779,13 @@ fn quick_compare(
         });
     }
     None
+}
+
+/// Inode number and ctime of a content object, if it exists.
+fn object_stamp(path: &Path) -> Option<(u64, CTime)> {
+    rustix::fs::stat(path)
+        .ok()
+        .map(|st| (st.st_ino, stat_ctime(&st)))
 }
 
 pub(crate) fn bytes_path(bytes: &[u8]) -> &Path {

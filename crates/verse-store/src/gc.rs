@@ -100,6 +100,9 @@ impl Store {
             fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
             report.pool_removed += 1;
         }
+        if report.pool_removed > 0 {
+            self.prune_pool_state()?;
+        }
 
         // Leftovers of interrupted writes (no import or checkout runs while we hold the lock).
         for entry in list(&self.sub("tmp"))? {

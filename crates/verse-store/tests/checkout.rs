@@ -302,3 +302,46 @@ fn concurrent_handles_agree() {
     assert_eq!(store.quick_check(&layer.root, BASE + 65536), Ok(()));
     assert_eq!(store.verify(&layer.root).unwrap(), vec![]);
 }
+
+#[test]
+fn pool_reuse_trusts_recorded_inodes_and_replaces_tampered_ones() {
+    let (tmp, store) = new_store();
+    let rootfs = busybox_copy(tmp.path());
+    let layer = import(&store, &rootfs);
+    let co = store.checkout(&layer.root, BASE).unwrap();
+    let busybox_ino = lstat(&co.join("bin/busybox")).ino();
+    let motd_ino = lstat(&co.join("etc/motd")).ino();
+    store.remove_checkout(&layer.root, BASE).unwrap();
+
+    // While no checkout links it, someone rewrites a pool inode in place (same size).
+    let pool = store.dir().join("pool");
+    let tampered = fs::read_dir(&pool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| lstat(p).ino() == motd_ino)
+        .expect("the pool inode of /etc/motd");
+    let mut bytes = fs::read(&tampered).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&tampered, &bytes).unwrap();
+
+    let co = store.checkout(&layer.root, BASE).unwrap();
+    // The untouched pool inode is reused as is; the tampered one is replaced by a good copy.
+    assert_eq!(lstat(&co.join("bin/busybox")).ino(), busybox_ino);
+    assert_ne!(lstat(&co.join("etc/motd")).ino(), motd_ino);
+    assert_eq!(
+        fs::read(co.join("etc/motd")).unwrap(),
+        fs::read(rootfs.join("etc/motd")).unwrap()
+    );
+    assert_eq!(store.quick_check(&layer.root, BASE), Ok(()));
+
+    // A corrupt object behind a recorded (otherwise trusted) pool inode still stops a new
+    // checkout.
+    store.remove_checkout(&layer.root, BASE).unwrap();
+    let obj = store.object_path(&Hash::of(&fs::read(rootfs.join("bin/busybox")).unwrap()));
+    let mut bytes = fs::read(&obj).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&obj, bytes).unwrap();
+    let err = store.checkout(&layer.root, BASE).unwrap_err().to_string();
+    assert!(err.contains("corrupt"), "{err}");
+}
