@@ -203,6 +203,11 @@ struct Shim {
     stop_deadline: Option<Instant>,
     attach_deadline: Option<Instant>,
     terminated: Arc<AtomicBool>,
+    /// The env's mount namespace, held open so that tearing it down (unmounting
+    /// the overlay and the env's other mounts, which waits on RCU and took up to
+    /// 50 ms) happens after the exit code has been sent, not before the kernel
+    /// reports the env's PID 1 as exited.
+    held_mount_ns: Option<File>,
 }
 
 impl Shim {
@@ -253,6 +258,7 @@ impl Shim {
             stop_deadline: None,
             attach_deadline: None,
             terminated,
+            held_mount_ns: None,
         };
         if let Some(criu) = shim.config.restore.clone() {
             let restored = crate::criu::restore(&shim.config, &criu, &shim.cgroup, &shim.log);
@@ -352,6 +358,7 @@ impl Shim {
     /// Records that the env's init `pid` runs.
     fn started(&mut self, pid: Pid) -> Pid {
         self.init = Some(pid);
+        self.held_mount_ns = File::open(format!("/proc/{}/ns/mnt", pid.as_raw())).ok();
         let started_at = now_unix();
         self.started_at = Some(started_at);
         let record = ShimRecord {
@@ -1085,6 +1092,8 @@ impl Shim {
             let _ = (&conn.stream).write_all(&conn.outbuf);
         }
         self.conns.clear();
+        // Now the env's mounts may go (see `held_mount_ns`).
+        self.held_mount_ns = None;
         for dir in trash {
             let _ = std::fs::remove_dir_all(dir);
         }
