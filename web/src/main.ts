@@ -8,7 +8,7 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 
 interface Label { color: string; name: string }
-interface DesktopInfo { size: string; wm: string }
+interface DesktopInfo { size: string; wm: string; clipboard?: string }
 interface Env {
   name: string;
   state: string;
@@ -37,12 +37,19 @@ interface Metrics {
   events: number;
   listFetches: number;
   switches: { env: string; ms: number }[];
+  /** Cut text that reached the page from each env's desktop. */
+  clipboard: Record<string, string[]>;
   firstFrame: { env: string; ms: number; at: number }[];
   frames: Record<string, number>;
   bytes: Record<string, number>;
 }
-const metrics: Metrics = { events: 0, listFetches: 0, switches: [], firstFrame: [], frames: {}, bytes: {} };
-(window as unknown as { __verse: unknown }).__verse = { metrics };
+const metrics: Metrics = { events: 0, listFetches: 0, switches: [], firstFrame: [], frames: {}, bytes: {}, clipboard: {} };
+// `paste` sends cut text whatever the env's policy says: the daemon is what
+// enforces it, and the tests check that it does.
+(window as unknown as { __verse: unknown }).__verse = {
+  metrics,
+  paste: (name: string, text: string) => desktops.get(name)?.rfb?.clipboardPasteFrom(text),
+};
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 const wsBase = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
@@ -363,7 +370,7 @@ function desktopSession(name: string): DesktopSession {
   }
   const pane = newPane(name, "desktop");
   const notice = el("div", { className: "notice", textContent: "connecting…" });
-  pane.append(notice);
+  pane.append(notice, clipBar(name));
   s = { pane, rfb: null, notice, connected: false };
   desktops.set(name, s);
   connectDesktop(name, s);
@@ -393,6 +400,13 @@ function connectDesktop(name: string, s: DesktopSession) {
       if (first) { first = false; metrics.firstFrame.push({ env: name, ms: performance.now() - started, at: performance.now() }); s.pane.dataset.painted = "1"; }
     };
   }
+  rfb.addEventListener("clipboard", (e) => {
+    const text = (e as CustomEvent<{ text: string }>).detail.text;
+    (metrics.clipboard[name] ??= []).push(text);
+    const out = s.pane.querySelector<HTMLTextAreaElement>(".clip-out");
+    if (out) out.value = text;
+    navigator.clipboard?.writeText(text).catch(() => { /* needs focus and permission; the box has it */ });
+  });
   rfb.addEventListener("connect", () => { s.connected = true; s.notice.hidden = true; s.pane.dataset.connected = "1"; });
   rfb.addEventListener("disconnect", () => {
     s.rfb = null;
@@ -405,6 +419,38 @@ function connectDesktop(name: string, s: DesktopSession) {
   ws.addEventListener("close", (e) => { closeReason.set(ws, e.reason || `disconnected (${e.code})`); });
 }
 const closeReason = new WeakMap<WebSocket, string>();
+
+/** The desktop's clipboard, as far as the env's `clipboard` policy lets it cross. */
+function clipBar(name: string): HTMLElement {
+  const policy = envOf(name)?.desktop?.clipboard ?? "none";
+  const bar = el("div", { className: "clipbar" });
+  bar.dataset.policy = policy;
+  if (policy === "none") {
+    bar.append(el("span", { className: "muted", textContent: "clipboard: off", title: `clipboard = "none": nothing is copied to or from ${name}` }));
+    return bar;
+  }
+  if (policy === "in" || policy === "both") {
+    const text = document.createElement("input");
+    text.className = "clip-in";
+    text.placeholder = `text to paste into ${name}`;
+    const send = el("button", { textContent: "Send to env", title: `puts the text on ${name}'s clipboard` });
+    send.dataset.action = "clip-send";
+    send.onclick = () => {
+      desktops.get(name)?.rfb?.clipboardPasteFrom(text.value);
+      say(`${name}: ${text.value.length} characters put on its clipboard`);
+    };
+    bar.append(text, send);
+  }
+  if (policy === "out" || policy === "both") {
+    const out = document.createElement("textarea");
+    out.className = "clip-out";
+    out.readOnly = true;
+    out.rows = 1;
+    out.placeholder = `text copied in ${name} shows here`;
+    bar.append(out);
+  }
+  return bar;
+}
 
 function terminalSession(name: string): TermSession {
   let s = terminals.get(name);

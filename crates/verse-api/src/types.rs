@@ -87,6 +87,14 @@ pub struct DesktopInfo {
     pub wm: String,
     /// "WIDTHxHEIGHT".
     pub size: String,
+    /// Which way cut text may cross: "none", "in" (browser to env), "out"
+    /// (env to browser) or "both".
+    #[serde(default = "clipboard_none")]
+    pub clipboard: String,
+}
+
+fn clipboard_none() -> String {
+    "none".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

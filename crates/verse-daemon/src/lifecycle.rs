@@ -46,6 +46,7 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
         desktop: row.plan.desktop.as_ref().map(|d| verse_api::DesktopInfo {
             wm: d.wm.clone(),
             size: format!("{}x{}", d.width, d.height),
+            clipboard: row.plan.clipboard.as_str().to_string(),
         }),
         label: row.plan.label.as_ref().map(|l| verse_api::EnvLabel {
             color: l.color.clone(),
