@@ -59,6 +59,14 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
             verse_spec::Network::Proxy(url) => Some(url.clone()),
             verse_spec::Network::Via(router) => Some(router.clone()),
         },
+        downloads: row
+            .plan
+            .downloads
+            .as_ref()
+            .map(|d| verse_api::DownloadsInfo {
+                hold_ms: d.hold_ms,
+                release_to: d.release_to.as_ref().map(|t| t.to_string()),
+            }),
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)
