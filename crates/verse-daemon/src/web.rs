@@ -241,7 +241,11 @@ async fn desktop(
         .on_upgrade(move |ws| async move {
             let what = format!("env `{name}`");
             let end = bridge::vnc(ws, &socket, &what, policy, Options::default()).await;
-            tracing::debug!(env = %name, ?end, "desktop connection closed");
+            if let bridge::End::Protocol(reason) = &end {
+                tracing::warn!(env = %name, "desktop connection closed by the clipboard filter: {reason}");
+            } else {
+                tracing::debug!(env = %name, ?end, "desktop connection closed");
+            }
         }))
 }
 
