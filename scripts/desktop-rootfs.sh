@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a Debian bookworm root filesystem with a virtual display (TigerVNC's
-# Xvnc), a window manager (openbox), xterm and x11-apps, for desktop envs in
-# tests, benchmarks and the quick start. Cached: a second call returns at once.
+# Xvnc), a window manager (openbox), xterm, x11-apps and xclip (the clipboard
+# test reads and sets the env's clipboard with it), for desktop envs in tests,
+# benchmarks and the quick start. Cached: a second call returns at once.
 #
 #   scripts/desktop-rootfs.sh [DEST]     (default: .cache/desktop-rootfs)
 #
@@ -12,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 dest=${1:-$here/.cache/desktop-rootfs}
 suite=bookworm
-packages=(tigervnc-standalone-server openbox xterm x11-apps fonts-dejavu-core)
+packages=(tigervnc-standalone-server openbox xterm x11-apps xclip fonts-dejavu-core)
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 if ! command -v debootstrap >/dev/null; then
   echo "installing debootstrap (apt-get)" >&2

@@ -1,5 +1,6 @@
 // Desktops in the browser: pixels arrive and change when a program draws,
-// switching between two warm desktops, labels, and a phone-sized viewport.
+// switching between two warm desktops, labels, a phone-sized viewport, and the
+// clipboard crossing only where the env's policy lets it (d1 "in", d2 "out").
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -18,12 +19,14 @@ before(async (t) => {
 image = "desktop"
 desktop = { size = "1024x768" }
 label = { color = "#E02020", name = "banking" }
+clipboard = "in"
 
 [env.d2]
 image = "desktop"
 desktop = { size = "800x600" }
 autostart = ["xterm -geometry 60x10+20+20"]
 label = { color = "#2060E0", name = "work" }
+clipboard = "out"
 `);
   chrome = await browser();
 });
@@ -122,4 +125,62 @@ test("on a phone-sized viewport the desktop fits and the keyboard button shows",
   assert.ok(width <= 390, `the desktop is scaled to the screen (${width}px wide)`);
   await shot(page, "phone-desktop");
   await context.close();
+});
+
+/** The env's CLIPBOARD selection, read with xclip inside it ("" when empty). */
+function envClipboard(env) {
+  try {
+    return verse.run("exec", env, "--", "sh", "-c", "xclip -o -selection clipboard 2>/dev/null || true").trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Puts `text` on the env's CLIPBOARD (xclip stays behind as its owner). */
+function copyInEnv(env, text) {
+  verse.run("exec", env, "--", "sh", "-c", `printf %s '${text}' | xclip -selection clipboard -i >/dev/null 2>&1`);
+}
+
+test("the clipboard crosses only the way each env's policy allows", async (t) => {
+  if (!ok) return t.skip();
+  const page = await chrome.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(verse.url);
+  for (const env of ["d1", "d2"]) {
+    await page.click(`.tab[data-env="${env}"]`);
+    await until(`${env} connected`, async () => (await page.getAttribute(`.pane.desktop[data-env="${env}"]`, "data-connected")) === "1");
+  }
+  // d1 (clipboard = "in"): the page offers a paste box, and text sent reaches the env.
+  await page.click('.tab[data-env="d1"]');
+  assert.equal(await page.isVisible('.pane.desktop[data-env="d1"] .clip-out'), false, "no copy-out box for an \"in\" env");
+  await page.fill('.pane.desktop[data-env="d1"] .clip-in', "from-the-browser-1");
+  await page.click('.pane.desktop[data-env="d1"] [data-action="clip-send"]');
+  await until("d1's clipboard holds the pasted text", () => envClipboard("d1") === "from-the-browser-1");
+  // d2 (clipboard = "out"): text copied in the env reaches the page.
+  await page.click('.tab[data-env="d2"]');
+  assert.equal(await page.isVisible('.pane.desktop[data-env="d2"] .clip-in'), false, "no paste box for an \"out\" env");
+  copyInEnv("d2", "from-d2-out");
+  await until("d2's copied text shows in the page", async () =>
+    (await page.inputValue('.pane.desktop[data-env="d2"] .clip-out')) === "from-d2-out");
+  await shot(page, "desktop-clipboard-out");
+  // The other ways are refused by the daemon, not only hidden by the page:
+  // cut text sent to d2 anyway never reaches it, and what d1 copies never
+  // reaches the page (the allowed directions above prove both paths work).
+  await page.evaluate(() => window.__verse.paste("d2", "smuggled-in"));
+  await page.evaluate(() => window.__verse.paste("d1", "from-the-browser-2"));
+  await until("d1 gets the paste sent after d2's", () => envClipboard("d1") === "from-the-browser-2");
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(envClipboard("d2"), "from-d2-out", "the text sent to d2 was dropped");
+  copyInEnv("d1", "secret-of-d1");
+  assert.equal(envClipboard("d1"), "secret-of-d1", "d1 holds its own copied text");
+  copyInEnv("d2", "from-d2-later");
+  await until("d2's copy made after d1's shows", async () =>
+    (await page.inputValue('.pane.desktop[data-env="d2"] .clip-out')) === "from-d2-later");
+  await new Promise((r) => setTimeout(r, 500));
+  const seen = await page.evaluate(() => window.__verse.metrics.clipboard);
+  assert.deepEqual(seen.d1 ?? [], [], "nothing d1 copied reached the page");
+  assert.ok(seen.d2.includes("from-d2-out"));
+  for (const env of ["d1", "d2"]) {
+    assert.equal(await page.getAttribute(`.pane.desktop[data-env="${env}"]`, "data-connected"), "1", `${env} stayed connected`);
+  }
+  await page.close();
 });

@@ -8,7 +8,7 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 
 interface Label { color: string; name: string }
-interface DesktopInfo { size: string; wm: string }
+interface DesktopInfo { size: string; wm: string; clipboard?: string }
 interface Env {
   name: string;
   state: string;
@@ -26,10 +26,18 @@ interface Env {
   note?: string | null;
   network?: string | null;
   network_detail?: string | null;
+  downloads?: { hold_ms: number; release_to: string | null } | null;
 }
 interface EventInfo { id: number; time_ms: number; env: string; kind: string; state: string | null; cause: string }
 interface Snapshot { id: string; env: string; label: string | null; size: number; files: number; new_bytes: number; created_at: number; origin: string; frozen_ms: number }
-type View = "desktop" | "terminal" | "logs" | "snapshots";
+interface Finding { check: string; message: string }
+interface QItem {
+  id: string; env: string; name: string; received_at: number; hold_until: number;
+  state: "held" | "released" | "rejected";
+  report: { size: number; blake3: string; content_type: string | null; findings: Finding[] };
+  released_to: string | null; forced: boolean; target?: string | null;
+}
+type View = "desktop" | "terminal" | "logs" | "snapshots" | "quarantine";
 
 // Measurements the benchmark and the tests read (bench/web/).
 interface Metrics {
@@ -37,12 +45,19 @@ interface Metrics {
   events: number;
   listFetches: number;
   switches: { env: string; ms: number }[];
+  /** Cut text that reached the page from each env's desktop. */
+  clipboard: Record<string, string[]>;
   firstFrame: { env: string; ms: number; at: number }[];
   frames: Record<string, number>;
   bytes: Record<string, number>;
 }
-const metrics: Metrics = { events: 0, listFetches: 0, switches: [], firstFrame: [], frames: {}, bytes: {} };
-(window as unknown as { __verse: unknown }).__verse = { metrics };
+const metrics: Metrics = { events: 0, listFetches: 0, switches: [], firstFrame: [], frames: {}, bytes: {}, clipboard: {} };
+// `paste` sends cut text whatever the env's policy says: the daemon is what
+// enforces it, and the tests check that it does.
+(window as unknown as { __verse: unknown }).__verse = {
+  metrics,
+  paste: (name: string, text: string) => desktops.get(name)?.rfb?.clipboardPasteFrom(text),
+};
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 const wsBase = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
@@ -339,7 +354,7 @@ function renderEnvHead() {
   $("#envnet").textContent = `network: ${env.network ?? "–"}${env.network_detail ? ` (${env.network_detail})` : ""}`
     + (env.health ? ` · health: ${env.health}` : "");
   for (const b of document.querySelectorAll<HTMLButtonElement>("#envhead .views button")) {
-    b.hidden = b.dataset.view === "desktop" && !env.desktop;
+    b.hidden = (b.dataset.view === "desktop" && !env.desktop) || (b.dataset.view === "quarantine" && !env.downloads);
     b.classList.toggle("active", b.dataset.view === views.get(env.name));
   }
 }
@@ -363,7 +378,7 @@ function desktopSession(name: string): DesktopSession {
   }
   const pane = newPane(name, "desktop");
   const notice = el("div", { className: "notice", textContent: "connecting…" });
-  pane.append(notice);
+  pane.append(notice, clipBar(name));
   s = { pane, rfb: null, notice, connected: false };
   desktops.set(name, s);
   connectDesktop(name, s);
@@ -393,6 +408,13 @@ function connectDesktop(name: string, s: DesktopSession) {
       if (first) { first = false; metrics.firstFrame.push({ env: name, ms: performance.now() - started, at: performance.now() }); s.pane.dataset.painted = "1"; }
     };
   }
+  rfb.addEventListener("clipboard", (e) => {
+    const text = (e as CustomEvent<{ text: string }>).detail.text;
+    (metrics.clipboard[name] ??= []).push(text);
+    const out = s.pane.querySelector<HTMLTextAreaElement>(".clip-out");
+    if (out) out.value = text;
+    navigator.clipboard?.writeText(text).catch(() => { /* needs focus and permission; the box has it */ });
+  });
   rfb.addEventListener("connect", () => { s.connected = true; s.notice.hidden = true; s.pane.dataset.connected = "1"; });
   rfb.addEventListener("disconnect", () => {
     s.rfb = null;
@@ -405,6 +427,38 @@ function connectDesktop(name: string, s: DesktopSession) {
   ws.addEventListener("close", (e) => { closeReason.set(ws, e.reason || `disconnected (${e.code})`); });
 }
 const closeReason = new WeakMap<WebSocket, string>();
+
+/** The desktop's clipboard, as far as the env's `clipboard` policy lets it cross. */
+function clipBar(name: string): HTMLElement {
+  const policy = envOf(name)?.desktop?.clipboard ?? "none";
+  const bar = el("div", { className: "clipbar" });
+  bar.dataset.policy = policy;
+  if (policy === "none") {
+    bar.append(el("span", { className: "muted", textContent: "clipboard: off", title: `clipboard = "none": nothing is copied to or from ${name}` }));
+    return bar;
+  }
+  if (policy === "in" || policy === "both") {
+    const text = document.createElement("input");
+    text.className = "clip-in";
+    text.placeholder = `text to paste into ${name}`;
+    const send = el("button", { textContent: "Send to env", title: `puts the text on ${name}'s clipboard` });
+    send.dataset.action = "clip-send";
+    send.onclick = () => {
+      desktops.get(name)?.rfb?.clipboardPasteFrom(text.value);
+      say(`${name}: ${text.value.length} characters put on its clipboard`);
+    };
+    bar.append(text, send);
+  }
+  if (policy === "out" || policy === "both") {
+    const out = document.createElement("textarea");
+    out.className = "clip-out";
+    out.readOnly = true;
+    out.rows = 1;
+    out.placeholder = `text copied in ${name} shows here`;
+    bar.append(out);
+  }
+  return bar;
+}
 
 function terminalSession(name: string): TermSession {
   let s = terminals.get(name);
@@ -491,6 +545,9 @@ function showView(name: string, view: View) {
   if (view === "snapshots") {
     pane = snapshotsPane(name);
     void loadSnapshots(name);
+  } else if (view === "quarantine") {
+    pane = quarantinePane(name);
+    void loadQuarantine(name);
   } else if (env?.state !== "running" && view !== "logs") {
     pane = stoppedPane(name);
   } else if (view === "desktop") {
@@ -576,6 +633,119 @@ async function loadSnapshots(name: string) {
       el("td", { textContent: s.origin }), el("td", {}, restore, " ", remove));
     return row;
   }));
+}
+
+// ---- quarantine inbox -----------------------------------------------------
+
+function quarantinePane(name: string): HTMLElement {
+  let pane = document.querySelector<HTMLElement>(`#stage .pane.quarantine[data-env="${name}"]`);
+  if (!pane) {
+    pane = newPane(name, "quarantine");
+    const to = envOf(name)?.downloads?.release_to;
+    const refresh = el("button", { textContent: "Refresh" });
+    refresh.dataset.action = "q-refresh";
+    refresh.onclick = () => void loadQuarantine(name);
+    const bar = el("div", { className: "qbar" },
+      el("span", { className: "muted", textContent: `Files written to ${name}'s /downloads, held and scanned. ` + (to
+        ? `Clean files go to ${to} once held long enough; flagged ones wait for you.`
+        : "Nothing is released without you (no release_to).") }), " ", refresh);
+    const table = el("table", { className: "qlist" });
+    table.append(el("thead", {}, el("tr", {}, ...["file", "state", "size", "type", "scan", "received", "release to", ""].map((h) => el("th", { textContent: h })))), el("tbody"));
+    const empty = el("p", { className: "muted empty", textContent: "Nothing in quarantine." });
+    pane.append(bar, table, empty);
+  }
+  return pane;
+}
+
+let quarantineTimer = 0;
+/** Why the daemon refused the last release or reject of an item, until one succeeds. */
+const refusals = new Map<string, string>();
+/** Where a person chose to send an item, kept across re-reads of the list. */
+const chosen = new Map<string, string>();
+async function loadQuarantine(name: string) {
+  window.clearTimeout(quarantineTimer);
+  const pane = quarantinePane(name);
+  let items: QItem[];
+  try {
+    items = (await api<QItem[]>("GET", "/v1/quarantine")).filter((i) => i.env === name);
+  } catch (e) {
+    say(`${name}: listing its quarantine: ${(e as Error).message}`, "error");
+    return;
+  }
+  // Held files first, newest first.
+  items.sort((a, b) => Number(b.state === "held") - Number(a.state === "held") || b.received_at - a.received_at);
+  (pane.querySelector(".empty") as HTMLElement).hidden = items.length > 0;
+  const others = envs.map((e) => e.name).filter((n) => n !== name);
+  const defaultTo = envOf(name)?.downloads?.release_to ?? null;
+  pane.querySelector(".qlist tbody")!.replaceChildren(...items.map((item) => quarantineRow(name, item, others, defaultTo)));
+  // Files arrive and holds pass without an event: re-read while the inbox is shown.
+  quarantineTimer = window.setTimeout(() => {
+    if (current === name && views.get(name) === "quarantine" && !document.hidden) void loadQuarantine(name);
+  }, 3000);
+}
+
+function quarantineRow(name: string, item: QItem, others: string[], defaultTo: string | null): HTMLElement {
+  const row = el("tr", { className: `q-${item.state}` });
+  row.dataset.item = item.id;
+  row.dataset.name = item.name;
+  row.dataset.state = item.state;
+  const flagged = item.report.findings.length > 0;
+  const scan = flagged
+    ? el("span", { className: "flagged", textContent: item.report.findings.map((f) => `${f.check}: ${f.message}`).join("; ") })
+    : el("span", { className: "clean", textContent: "clean" });
+  const where = el("td");
+  const actions = el("td");
+  if (item.state === "held") {
+    const choose = document.createElement("select");
+    choose.className = "q-to";
+    const targets = [...new Set([item.target ?? defaultTo, ...others].filter((t): t is string => !!t))];
+    for (const t of targets) choose.append(el("option", { value: t, textContent: t }));
+    if (chosen.has(item.id)) choose.value = chosen.get(item.id)!;
+    choose.onchange = () => chosen.set(item.id, choose.value);
+    where.append(choose);
+    const release = el("button", { textContent: "Release" });
+    release.dataset.action = "q-release";
+    const reject = el("button", { textContent: "Reject" });
+    reject.dataset.action = "q-reject";
+    const act = async (what: string, path: string, body?: unknown) => {
+      release.disabled = reject.disabled = true;
+      try {
+        const done = await api<QItem>("POST", path, body);
+        refusals.delete(item.id);
+        say(`${name}: ${item.name} ${done.state}${done.released_to ? ` to ${done.released_to}` : ""}${done.forced ? " (forced past findings)" : ""}`);
+      } catch (e) {
+        refusals.set(item.id, `${what} refused: ${(e as Error).message}`);
+        say(`${name}: ${what} ${item.name} refused: ${(e as Error).message}`, "error");
+      }
+      await loadQuarantine(name);
+    };
+    const refusal = refusals.get(item.id);
+    if (refusal) {
+      row.dataset.refused = refusal;
+      actions.append(el("div", { className: "q-refusal", textContent: refusal }));
+      if (flagged) {
+        const force = el("button", { textContent: "Release anyway", title: "release despite the scan's findings (audited as forced)" });
+        force.dataset.action = "q-force";
+        force.onclick = () => {
+          if (confirm(`Release ${item.name} despite: ${item.report.findings.map((f) => f.message).join("; ")}?`)) {
+            void act("release", `/v1/quarantine/${item.id}/release`, { to: choose.value, force: true });
+          }
+        };
+        actions.append(force, " ");
+      }
+    }
+    release.disabled = targets.length === 0;
+    release.onclick = () => void act("release", `/v1/quarantine/${item.id}/release`, { to: choose.value, force: false });
+    reject.onclick = () => void act("reject", `/v1/quarantine/${item.id}/reject`);
+    actions.append(release, " ", reject);
+  } else {
+    where.textContent = item.released_to ?? "";
+  }
+  const held = item.state === "held" && item.hold_until * 1000 > Date.now() ? ` (held until ${new Date(item.hold_until * 1000).toLocaleTimeString()})` : "";
+  row.append(el("td", { textContent: item.name }), el("td", { textContent: item.state + (item.forced ? " (forced)" : "") + held }),
+    el("td", { textContent: fmtBytes(item.report.size) }), el("td", { textContent: item.report.content_type ?? "–" }),
+    el("td", {}, scan), el("td", { textContent: new Date(item.received_at * 1000).toLocaleString() }), where, actions);
+  return row;
 }
 
 function stoppedPane(name: string): HTMLElement {

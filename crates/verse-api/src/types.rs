@@ -80,6 +80,18 @@ pub struct EnvInfo {
     /// What the mode lets through, in a few words ("example.org:443, 10.0.0.0/8:*").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_detail: Option<String>,
+    /// `downloads = "quarantine"`: its `/downloads` is watched and held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<DownloadsInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DownloadsInfo {
+    pub hold_ms: u64,
+    /// `ENV[:PATH]` clean files go to once held long enough; `None`: they wait
+    /// for a person.
+    #[serde(default)]
+    pub release_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +99,14 @@ pub struct DesktopInfo {
     pub wm: String,
     /// "WIDTHxHEIGHT".
     pub size: String,
+    /// Which way cut text may cross: "none", "in" (browser to env), "out"
+    /// (env to browser) or "both".
+    #[serde(default = "clipboard_none")]
+    pub clipboard: String,
+}
+
+fn clipboard_none() -> String {
+    "none".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

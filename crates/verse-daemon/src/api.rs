@@ -283,6 +283,7 @@ async fn run(
             desktop: None,
             autostart: Vec::new(),
             label: None,
+            clipboard: Default::default(),
             downloads: None,
         },
         desired: "running".into(),

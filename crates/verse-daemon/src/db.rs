@@ -68,6 +68,12 @@ pub struct EnvPlan {
     pub autostart: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<verse_spec::desktop::Label>,
+    /// Which way cut text may cross the desktop's WebSocket (see `web.rs`).
+    #[serde(
+        default,
+        skip_serializing_if = "verse_spec::desktop::Clipboard::is_none"
+    )]
+    pub clipboard: verse_spec::desktop::Clipboard,
     /// `downloads = "quarantine"`: a watched `/downloads` (see `quarantine.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloads: Option<verse_spec::Downloads>,

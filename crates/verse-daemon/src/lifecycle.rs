@@ -46,6 +46,7 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
         desktop: row.plan.desktop.as_ref().map(|d| verse_api::DesktopInfo {
             wm: d.wm.clone(),
             size: format!("{}x{}", d.width, d.height),
+            clipboard: row.plan.clipboard.as_str().to_string(),
         }),
         label: row.plan.label.as_ref().map(|l| verse_api::EnvLabel {
             color: l.color.clone(),
@@ -58,6 +59,14 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
             verse_spec::Network::Proxy(url) => Some(url.clone()),
             verse_spec::Network::Via(router) => Some(router.clone()),
         },
+        downloads: row
+            .plan
+            .downloads
+            .as_ref()
+            .map(|d| verse_api::DownloadsInfo {
+                hold_ms: d.hold_ms,
+                release_to: d.release_to.as_ref().map(|t| t.to_string()),
+            }),
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)

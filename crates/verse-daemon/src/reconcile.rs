@@ -49,6 +49,7 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         desktop: env.desktop.clone(),
         autostart: env.autostart.clone(),
         label: env.label.clone(),
+        clipboard: env.clipboard,
         downloads: env.downloads.clone(),
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use verse_api::{ExecRequest, WebInfo};
 use verse_runtime::ShimRequest;
 use verse_web::bridge::{self, Options};
+use verse_web::rfb::Policy;
 use verse_web::{Guard, Verdict};
 
 /// The address the UI listens on unless told otherwise.
@@ -224,14 +225,27 @@ async fn desktop(
     Path(name): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    known_env(&daemon, &name)?;
+    let clipboard = daemon
+        .db
+        .env(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no env named `{name}`")))?
+        .plan
+        .clipboard;
+    let policy = Policy {
+        to_env: clipboard.allows_in(),
+        to_browser: clipboard.allows_out(),
+    };
     let socket = crate::desktop::vnc_socket(&daemon.paths, &name);
     Ok(upgrade
         .protocols(["binary"])
         .on_upgrade(move |ws| async move {
             let what = format!("env `{name}`");
-            let end = bridge::vnc(ws, &socket, &what, Options::default()).await;
-            tracing::debug!(env = %name, ?end, "desktop connection closed");
+            let end = bridge::vnc(ws, &socket, &what, policy, Options::default()).await;
+            if let bridge::End::Protocol(reason) = &end {
+                tracing::warn!(env = %name, "desktop connection closed by the clipboard filter: {reason}");
+            } else {
+                tracing::debug!(env = %name, ?end, "desktop connection closed");
+            }
         }))
 }
 

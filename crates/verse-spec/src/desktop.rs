@@ -44,3 +44,58 @@ pub struct Label {
     pub color: String,
     pub name: String,
 }
+
+/// Which way the clipboard may cross between the browser and an env's desktop
+/// (`clipboard = "none" | "in" | "out" | "both"`; `in` is towards the env).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clipboard {
+    /// Nothing crosses (the default).
+    #[default]
+    None,
+    /// Text pasted in the browser reaches the env; nothing comes out.
+    In,
+    /// Text copied in the env reaches the browser; nothing goes in.
+    Out,
+    /// Both ways.
+    Both,
+}
+
+impl Clipboard {
+    /// The values `clipboard` accepts, as written in a spec.
+    pub const NAMES: &[&str] = &["none", "in", "out", "both"];
+
+    pub fn parse(text: &str) -> Option<Clipboard> {
+        Some(match text {
+            "none" => Clipboard::None,
+            "in" => Clipboard::In,
+            "out" => Clipboard::Out,
+            "both" => Clipboard::Both,
+            _ => return None,
+        })
+    }
+
+    /// As written in a spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clipboard::None => "none",
+            Clipboard::In => "in",
+            Clipboard::Out => "out",
+            Clipboard::Both => "both",
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == Clipboard::None
+    }
+
+    /// Browser → env allowed.
+    pub fn allows_in(self) -> bool {
+        matches!(self, Clipboard::In | Clipboard::Both)
+    }
+
+    /// Env → browser allowed.
+    pub fn allows_out(self) -> bool {
+        matches!(self, Clipboard::Out | Clipboard::Both)
+    }
+}

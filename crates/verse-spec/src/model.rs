@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::desktop::{DesktopSpec, Label};
+use crate::desktop::{Clipboard, DesktopSpec, Label};
 use crate::guard::{CopyAction, Downloads};
 use crate::image::{ImageSpec, TrustPolicy};
 
@@ -95,6 +95,10 @@ pub struct EnvSpec {
     /// Colour and name shown on the env's tab and around its desktop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<Label>,
+    /// Which way the clipboard may cross between the browser and the env's
+    /// desktop; left out of the JSON when "none" (the default).
+    #[serde(default, skip_serializing_if = "Clipboard::is_none")]
+    pub clipboard: Clipboard,
     /// `downloads = "quarantine"` with its `hold` and `release_to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloads: Option<Downloads>,
@@ -177,6 +181,7 @@ impl EnvSpec {
             desktop: None,
             autostart: Vec::new(),
             label: None,
+            clipboard: Clipboard::None,
             downloads: None,
         }
     }

@@ -51,6 +51,7 @@ pub const ENV_KEYS: &[&str] = &[
     "desktop",
     "autostart",
     "label",
+    "clipboard",
     "downloads",
     "hold",
     "release_to",
@@ -444,6 +445,11 @@ impl<'s> Validator<'s> {
                 "desktop" => spec.desktop = self.desktop(value),
                 "autostart" => spec.autostart = self.autostart(value),
                 "label" => spec.label = self.label(value),
+                "clipboard" => {
+                    if let Some(c) = self.clipboard(value) {
+                        spec.clipboard = c;
+                    }
+                }
                 "downloads" | "hold" | "release_to" => {
                     self.download_key(name, k, value, &mut downloads)
                 }

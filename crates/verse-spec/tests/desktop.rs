@@ -3,7 +3,7 @@
 mod common;
 
 use common::{env, one_in_env};
-use verse_spec::desktop::{DEFAULT_SIZE, DesktopSpec, Label};
+use verse_spec::desktop::{Clipboard, DEFAULT_SIZE, DesktopSpec, Label};
 
 #[test]
 fn desktop_true_gets_the_defaults_and_a_table_sets_wm_and_size() {
@@ -81,4 +81,42 @@ fn autostart_and_label_errors() {
         "verse.toml:3:9: label = { color = \"#E02020\" }: missing `name`, e.g. name = \"banking\""
     );
     assert!(one_in_env("label = \"banking\"").contains("expected a table such as"));
+}
+
+#[test]
+fn clipboard_defaults_to_none_and_takes_each_direction() {
+    assert_eq!(env("").clipboard, Clipboard::None);
+    for (text, want) in [
+        ("none", Clipboard::None),
+        ("in", Clipboard::In),
+        ("out", Clipboard::Out),
+        ("both", Clipboard::Both),
+    ] {
+        assert_eq!(env(&format!("clipboard = \"{text}\"")).clipboard, want);
+    }
+    assert!(Clipboard::In.allows_in() && !Clipboard::In.allows_out());
+    assert!(Clipboard::Out.allows_out() && !Clipboard::Out.allows_in());
+    // The default stays out of the JSON, so existing specs keep their digests.
+    assert!(
+        !serde_json::to_string(&env("clipboard = \"none\""))
+            .unwrap()
+            .contains("clipboard")
+    );
+    assert!(
+        serde_json::to_string(&env("clipboard = \"out\""))
+            .unwrap()
+            .contains("\"clipboard\":\"out\"")
+    );
+}
+
+#[test]
+fn clipboard_errors_are_positioned() {
+    assert_eq!(
+        one_in_env("clipboard = \"bth\""),
+        "verse.toml:3:13: clipboard = \"bth\": did you mean \"both\"? expected \"none\", \"in\" (browser to env), \"out\" (env to browser) or \"both\""
+    );
+    assert_eq!(
+        one_in_env("clipboard = true"),
+        "verse.toml:3:13: clipboard = true: expected \"none\", \"in\" (browser to env), \"out\" (env to browser) or \"both\", found a boolean"
+    );
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, downloads, hold, release_to";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, clipboard, downloads, hold, release_to";
 
 #[test]
 fn unknown_key_with_suggestion() {

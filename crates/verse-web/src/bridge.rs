@@ -5,7 +5,9 @@
 //!   controls (`{"resize":[rows,cols]}`). Env → browser: binary messages are
 //!   terminal output, and one text message `{"exit":CODE}` or `{"error":MSG}`
 //!   before the close.
-//! - [`vnc`]: noVNC ⇄ the env's VNC unix socket, bytes both ways unchanged.
+//! - [`vnc`]: noVNC ⇄ the env's VNC unix socket: bytes both ways unchanged
+//!   when the clipboard may cross both ways, otherwise through
+//!   [`crate::rfb`]'s filter, which drops cut text the policy forbids.
 //!
 //! Both stop, and drop the env side, when the browser stops reading for
 //! longer than [`Options::send_timeout`], so a stalled tab never pins memory
@@ -19,6 +21,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use verse_api::frame::{Frame, Kind, encode_data, tokio_io};
 
+use crate::rfb::{ClientSide, Filter, Policy, ServerSide};
+
 /// Close codes the UI understands (4000-4999 are the application's).
 pub mod close {
     /// The env has no such stream: not running, or no desktop.
@@ -27,6 +31,8 @@ pub mod close {
     pub const ENV_CLOSED: u16 = 4410;
     /// The browser did not read in time.
     pub const TOO_SLOW: u16 = 4408;
+    /// The clipboard filter could not follow the VNC conversation.
+    pub const PROTOCOL: u16 = 4400;
     /// The command in the terminal exited.
     pub const EXITED: u16 = 1000;
 }
@@ -56,6 +62,8 @@ pub enum End {
     TooSlow,
     /// The env side was not there to begin with.
     Unavailable(String),
+    /// The clipboard filter could not follow the VNC conversation.
+    Protocol(String),
 }
 
 async fn send(
@@ -121,8 +129,14 @@ pub fn connect_no_follow(path: &Path) -> std::io::Result<tokio::net::UnixStream>
 }
 
 /// Connects the browser to the VNC server listening on `socket`; `what`
-/// names the env in messages.
-pub async fn vnc(mut ws: WebSocket, socket: &Path, what: &str, options: Options) -> End {
+/// names the env in messages. Cut text crosses only as `policy` allows.
+pub async fn vnc(
+    mut ws: WebSocket,
+    socket: &Path,
+    what: &str,
+    policy: Policy,
+    options: Options,
+) -> End {
     let stream = match connect_no_follow(socket) {
         Ok(stream) => stream,
         Err(e) => {
@@ -131,21 +145,41 @@ pub async fn vnc(mut ws: WebSocket, socket: &Path, what: &str, options: Options)
             return End::Unavailable(reason);
         }
     };
-    pipe(ws, stream, what, options).await
+    relay(ws, stream, what, policy, options).await
 }
 
-/// Bytes both ways between a WebSocket and a stream, until either ends.
-pub async fn pipe<S>(ws: WebSocket, stream: S, what: &str, options: Options) -> End
+/// Bytes both ways between a WebSocket and a VNC stream, until either ends:
+/// unchanged when `policy` is open, otherwise through the clipboard filter
+/// (the browser's messages are parsed before they reach the env and the
+/// env's before they reach the browser; what the filter cannot follow
+/// closes the connection).
+pub async fn relay<S>(ws: WebSocket, stream: S, what: &str, policy: Policy, options: Options) -> End
 where
     S: AsyncRead + AsyncWrite + Send,
 {
+    let (filter, open) = (Filter::new(policy), policy.is_open());
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (mut env_rx, mut env_tx) = tokio::io::split(stream);
+    let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);
     let to_env = async {
+        let mut side = ClientSide::default();
+        let mut out = Vec::new();
         while let Some(Ok(message)) = ws_rx.next().await {
             match message {
-                Message::Binary(bytes) if env_tx.write_all(&bytes).await.is_err() => {
-                    return End::Env(format!("{what}: the display server stopped reading"));
+                Message::Binary(bytes) => {
+                    let out = if open {
+                        &bytes[..]
+                    } else {
+                        out.clear();
+                        if let Err(e) = side.feed(&filter, &bytes, &mut out) {
+                            let _ = fail_tx.send(format!("{what}: browser side: {e}")).await;
+                            return std::future::pending().await;
+                        }
+                        &out[..]
+                    };
+                    if !out.is_empty() && env_tx.write_all(out).await.is_err() {
+                        return End::Env(format!("{what}: the display server stopped reading"));
+                    }
                 }
                 Message::Close(_) => break,
                 _ => {}
@@ -155,20 +189,40 @@ where
         End::Client
     };
     let to_browser = async {
+        let mut side = ServerSide::default();
         let mut buf = vec![0u8; 64 * 1024];
+        let mut out = Vec::new();
         loop {
-            match env_rx.read(&mut buf).await {
-                Ok(0) | Err(_) => {
+            let read = tokio::select! {
+                read = env_rx.read(&mut buf) => Ok(read),
+                Some(reason) = fail_rx.recv() => Err(reason),
+            };
+            let n = match read {
+                Ok(Ok(n)) if n > 0 => n,
+                Ok(_) => {
                     let reason = format!("{what}: the display server closed the connection");
                     close_with(&mut ws_tx, close::ENV_CLOSED, &reason, options).await;
                     return End::Env(reason);
                 }
-                Ok(n) => {
-                    let message = Message::Binary(buf[..n].to_vec().into());
-                    if let Err(end) = send(&mut ws_tx, message, options).await {
-                        return end;
-                    }
+                Err(reason) => {
+                    close_with(&mut ws_tx, close::PROTOCOL, &reason, options).await;
+                    return End::Protocol(reason);
                 }
+            };
+            out.clear();
+            if open {
+                out.extend_from_slice(&buf[..n]);
+            } else if let Err(e) = side.feed(&filter, &buf[..n], &mut out) {
+                let reason = format!("{what}: display side: {e}");
+                close_with(&mut ws_tx, close::PROTOCOL, &reason, options).await;
+                return End::Protocol(reason);
+            }
+            if out.is_empty() {
+                continue;
+            }
+            let message = Message::Binary(std::mem::take(&mut out).into());
+            if let Err(end) = send(&mut ws_tx, message, options).await {
+                return end;
             }
         }
     };

@@ -6,5 +6,6 @@
 pub mod assets;
 pub mod bridge;
 pub mod guard;
+pub mod rfb;
 
 pub use guard::{Guard, Verdict};

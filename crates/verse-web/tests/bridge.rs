@@ -23,7 +23,17 @@ async fn serve(socket: PathBuf, options: Options) -> (String, mpsc::UnboundedRec
             let tx = tx.clone();
             async move {
                 upgrade.on_upgrade(move |ws| async move {
-                    let end = bridge::vnc(ws, &socket, "env `t`", options).await;
+                    let end = bridge::vnc(
+                        ws,
+                        &socket,
+                        "env `t`",
+                        verse_web::rfb::Policy {
+                            to_env: true,
+                            to_browser: true,
+                        },
+                        options,
+                    )
+                    .await;
                     let _ = tx.send(end);
                 })
             }

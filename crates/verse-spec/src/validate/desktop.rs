@@ -3,7 +3,9 @@
 use toml::de::DeValue;
 
 use super::{Item, Validator, closest};
-use crate::desktop::{DesktopSpec, Label, MAX_LABEL_NAME, MAX_SIDE, MIN_SIDE, WINDOW_MANAGERS};
+use crate::desktop::{
+    Clipboard, DesktopSpec, Label, MAX_LABEL_NAME, MAX_SIDE, MIN_SIDE, WINDOW_MANAGERS,
+};
 
 /// Keys allowed in `desktop = { ... }`.
 pub const DESKTOP_KEYS: &[&str] = &["wm", "size"];
@@ -104,6 +106,26 @@ impl Validator<'_> {
                     item,
                     "true, false or a table such as { wm = \"openbox\", size = \"1600x900\" }",
                 );
+                None
+            }
+        }
+    }
+
+    pub(super) fn clipboard(&mut self, item: &Item<'_>) -> Option<Clipboard> {
+        let allowed = "\"none\", \"in\" (browser to env), \"out\" (env to browser) or \"both\"";
+        match item.get_ref() {
+            DeValue::String(s) => match Clipboard::parse(s) {
+                Some(c) => Some(c),
+                None => {
+                    let hint = closest(s, Clipboard::NAMES)
+                        .map(|c| format!("did you mean \"{c}\"? "))
+                        .unwrap_or_default();
+                    self.value_error("clipboard", item, format!("{hint}expected {allowed}"));
+                    None
+                }
+            },
+            _ => {
+                self.type_error("clipboard", item, allowed);
                 None
             }
         }
