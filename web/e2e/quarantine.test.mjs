@@ -30,9 +30,6 @@ image = "busybox"
 image = "busybox"
 `);
   await until("envs running", async () => JSON.parse(verse.run("ls", "--json")).every((e) => e.state === "running"));
-  // Made here: the daemon cannot create them in a running env yet (see the todo below).
-  verse.run("exec", "home", "--", "mkdir", "-p", "/inbox");
-  verse.run("exec", "vault", "--", "mkdir", "-p", "/inbox");
   for (const name of ["a.com", "b.com", "c.com"]) {
     verse.run("exec", "inbox", "--", "sh", "-c", `printf '%s' '${EICAR}' > /downloads/${name}`);
   }
@@ -56,10 +53,7 @@ test("the inbox lists held files with their scan, shows the daemon's refusals, a
   await page.goto(verse.url + "#/env/inbox");
   await page.click('#envhead .views button[data-view="quarantine"]');
   await until("three held files listed", async () => {
-    // Made here: the daemon cannot create them in a running env yet (see the todo below).
-  verse.run("exec", "home", "--", "mkdir", "-p", "/inbox");
-  verse.run("exec", "vault", "--", "mkdir", "-p", "/inbox");
-  for (const name of ["a.com", "b.com", "c.com"]) {
+    for (const name of ["a.com", "b.com", "c.com"]) {
       if ((await page.getAttribute(row(name), "data-state").catch(() => null)) !== "held") return false;
     }
     return true;
@@ -85,13 +79,7 @@ test("the inbox lists held files with their scan, shows the daemon's refusals, a
   await page.close();
 });
 
-// Known bug, outside the UI: writing a released file into a running env fails
-// here with EOVERFLOW ("creating home:/inbox/a.com: Value too large for
-// defined data type"): the daemon creates it as host root on the env's
-// overlay, mounted in the env's user namespace, where uid 0 has no mapping
-// (crates/verse-daemon/src/envfs.rs). The page shows that refusal like any
-// other; this test passes once the daemon writes as the env's user.
-test("releasing a flagged file anyway, to release_to and to a chosen env", { todo: "envfs: EOVERFLOW creating files in a running env" }, async (t) => {
+test("releasing a flagged file anyway, to release_to and to a chosen env", async (t) => {
   if (!ok) return t.skip();
   const page = await chrome.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("dialog", (d) => d.accept());
