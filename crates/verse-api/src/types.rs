@@ -405,11 +405,28 @@ pub struct SnapshotInfo {
     pub origin: String,
     /// How long the env was frozen while it was taken, milliseconds.
     pub frozen_ms: u64,
+    /// The read-write volumes copied with it (`verse snapshot --volumes`); empty otherwise.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSnapshot>,
+}
+
+/// A read-write volume's host directory as it was when a snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSnapshot {
+    /// Where the volume is mounted inside the env.
+    pub path: String,
+    /// The host directory.
+    pub host: String,
+    /// Layer root hash in the store (host ids kept as they are).
+    pub root: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SnapshotRequest {
     pub label: Option<String>,
+    /// Also copy the env's read-write volumes.
+    #[serde(default)]
+    pub volumes: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

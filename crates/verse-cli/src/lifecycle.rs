@@ -20,12 +20,17 @@ pub enum LifecycleCommand {
     /// Snapshot an env's writable layer: `snapshot NAME [LABEL]`, or `snapshot rm NAME SNAPSHOT`.
     ///
     /// The env is frozen only while its writable layer is read into the store;
-    /// unchanged files are shared with everything the store holds. Volumes are not included.
+    /// unchanged files are shared with everything the store holds. Volumes are
+    /// included only with --volumes (read-write ones; `verse restore` then brings
+    /// their host directories back too).
     #[command(verbatim_doc_comment)]
     Snapshot {
         /// NAME [LABEL], or: rm NAME SNAPSHOT
         #[arg(required = true, num_args = 1..=3, value_name = "ARGS")]
         args: Vec<String>,
+        /// Also copy the env's read-write volumes (their host directories).
+        #[arg(long)]
+        volumes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -35,7 +40,7 @@ pub enum LifecycleCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Bring an env's writable layer back to a snapshot (by id or label); restarts it if it ran.
+    /// Bring an env's writable layer (and volumes, if the snapshot has them) back to a snapshot (by id or label); restarts it if it ran.
     Restore { name: String, snapshot: String },
     /// Save a running env's processes to disk and free their memory (CRIU; vm envs: QMP migration to a file).
     Hibernate {
@@ -78,7 +83,11 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
                 .await?;
             println!("{}: {}", env.name, env.state);
         }
-        LifecycleCommand::Snapshot { args, json } => match args.as_slice() {
+        LifecycleCommand::Snapshot {
+            args,
+            volumes,
+            json,
+        } => match args.as_slice() {
             [rm, name, id] if rm == "rm" => {
                 let _: serde_json::Value = client
                     .delete(&format!("/v1/envs/{name}/snapshots/{id}"))
@@ -90,14 +99,14 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
                 let s: SnapshotInfo = client
                     .post(
                         &format!("/v1/envs/{name}/snapshots"),
-                        &SnapshotRequest { label },
+                        &SnapshotRequest { label, volumes },
                     )
                     .await?;
                 if json {
                     output::json(&s);
                 } else {
                     println!(
-                        "{}: snapshot {}{}: {} files, {} ({} new), env frozen {} ms",
+                        "{}: snapshot {}{}: {} files, {} ({} new), env frozen {} ms{}",
                         s.env,
                         s.id,
                         s.label
@@ -106,7 +115,8 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
                         s.files,
                         bytes(s.size),
                         bytes(s.new_bytes),
-                        s.frozen_ms
+                        s.frozen_ms,
+                        volume_note(&s)
                     );
                 }
             }
@@ -128,11 +138,22 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
                             bytes(s.new_bytes),
                             s.files.to_string(),
                             s.origin.clone(),
+                            if s.volumes.is_empty() {
+                                "-".into()
+                            } else {
+                                s.volumes
+                                    .iter()
+                                    .map(|v| v.path.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            },
                         ]
                     })
                     .collect();
                 table(
-                    &["ID", "LABEL", "TAKEN", "SIZE", "NEW", "FILES", "BY"],
+                    &[
+                        "ID", "LABEL", "TAKEN", "SIZE", "NEW", "FILES", "BY", "VOLUMES",
+                    ],
                     &rows,
                 );
             }
@@ -263,4 +284,13 @@ fn time_ms(ms: i64) -> String {
         rem % 60,
         ms.rem_euclid(1000)
     )
+}
+
+/// `, with volumes /a, /b` when a snapshot copied volumes.
+fn volume_note(s: &SnapshotInfo) -> String {
+    if s.volumes.is_empty() {
+        return String::new();
+    }
+    let paths: Vec<&str> = s.volumes.iter().map(|v| v.path.as_str()).collect();
+    format!(", with volumes {}", paths.join(", "))
 }

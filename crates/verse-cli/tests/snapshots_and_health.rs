@@ -153,6 +153,92 @@ fn snapshot_and_restore_bring_back_files_deletions_owners_and_opaque_dirs() {
 }
 
 #[test]
+fn snapshot_with_volumes_brings_the_volume_back_and_one_without_leaves_it_alone() {
+    if !can_run() {
+        return;
+    }
+    let verse = Verse::start();
+    let data = verse.root().join("voldata");
+    std::fs::create_dir_all(&data).unwrap();
+    // The env's root is host id 100000000: let it write there.
+    std::os::unix::fs::chown(&data, Some(100_000_000), Some(100_000_000)).unwrap();
+    let spec = verse.write_spec(
+        "vol.toml",
+        &format!(
+            "[env.vol]\nimage = \"busybox\"\nvolumes = {{ \"/data\" = \"{}\" }}\n",
+            data.display()
+        ),
+    );
+    verse.ok(&["apply", spec.to_str().unwrap()]);
+    let (code, _, err) = verse.sh(
+        "vol",
+        "echo kept > /data/a && mkdir /data/d && echo deep > /data/d/b && echo layer > /root/l",
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = verse.ok(&["snapshot", "vol", "withvol", "--volumes"]);
+    assert!(out.contains("with volumes /data"), "{out}");
+    let list = verse.ok(&["snapshots", "vol"]);
+    assert!(list.contains("VOLUMES"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.contains("withvol") && l.contains("/data")),
+        "{list}"
+    );
+
+    // Change, delete and add in the volume (from inside), and in the layer.
+    let (code, _, err) = verse.sh(
+        "vol",
+        "echo changed > /data/a && rm -rf /data/d && echo new > /data/n && echo other > /root/l",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("a")).unwrap(),
+        "changed\n"
+    );
+    // The store's gc keeps what the snapshot's volume needs.
+    verse.ok(&["image", "gc"]);
+    assert!(verse.ok(&["restore", "vol", "withvol"]).contains("running"));
+    assert_eq!(std::fs::read_to_string(data.join("a")).unwrap(), "kept\n");
+    assert_eq!(std::fs::read_to_string(data.join("d/b")).unwrap(), "deep\n");
+    assert!(
+        !data.join("n").exists(),
+        "a file made after the snapshot survived"
+    );
+    let (code, out, err) = verse.sh("vol", "cat /data/a /data/d/b /root/l && ls /data");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "kept\ndeep\nlayer\na\nd\n");
+    // The env still owns (and can write) its restored volume; nothing is left beside it.
+    let (code, _, err) = verse.sh("vol", "echo again > /data/w");
+    assert_eq!(code, 0, "the restored volume is not writable: {err}");
+    let siblings: Vec<String> = std::fs::read_dir(verse.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("voldata"))
+        .collect();
+    assert_eq!(siblings, ["voldata"]);
+
+    // Without --volumes, the volume is left as it is now.
+    let plain: serde_json::Value =
+        serde_json::from_str(&verse.ok(&["snapshot", "vol", "plain", "--json"])).unwrap();
+    assert_eq!(plain["volumes"], serde_json::json!([]));
+    verse.sh("vol", "echo later > /data/a && echo later > /root/l");
+    verse.ok(&["restore", "vol", "plain"]);
+    let (_, out, _) = verse.sh("vol", "cat /data/a /root/l");
+    assert_eq!(
+        out, "later\nlayer\n",
+        "the plain snapshot touched the volume"
+    );
+    // A snapshot of volumes the env does not have is refused by name.
+    verse.apply("[env.bare]\nimage = \"busybox\"\n");
+    let bad = verse.run(&["snapshot", "bare", "--volumes"]);
+    assert!(
+        stderr(&bad).contains("no read-write volumes"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
 fn diff_tells_live_from_restart_and_live_changes_keep_the_env_running() {
     if !can_run() {
         return;

@@ -161,6 +161,15 @@ impl Db {
             )?;
         }
         conn.execute_batch(crate::db_lifecycle::SCHEMA)?;
+        // Added with volume snapshots; older databases get the column here.
+        let has_volumes: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('snapshots') WHERE name = 'volumes'")?
+            .exists([])?;
+        if !has_volumes {
+            conn.execute_batch(
+                "ALTER TABLE snapshots ADD COLUMN volumes TEXT NOT NULL DEFAULT '[]';",
+            )?;
+        }
         Ok(Db {
             conn: Mutex::new(conn),
         })

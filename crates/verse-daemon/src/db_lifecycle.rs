@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     created_at INTEGER NOT NULL,
     origin TEXT NOT NULL,
     frozen_ms INTEGER NOT NULL,
+    volumes TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (env, id)
 );
 CREATE TABLE IF NOT EXISTS env_notes (
@@ -110,8 +111,8 @@ impl Db {
 
     pub fn put_snapshot(&self, s: &SnapshotInfo) -> Result<(), DbError> {
         self.lock().execute(
-            "INSERT INTO snapshots (env, id, label, root, size, files, new_bytes, created_at, origin, frozen_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO snapshots (env, id, label, root, size, files, new_bytes, created_at, origin, frozen_ms, volumes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 s.env,
                 s.id,
@@ -122,7 +123,8 @@ impl Db {
                 s.new_bytes as i64,
                 s.created_at,
                 s.origin,
-                s.frozen_ms as i64
+                s.frozen_ms as i64,
+                serde_json::to_string(&s.volumes).map_err(|e| DbError::Corrupt(e.to_string()))?
             ],
         )?;
         Ok(())
@@ -132,7 +134,7 @@ impl Db {
     pub fn snapshots(&self, env: Option<&str>) -> Result<Vec<SnapshotInfo>, DbError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
-            "SELECT env, id, label, root, size, files, new_bytes, created_at, origin, frozen_ms
+            "SELECT env, id, label, root, size, files, new_bytes, created_at, origin, frozen_ms, volumes
              FROM snapshots WHERE (?1 IS NULL OR env = ?1)
              ORDER BY env, created_at, CAST(substr(id, 2) AS INTEGER)",
         )?;
@@ -148,6 +150,13 @@ impl Db {
                 created_at: row.get(7)?,
                 origin: row.get(8)?,
                 frozen_ms: row.get::<_, i64>(9)? as u64,
+                volumes: serde_json::from_str(&row.get::<_, String>(10)?).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        10,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -240,5 +249,55 @@ impl Db {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written before volume snapshots gains the column and keeps its rows.
+    #[test]
+    fn snapshots_of_an_older_database_read_with_no_volumes_and_new_ones_keep_theirs() {
+        let dir = std::env::temp_dir().join(format!(
+            "verse-db-volumes-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        {
+            let old = rusqlite::Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE snapshots (env TEXT NOT NULL, id TEXT NOT NULL, label TEXT,
+                 root TEXT NOT NULL, size INTEGER NOT NULL, files INTEGER NOT NULL,
+                 new_bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, origin TEXT NOT NULL,
+                 frozen_ms INTEGER NOT NULL, PRIMARY KEY (env, id));
+                 INSERT INTO snapshots VALUES ('box', 's1', NULL, 'r', 1, 1, 0, 5, 'user', 0);",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let mut all = db.snapshots(Some("box")).unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].volumes.is_empty());
+        let mut with = all.remove(0);
+        with.id = "s2".into();
+        with.created_at = 6;
+        with.volumes = vec![verse_api::VolumeSnapshot {
+            path: "/data".into(),
+            host: "/srv/data".into(),
+            root: "abc".into(),
+        }];
+        db.put_snapshot(&with).unwrap();
+        let all = db.snapshots(Some("box")).unwrap();
+        assert_eq!(all[1].volumes, with.volumes);
+        drop(db);
+        // Opening again does not try to add the column twice.
+        Db::open(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

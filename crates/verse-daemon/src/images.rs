@@ -413,6 +413,16 @@ fn gc_roots(daemon: &Daemon) -> ApiResult<(HashSet<Hash>, Vec<Hash>)> {
             ApiError::internal(format!("snapshot {} of {}: {e}", snapshot.id, snapshot.env))
         })?;
         roots.push(root);
+        // ...and so are the volumes copied with them.
+        for volume in &snapshot.volumes {
+            let root = volume.root.parse().map_err(|e| {
+                ApiError::internal(format!(
+                    "volume {} of snapshot {} of {}: {e}",
+                    volume.path, snapshot.id, snapshot.env
+                ))
+            })?;
+            roots.push(root);
+        }
     }
     for env in daemon.db.envs()? {
         let path = verse_runtime::ShimConfig::config_path(&daemon.paths.env_dir(&env.name));

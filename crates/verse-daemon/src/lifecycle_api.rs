@@ -82,7 +82,7 @@ async fn take_snapshot(
         }
     }
     Ok(Json(
-        snapshots::take(&daemon, &row, request.label, "user").await?,
+        snapshots::take(&daemon, &row, request.label, "user", request.volumes).await?,
     ))
 }
 

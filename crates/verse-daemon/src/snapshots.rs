@@ -3,7 +3,9 @@
 //! store deduplicates them against everything it holds), restored as a
 //! private copy owned by the env's id range.
 //!
-//! Container backend only. Volumes are not included.
+//! Container backend only. Read-write volumes are included when asked
+//! (`verse snapshot --volumes`): each host directory is read into the store
+//! with its host ids as they are, and a restore swaps it back by renames.
 
 use crate::Daemon;
 use crate::db::EnvRow;
@@ -11,7 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::{control, lifecycle};
 use std::path::Path;
 use std::sync::Arc;
-use verse_api::{EnvState, SnapshotInfo};
+use verse_api::{EnvState, SnapshotInfo, VolumeSnapshot};
 use verse_runtime::ID_BASE;
 
 fn upper(daemon: &Daemon, name: &str) -> std::path::PathBuf {
@@ -25,6 +27,7 @@ pub async fn take(
     row: &EnvRow,
     label: Option<String>,
     origin: &str,
+    with_volumes: bool,
 ) -> ApiResult<SnapshotInfo> {
     let name = row.name.clone();
     if row.plan.backend == "vm" {
@@ -42,6 +45,30 @@ pub async fn take(
         ))
         .hint(format!("start it with `verse up {name}` first")));
     }
+    // Read-write volumes only: a read-only one is not the env's to change.
+    let volumes: Vec<(String, String)> = if with_volumes {
+        row.plan
+            .volumes
+            .iter()
+            .filter(|(_, _, readonly)| !readonly)
+            .map(|(path, host, _)| (path.clone(), host.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if with_volumes && volumes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "env `{name}` has no read-write volumes to snapshot"
+        ))
+        .hint(format!("leave out --volumes: `verse snapshot {name}`")));
+    }
+    for (path, host) in &volumes {
+        if !Path::new(host).is_dir() {
+            return Err(ApiError::conflict(format!(
+                "volume {path} of `{name}`: host directory {host} does not exist"
+            )));
+        }
+    }
     let running = lifecycle::is_running(daemon, &name).await;
     let cgroup = if running {
         control::cgroup_of(daemon, &name)
@@ -49,7 +76,7 @@ pub async fn take(
         None
     };
     let worker = Arc::clone(daemon);
-    let (layer, frozen_ms) = tokio::task::spawn_blocking(move || {
+    let (layer, volume_layers, frozen_ms) = tokio::task::spawn_blocking(move || {
         let was_frozen = cgroup.as_ref().is_some_and(|c| c.is_frozen());
         let started = std::time::Instant::now();
         if let Some(c) = &cgroup
@@ -59,7 +86,32 @@ pub async fn take(
                 .map_err(|e| ApiError::internal(format!("freezing `{name}`: {e}")))?;
         }
         let mut progress = verse_store::NoProgress;
-        let layer = worker.store.import_upper(&upper, ID_BASE, &mut progress);
+        let layer = worker
+            .store
+            .import_upper(&upper, ID_BASE, &mut progress)
+            .map_err(|e| format!("reading the writable layer of `{name}`: {e}"))
+            .and_then(|layer| {
+                let mut taken = Vec::new();
+                for (path, host) in &volumes {
+                    // Host ids as they are: the directory is restored on the host. Device
+                    // nodes are refused here, as a restore could not write them back.
+                    let options = verse_store::ImportOptions {
+                        id_base: 0,
+                        whiteouts: false,
+                        refuse_devices: true,
+                    };
+                    let volume = worker
+                        .store
+                        .import_dir_with(host, options, &mut progress)
+                        .map_err(|e| format!("reading volume {path} ({host}) of `{name}`: {e}"))?;
+                    taken.push(VolumeSnapshot {
+                        path: path.clone(),
+                        host: host.clone(),
+                        root: volume.root.to_string(),
+                    });
+                }
+                Ok((layer, taken))
+            });
         if let Some(c) = &cgroup
             && !was_frozen
         {
@@ -71,11 +123,10 @@ pub async fn take(
         } else {
             0
         };
-        let layer = layer.map_err(|e| {
-            ApiError::internal(format!("reading the writable layer of `{name}`: {e}"))
-                .hint("the env keeps running; nothing was recorded")
+        let (layer, taken) = layer.map_err(|e| {
+            ApiError::internal(e).hint("the env keeps running; nothing was recorded")
         })?;
-        Ok::<_, ApiError>((layer, frozen_ms))
+        Ok::<_, ApiError>((layer, taken, frozen_ms))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -90,6 +141,7 @@ pub async fn take(
         created_at: crate::db::now(),
         origin: origin.into(),
         frozen_ms,
+        volumes: volume_layers,
     };
     daemon.db.put_snapshot(&info)?;
     daemon.emit(
@@ -97,7 +149,7 @@ pub async fn take(
         "snapshot",
         None,
         format!(
-            "{} snapshot {}{} ({} files, {} bytes new, frozen {} ms)",
+            "{} snapshot {}{} ({} files, {} bytes new, frozen {} ms{})",
             origin,
             info.id,
             info.label
@@ -105,7 +157,12 @@ pub async fn take(
                 .map_or(String::new(), |l| format!(" \"{l}\"")),
             info.files,
             info.new_bytes,
-            info.frozen_ms
+            info.frozen_ms,
+            if info.volumes.is_empty() {
+                String::new()
+            } else {
+                format!(", with {} volume(s)", info.volumes.len())
+            }
         ),
     );
     Ok(info)
@@ -153,13 +210,46 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
     // Materialise before stopping: the env is down only for the swap.
     let worker = Arc::clone(daemon);
     let tmp2 = tmp.clone();
-    tokio::task::spawn_blocking(move || worker.store.materialize_upper(&root, &tmp2, ID_BASE))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| {
-            ApiError::internal(format!("writing snapshot {id}: {e}"))
-                .hint("the env was not changed")
-        })?;
+    let volumes = snapshot.volumes.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        worker
+            .store
+            .materialize_upper(&root, &tmp2, ID_BASE)
+            .map_err(|e| e.to_string())?;
+        // Each volume next to its host directory (same filesystem, so the swap is a rename),
+        // with host ids as they were.
+        let mut written: Vec<std::path::PathBuf> = Vec::new();
+        for volume in &volumes {
+            let result = volume
+                .root
+                .parse::<verse_store::Hash>()
+                .map_err(|e| format!("volume {}: bad root: {e}", volume.path))
+                .and_then(|root| {
+                    let fresh = sibling(Path::new(&volume.host), "restoring");
+                    let _ = std::fs::remove_dir_all(&fresh);
+                    worker
+                        .store
+                        .materialize_host_dir(&root, &fresh)
+                        .map_err(|e| format!("volume {} ({}): {e}", volume.path, volume.host))
+                        .map(|()| fresh)
+                });
+            match result {
+                Ok(fresh) => written.push(fresh),
+                Err(e) => {
+                    for dir in written.iter().chain([&tmp2]) {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(written)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::internal(format!("writing snapshot {id}: {e}")).hint("the env was not changed")
+    })?;
     lifecycle::stop_because(
         daemon,
         &row.name,
@@ -169,11 +259,27 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
     .await?;
     swap_in(&env_dir, &tmp)
         .map_err(|e| ApiError::internal(format!("replacing the writable layer: {e}")))?;
+    for (volume, fresh) in snapshot.volumes.iter().zip(&written) {
+        swap_volume(Path::new(&volume.host), fresh).map_err(|e| {
+            ApiError::internal(format!(
+                "replacing volume {} ({}): {e}",
+                volume.path, volume.host
+            ))
+        })?;
+    }
     daemon.emit(
         &row.name,
         "restored",
         None,
-        format!("writable layer replaced by snapshot {}", snapshot.id),
+        if snapshot.volumes.is_empty() {
+            format!("writable layer replaced by snapshot {}", snapshot.id)
+        } else {
+            format!(
+                "writable layer and {} volume(s) replaced by snapshot {}",
+                snapshot.volumes.len(),
+                snapshot.id
+            )
+        },
     );
     if was_running {
         lifecycle::start_because(
@@ -204,6 +310,27 @@ fn swap_in(env_dir: &Path, fresh: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `HOST.SUFFIX`, next to `HOST`.
+fn sibling(host: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = host.as_os_str().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    std::path::PathBuf::from(name)
+}
+
+/// Puts a restored volume in place: HOST -> HOST.old, HOST.restoring -> HOST, then
+/// HOST.old goes. A crash in between leaves HOST.old, which [`recover`] puts back.
+fn swap_volume(host: &Path, fresh: &Path) -> std::io::Result<()> {
+    let old = sibling(host, "old");
+    let _ = std::fs::remove_dir_all(&old);
+    if host.exists() {
+        std::fs::rename(host, &old)?;
+    }
+    std::fs::rename(fresh, host)?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
 /// At daemon start: finish or undo a restore a crash interrupted.
 pub fn recover(daemon: &Daemon) {
     let Ok(rows) = daemon.db.envs() else {
@@ -219,6 +346,21 @@ pub fn recover(daemon: &Daemon) {
         }
         let _ = std::fs::remove_dir_all(&old);
         let _ = std::fs::remove_dir_all(env_dir.join("upper.restoring"));
+        for (_, host, _) in &row.plan.volumes {
+            let host = Path::new(host);
+            let old = sibling(host, "old");
+            if !host.exists() && old.is_dir() {
+                tracing::warn!(env = %row.name, host = %host.display(), "a volume restore was interrupted; keeping the old directory");
+                let _ = std::fs::rename(&old, host);
+            }
+            if old.is_dir() {
+                let _ = std::fs::remove_dir_all(&old);
+            }
+            let fresh = sibling(host, "restoring");
+            if fresh.is_dir() {
+                let _ = std::fs::remove_dir_all(&fresh);
+            }
+        }
     }
 }
 
@@ -239,7 +381,7 @@ pub async fn scheduled_if_due(daemon: &Arc<Daemon>, row: &EnvRow, started_at: Op
     if (crate::db::now() - since) * 1000 < schedule.every_ms as i64 {
         return;
     }
-    match take(daemon, row, None, "schedule").await {
+    match take(daemon, row, None, "schedule", false).await {
         Ok(_) => {
             let Ok(all) = daemon.db.snapshots(Some(&row.name)) else {
                 return;

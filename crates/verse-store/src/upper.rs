@@ -26,6 +26,19 @@ impl Store {
     /// `trusted.overlay.opaque` and `user.overlay.opaque` xattrs. Other device nodes are refused: an env's
     /// writable layer cannot hold them. On error, `dest` is removed again.
     pub fn materialize_upper(&self, root: &Hash, dest: &Path, uid_base: u32) -> Result<()> {
+        self.materialize_fresh(root, dest, Some(uid_base))
+    }
+
+    /// Writes layer `root` to `dest` (which must not exist) as a plain host directory
+    /// with owners exactly as stored: the reverse of [`Store::import_dir_with`] with
+    /// `id_base: 0` (a volume's host directory, for instance). Private copies of every
+    /// file; `.wh..wh..opq` is an ordinary name here. On error, `dest` is removed again.
+    pub fn materialize_host_dir(&self, root: &Hash, dest: &Path) -> Result<()> {
+        self.materialize_fresh(root, dest, None)
+    }
+
+    /// Refuses an existing `dest`; removes a half-written one on error.
+    fn materialize_fresh(&self, root: &Hash, dest: &Path, uid_base: Option<u32>) -> Result<()> {
         if dest.exists() {
             return Err(StoreError::Invalid {
                 path: dest.display().to_string(),
@@ -39,7 +52,8 @@ impl Store {
         result
     }
 
-    fn materialize_inner(&self, root: &Hash, dest: &Path, uid_base: u32) -> Result<()> {
+    /// `uid_base`: `Some(base)` shifts owners into the range at `base`; `None` keeps them.
+    fn materialize_inner(&self, root: &Hash, dest: &Path, uid_base: Option<u32>) -> Result<()> {
         let _lock = self.lock_shared()?;
         self.walk_layer(root, &mut |rel, entry| {
             let path: PathBuf = if rel.is_empty() {
@@ -54,15 +68,17 @@ impl Store {
                     layer_path_display(rel)
                 )
             };
-            let uid = host_id(uid_base, entry.meta.uid);
-            let gid = host_id(uid_base, entry.meta.gid);
+            let (uid, gid) = match uid_base {
+                Some(base) => (host_id(base, entry.meta.uid), host_id(base, entry.meta.gid)),
+                None => (entry.meta.uid, entry.meta.gid),
+            };
             match &entry.kind {
                 EntryKind::Dir(_) => {
                     fs::create_dir(&path).ctx(|| format!("creating {}", shown()))?;
                 }
                 // The store marks an opaque directory with a whiteout named OPAQUE_MARKER.
                 EntryKind::CharDev { rdev: 0 } | EntryKind::File(_)
-                    if entry.name == OPAQUE_MARKER =>
+                    if uid_base.is_some() && entry.name == OPAQUE_MARKER =>
                 {
                     // Both names: overlayfs reads user.* when mounted in the env's user
                     // namespace (userxattr, the container backend) and trusted.* otherwise.

@@ -345,3 +345,39 @@ fn pool_reuse_trusts_recorded_inodes_and_replaces_tampered_ones() {
     let err = store.checkout(&layer.root, BASE).unwrap_err().to_string();
     assert!(err.contains("corrupt"), "{err}");
 }
+
+#[test]
+fn a_host_dir_comes_back_with_its_owners_exactly_as_imported() {
+    let (tmp, store) = new_store();
+    let dir = tmp.path().join("vol");
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    fs::write(dir.join("sub/f"), b"data").unwrap();
+    fs::write(dir.join(".wh..wh..opq"), b"just a name").unwrap();
+    // Owners far outside any env's 65536 ids must survive as they are.
+    std::os::unix::fs::chown(&dir, Some(100_000_000), Some(100_000_000)).unwrap();
+    std::os::unix::fs::chown(dir.join("sub/f"), Some(100_001_000), Some(70_000)).unwrap();
+    fs::set_permissions(dir.join("sub/f"), fs::Permissions::from_mode(0o640)).unwrap();
+    let options = verse_store::ImportOptions {
+        id_base: 0,
+        whiteouts: false,
+        refuse_devices: true,
+    };
+    let layer = store
+        .import_dir_with(&dir, options, &mut verse_store::NoProgress)
+        .unwrap();
+    let dest = tmp.path().join("vol.restoring");
+    store.materialize_host_dir(&layer.root, &dest).unwrap();
+    assert_eq!(
+        (lstat(&dest).uid(), lstat(&dest).gid()),
+        (100_000_000, 100_000_000)
+    );
+    let f = lstat(&dest.join("sub/f"));
+    assert_eq!(
+        (f.uid(), f.gid(), f.mode() & 0o7777),
+        (100_001_000, 70_000, 0o640)
+    );
+    assert_eq!(fs::read(dest.join("sub/f")).unwrap(), b"data");
+    assert_eq!(fs::read(dest.join(".wh..wh..opq")).unwrap(), b"just a name");
+    // Never over an existing directory.
+    assert!(store.materialize_host_dir(&layer.root, &dest).is_err());
+}
