@@ -10,6 +10,7 @@ pub mod client;
 pub mod frame;
 pub mod images;
 pub mod paths;
+pub mod time;
 pub mod types;
 
 #[cfg(feature = "client")]

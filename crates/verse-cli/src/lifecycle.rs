@@ -265,25 +265,8 @@ fn time(unix: i64) -> String {
 
 /// Local-free, unambiguous: `YYYY-MM-DD HH:MM:SS.mmm` UTC.
 fn time_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    let at = verse_api::time::Utc::from_unix(ms.div_euclid(1000));
+    format!("{}.{:03}", at.date_time(), ms.rem_euclid(1000))
 }
 
 /// `, with volumes /a, /b` when a snapshot copied volumes.
