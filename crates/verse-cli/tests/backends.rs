@@ -29,6 +29,8 @@ cpu = 1
 image = "busybox"
 backend = "{backend}"
 {accel}ephemeral = true
+log_max = "256KiB"
+command = "yes flood-flood-flood | head -c 4000000; echo done-flooding; trap 'exit 0' TERM; while :; do sleep 1; done"
 "#
     )
 }
@@ -125,6 +127,15 @@ fn behaves_like_an_env(backend: &str) {
         assert_eq!((code, out.trim()), (0, "still here"));
         vm_pauses_and_hibernates(&verse);
     }
+
+    // The main command printed 4 MB: the host keeps at most log_max of it,
+    // the newest part.
+    let log = verse.wait_for_log("scratch", "done-flooding", 120);
+    let on_disk = verse.log_bytes_on_disk("scratch");
+    assert!(
+        (128 << 10..=256 << 10).contains(&on_disk) && log.contains("flood-flood-flood\n"),
+        "{on_disk} bytes of console log on the host under log_max = 256KiB"
+    );
 
     // Persistence across down/up; ephemeral envs forget.
     for env in ["keep", "scratch"] {

@@ -1,7 +1,7 @@
 //! The escape and abuse suite: known container escapes tried from inside a
 //! real env, each asserting that the attempt fails AND that the host is
 //! unchanged afterwards (the files, mounts and processes the attack aims at).
-//! What is not limited (disk use, console log volume) is said in
+//! What is not limited (disk use without a `disk` limit) is said in
 //! docs/security.md rather than asserted here.
 
 mod common;
@@ -327,13 +327,34 @@ fn the_host_api_socket_is_not_reachable_and_raw_sockets_are_refused() {
     verse.ok(&["ls"]);
 }
 
+/// An env whose command prints 64 MiB as fast as it can, under a 256 KiB cap.
+const CHATTER: &str = r#"
+[env.chatter]
+image = "busybox"
+log_max = "256KiB"
+command = "yes flood-flood-flood | head -c 67108864; echo done-flooding; trap 'exit 0' TERM; while :; do sleep 1; done"
+"#;
+
 #[test]
 fn floods_are_contained() {
     if !can_run() {
         return;
     }
     let verse = Verse::start();
-    verse.apply(SPEC);
+    verse.apply(&format!("{SPEC}{CHATTER}"));
+    // Log flood: 64 MiB printed, at most log_max kept on the host, and the
+    // newest lines are the ones kept.
+    let log = verse.wait_for_log("chatter", "done-flooding", 120);
+    let on_disk = verse.log_bytes_on_disk("chatter");
+    assert!(
+        on_disk <= 256 << 10,
+        "{on_disk} bytes of console log on the host under log_max = 256KiB"
+    );
+    assert!(
+        on_disk >= 128 << 10 && log.contains("flood-flood-flood\n"),
+        "the log was rotated away instead of kept: {on_disk} bytes"
+    );
+    assert_eq!(verse.env("chatter")["state"], "running");
     // Fork flood: stopped at pids = 64, and the host keeps forking.
     let (_, count, _) = verse.sh(
         "jail",

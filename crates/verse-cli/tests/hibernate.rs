@@ -47,7 +47,7 @@ fn state(verse: &Verse) -> (String, u64) {
 // when the process started): a fresh start would draw another one.
 const KEEPER: &str = r#"[env.keeper]
 image = "busybox"
-command = ["sh", "-c", "s=$(cat /proc/sys/kernel/random/uuid); i=0; while true; do i=$((i+1)); echo $s $i > /tmp/state.new; mv /tmp/state.new /tmp/state; sleep 0.1; done"]
+command = ["sh", "-c", "s=$(cat /proc/sys/kernel/random/uuid); i=0; while true; do i=$((i+1)); echo $s $i > /tmp/state.new; mv /tmp/state.new /tmp/state; echo count $i; sleep 0.1; done"]
 "#;
 
 #[test]
@@ -113,6 +113,9 @@ fn hibernate_frees_the_env_and_resume_brings_its_processes_back_where_they_were(
         secret_after, secret,
         "the process was restarted, not resumed"
     );
+    // Its output still reaches the console log (through the new shim's pipe).
+    let (_, now) = state(&verse);
+    verse.wait_for_log("keeper", &format!("count {now}\n"), 10);
     assert!(verse.host_mounts().is_empty(), "{:?}", verse.host_mounts());
     assert!(!verse.env_dir("keeper").join("checkpoint").exists());
     let kinds = verse.ok(&["events", "--env", "keeper"]);

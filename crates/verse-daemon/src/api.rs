@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use verse_api::frame::{Kind, tokio_io};
 use verse_api::{
     ApplyReport, ApplyRequest, DaemonInfo, Diagnostic, EnvInfo, ExecRequest, GenerationInfo,
@@ -33,7 +33,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/envs/{name}/up", post(up))
         .route("/v1/envs/{name}/down", post(down))
         .route("/v1/envs/{name}/exec", post(exec))
-        .route("/v1/envs/{name}/logs", get(logs))
+        .route("/v1/envs/{name}/logs", get(crate::logs::logs))
         .route("/v1/envs/{name}/net", get(net_show))
         .route("/v1/run", post(run))
         .route("/v1/apply", post(apply))
@@ -64,7 +64,7 @@ async fn web_info(State(daemon): Shared) -> Json<verse_api::WebInfo> {
     Json(daemon.web.get().cloned().unwrap_or_default())
 }
 
-fn find_env(daemon: &Daemon, name: &str) -> ApiResult<EnvRow> {
+pub(crate) fn find_env(daemon: &Daemon, name: &str) -> ApiResult<EnvRow> {
     daemon.db.env(name)?.ok_or_else(|| {
         ApiError::not_found(format!("no env named `{name}`"))
             .hint("`verse ls` lists the envs this daemon knows")
@@ -285,6 +285,7 @@ async fn run(
             label: None,
             clipboard: Default::default(),
             downloads: None,
+            log_max: None,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,
@@ -384,83 +385,6 @@ fn rand_u32() -> u32 {
         bytes = (nanos ^ std::process::id()).to_le_bytes();
     }
     u32::from_le_bytes(bytes)
-}
-
-#[derive(Deserialize)]
-struct LogQuery {
-    #[serde(default)]
-    follow: bool,
-}
-
-async fn logs(
-    State(daemon): Shared,
-    Path(name): Path<String>,
-    Query(query): Query<LogQuery>,
-) -> ApiResult<Response> {
-    find_env(&daemon, &name)?;
-    let path = daemon.paths.env_dir(&name).join("console.log");
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(ApiError::internal(format!(
-                "reading {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    struct Tail {
-        file: Option<tokio::fs::File>,
-        path: std::path::PathBuf,
-        follow: bool,
-        daemon: Arc<Daemon>,
-        name: String,
-    }
-    let state = Tail {
-        file,
-        path,
-        follow: query.follow,
-        daemon,
-        name,
-    };
-    let stream = futures_util::stream::unfold(state, |mut tail| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            if tail.file.is_none() {
-                tail.file = tokio::fs::File::open(&tail.path).await.ok();
-            }
-            if let Some(file) = tail.file.as_mut() {
-                match file.read(&mut buf).await {
-                    Ok(n) if n > 0 => {
-                        buf.truncate(n);
-                        return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), tail));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Some((Err(e), tail)),
-                }
-            }
-            if !tail.follow || !lifecycle::is_running(&tail.daemon, &tail.name).await {
-                // One last read catches what the env wrote as it stopped.
-                if let Some(file) = tail.file.as_mut()
-                    && let Ok(n) = file.read(&mut buf).await
-                    && n > 0
-                {
-                    buf.truncate(n);
-                    tail.follow = false;
-                    return Some((Ok(bytes::Bytes::from(buf)), tail));
-                }
-                return None;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            if let Some(file) = tail.file.as_mut() {
-                let _ = file.seek(std::io::SeekFrom::Current(0)).await;
-            }
-        }
-    });
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Body::from_stream(stream))
-        .expect("valid response"))
 }
 
 pub(crate) fn spec_errors(errors: verse_spec::SpecErrors) -> ApiError {

@@ -77,6 +77,9 @@ pub struct EnvPlan {
     /// `downloads = "quarantine"`: a watched `/downloads` (see `quarantine.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloads: Option<verse_spec::Downloads>,
+    /// `log_max`: the console log's cap; `None` is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max: Option<u64>,
 }
 
 impl EnvPlan {

@@ -17,6 +17,7 @@ mod hibernate;
 mod images;
 mod lifecycle;
 mod lifecycle_api;
+mod logs;
 mod net;
 mod net_watch;
 mod progress;

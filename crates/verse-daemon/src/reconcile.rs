@@ -51,6 +51,7 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         label: env.label.clone(),
         clipboard: env.clipboard,
         downloads: env.downloads.clone(),
+        log_max: env.log_max,
     }
 }
 

@@ -41,6 +41,9 @@ pub struct ShimConfig {
     pub memory: Option<u64>,
     pub pids: Option<u64>,
     pub stop_timeout_ms: u64,
+    /// Most bytes console.log and console.log.1 hold together (`log_max`).
+    #[serde(default = "default_log_max")]
+    pub log_max: u64,
     /// Discard the writable layer when the env stops.
     pub ephemeral: bool,
     /// Remove the whole env directory when the env stops (`verse run --rm`).
@@ -65,6 +68,10 @@ pub struct ShimConfig {
     /// (`checkpoint/vm.state`) instead of booting it.
     #[serde(default)]
     pub incoming: Option<PathBuf>,
+}
+
+fn default_log_max() -> u64 {
+    verse_spec::DEFAULT_LOG_MAX
 }
 
 /// Where finished envs' directories wait to be deleted, under the state dir.

@@ -3,10 +3,12 @@
 //! Hibernate: `criu dump` of the env's process tree (its PID 1 and everything
 //! under it) into `checkpoint/` of the env dir. CRIU kills the tree only once
 //! the dump is complete; when it fails, it lets the tree run on, so a refused
-//! hibernate loses nothing. The env's stdio (`/dev/null` and `console.log`,
-//! opened by the shim on the host) lies outside the env's mount namespace:
-//! those two files are declared `--external` and handed back to the restored
-//! processes with `--inherit-fd` on resume.
+//! hibernate loses nothing. The env's stdio lies outside the env's mount
+//! namespace: `/dev/null` (declared `--external`) and the pipe whose other end
+//! the shim drains into console.log. On resume both are handed back to the
+//! restored processes with `--inherit-fd`: the same /dev/null, and the write
+//! end of the new shim's pipe in place of the old one. (Checkpoints made
+//! before the pipe existed name console.log itself; those get the log file.)
 //!
 //! Resume: a new shim forks a helper that mounts the env's overlay in a mount
 //! namespace of its own, joins the env's cgroup and execs `criu restore
@@ -34,7 +36,8 @@ pub fn checkpoint_dir(env_dir: &Path) -> PathBuf {
 /// Written into the checkpoint: the keys CRIU knows the external files by.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointMeta {
-    /// `file[MNT:INO]` of console.log (the env's stdout and stderr).
+    /// `pipe:[INO]` of the env's output pipe (its stdout and stderr), or
+    /// `file[MNT:INO]` of console.log in older checkpoints.
     pub log_key: String,
     /// `file[MNT:INO]` of /dev/null (the env's stdin).
     pub null_key: String,
@@ -79,14 +82,21 @@ pub fn log_errors(log: &Path) -> String {
     }
 }
 
+/// CRIU's key for a pipe: its inode (both ends share it).
+fn pipe_key(end: &File) -> Result<String, String> {
+    let ino = end.metadata().map_err(|e| e.to_string())?.ino();
+    Ok(format!("pipe:[{ino}]"))
+}
+
 /// Checkpoints the tree of `init` into `checkpoint/` and lets CRIU kill it.
-/// On failure the tree keeps running and nothing is left on disk.
-pub fn dump(config: &ShimConfig, criu: &Path, init: Pid, log: &File) -> Result<(), String> {
+/// `output` is the shim's (read) end of the env's output pipe. On failure the
+/// tree keeps running and nothing is left on disk.
+pub fn dump(config: &ShimConfig, criu: &Path, init: Pid, output: &File) -> Result<(), String> {
     let env_dir = &config.env_dir;
     let tmp = env_dir.join("checkpoint.try");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-    let result = dump_into(config, criu, init, log, &tmp);
+    let result = dump_into(criu, init, output, &tmp);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
@@ -98,19 +108,10 @@ pub fn dump(config: &ShimConfig, criu: &Path, init: Pid, log: &File) -> Result<(
     Ok(())
 }
 
-fn dump_into(
-    config: &ShimConfig,
-    criu: &Path,
-    init: Pid,
-    log: &File,
-    dir: &Path,
-) -> Result<(), String> {
-    // Restored processes reopen console.log as the env's root: it must be theirs.
-    std::os::unix::fs::fchown(log, Some(config.id_base), Some(config.id_base))
-        .map_err(|e| format!("chown console.log: {e}"))?;
+fn dump_into(criu: &Path, init: Pid, output: &File, dir: &Path) -> Result<(), String> {
     let null = File::open("/dev/null").map_err(|e| e.to_string())?;
     let meta = CheckpointMeta {
-        log_key: file_key(log)?,
+        log_key: pipe_key(output)?,
         null_key: file_key(&null)?,
         criu: criu.to_path_buf(),
         dump_ms: 0,
@@ -123,7 +124,9 @@ fn dump_into(
         .arg("--images-dir")
         .arg(dir)
         .args(common_args())
-        .args(["--external", &meta.log_key, "--external", &meta.null_key])
+        // A pipe with one end outside the tree needs no flag at dump time
+        // (its buffered bytes are saved); only the restore names a new end.
+        .args(["--external", &meta.null_key])
         .args(["--network-lock", "skip", "--log-file", "dump.log", "-v2"])
         .output()
         .map_err(|e| format!("running {}: {e}", criu.display()))?;
@@ -155,12 +158,15 @@ fn common_args() -> [&'static str; 5] {
 }
 
 /// Restores the checkpoint as a child of the calling (single-threaded) shim,
-/// inside `cgroup`. Returns the restored PID 1's host pid.
+/// inside `cgroup`, the env's output going to `output` (the write end of the
+/// new shim's pipe; `log_file` for checkpoints that named console.log).
+/// Returns the restored PID 1's host pid.
 pub fn restore(
     config: &ShimConfig,
     criu: &Path,
     cgroup: &verse_sandbox::Cgroup,
-    log: &File,
+    output: OwnedFd,
+    log_file: &File,
 ) -> Result<Pid, String> {
     let dir = checkpoint_dir(&config.env_dir);
     let meta: CheckpointMeta = std::fs::read(dir.join("verse.json"))
@@ -170,7 +176,14 @@ pub fn restore(
     let pidfile = dir.join("restored.pid");
     let _ = std::fs::remove_file(&pidfile);
     let null: OwnedFd = File::open("/dev/null").map_err(|e| e.to_string())?.into();
-    let log: OwnedFd = log.try_clone().map_err(|e| e.to_string())?.into();
+    let log: OwnedFd = if meta.log_key.starts_with("pipe:") {
+        output
+    } else {
+        // Restored processes reopen console.log as the env's root: it must be theirs.
+        std::os::unix::fs::fchown(log_file, Some(config.id_base), Some(config.id_base))
+            .map_err(|e| format!("chown console.log: {e}"))?;
+        log_file.try_clone().map_err(|e| e.to_string())?.into()
+    };
     let lowers: Vec<String> = config
         .lowers
         .iter()

@@ -201,13 +201,8 @@ fn wait_running(config: &ShimConfig, gvisor: &GvisorConfig, runsc: Pid) -> Resul
         }
         match waitpid(runsc, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
-            _ => {
-                let log = std::fs::read_to_string(config.log_path()).unwrap_or_default();
-                return Err(format!(
-                    "runsc ended before the sandbox ran: {}",
-                    log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-                ));
-            }
+            // The shim adds what runsc printed (it reads runsc's output pipe).
+            _ => return Err("runsc ended before the sandbox ran".into()),
         }
         if Instant::now() > deadline {
             return Err(format!(

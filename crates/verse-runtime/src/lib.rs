@@ -8,12 +8,14 @@
 
 pub mod client;
 pub mod config;
+pub mod console_log;
 pub mod criu;
 mod gvisor_env;
 pub mod launch;
 pub mod protocol;
 pub mod record;
 mod shim;
+mod vm_console;
 mod vm_shim;
 
 pub use client::{ShimClient, ShimClientError};

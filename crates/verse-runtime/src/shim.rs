@@ -7,6 +7,7 @@
 //! pipes or ptys of the processes it started.
 
 use crate::config::ShimConfig;
+use crate::console_log::ConsoleLog;
 use crate::launch::ReadyLine;
 use crate::protocol::{ShimRequest, ShimResponse, ShimStatus};
 use crate::record::{self, ExitRecord, ShimRecord, now_unix};
@@ -199,7 +200,9 @@ struct Shim {
     conns: HashMap<u64, Conn>,
     next_conn: u64,
     procs: HashMap<i32, Proc>,
-    log: File,
+    /// console.log, capped at the spec's `log_max`: PID 1's output is read
+    /// from a pipe and written here by the shim, never by the env itself.
+    log: ConsoleLog,
     stop_deadline: Option<Instant>,
     attach_deadline: Option<Instant>,
     terminated: Arc<AtomicBool>,
@@ -222,10 +225,7 @@ impl Shim {
             .map_err(|e| format!("listening on {}: {e}", config.socket.display()))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
 
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(config.log_path())
+        let log = ConsoleLog::open(&config.log_path(), config.log_max)
             .map_err(|e| format!("opening the log {}: {e}", config.log_path().display()))?;
         let limits = sandbox::Limits {
             cpu: config.cpu,
@@ -261,13 +261,21 @@ impl Shim {
             held_mount_ns: None,
         };
         if let Some(criu) = shim.config.restore.clone() {
-            let restored = crate::criu::restore(&shim.config, &criu, &shim.cgroup, &shim.log);
+            let (output, output_write) = console_pipe().map_err(|e| e.to_string())?;
+            let restored = crate::criu::restore(
+                &shim.config,
+                &criu,
+                &shim.cgroup,
+                output_write,
+                shim.log.file(),
+            );
             match restored {
                 Ok(pid) => {
                     // The processes are back: the checkpoint is spent.
                     let _ =
                         std::fs::remove_dir_all(crate::criu::checkpoint_dir(&shim.config.env_dir));
                     shim.started(pid);
+                    shim.procs.insert(pid.as_raw(), Proc::console(output));
                 }
                 Err(e) => {
                     shim.teardown_cgroup();
@@ -278,13 +286,29 @@ impl Shim {
         } else if attach {
             shim.attach_deadline = Some(Instant::now() + ATTACH_WAIT);
         } else {
+            // PID 1's stdout and stderr: one pipe (so their lines interleave as
+            // written) that the shim drains into the capped console.log.
             let stdin = File::open("/dev/null").map_err(|e| e.to_string())?;
-            let stdout = shim.log.try_clone().map_err(|e| e.to_string())?;
-            let stderr = shim.log.try_clone().map_err(|e| e.to_string())?;
-            if let Err(e) = shim.start_init(stdin.into(), stdout.into(), stderr.into()) {
-                shim.teardown_cgroup();
-                let _ = std::fs::remove_file(&shim.config.socket);
-                return Err(e);
+            let (mut output, output_write) = console_pipe().map_err(|e| e.to_string())?;
+            let stderr = output_write.try_clone().map_err(|e| e.to_string())?;
+            match shim.start_init(stdin.into(), output_write, stderr) {
+                Ok(pid) => {
+                    shim.procs.insert(pid.as_raw(), Proc::console(output));
+                }
+                Err(e) => {
+                    // What the env (or runsc) said before failing explains the failure.
+                    let mut said = Vec::new();
+                    let _ = output.read_to_end(&mut said);
+                    let _ = shim.log.write(&said);
+                    let said = String::from_utf8_lossy(&said);
+                    let tail: Vec<&str> = said.lines().rev().take(5).collect();
+                    shim.teardown_cgroup();
+                    let _ = std::fs::remove_file(&shim.config.socket);
+                    if tail.is_empty() {
+                        return Err(e);
+                    }
+                    return Err(format!("{e}: {}", tail.join(" | ")));
+                }
             }
         }
         Ok(shim)
@@ -521,7 +545,7 @@ impl Shim {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         if proc.is_init {
-                            let _ = self.log.write_all(&buf[..n]);
+                            let _ = self.log.write(&buf[..n]);
                         }
                         if let Some(conn) = proc.conn.and_then(|id| self.conns.get_mut(&id)) {
                             encode_data(*kind, &buf[..n], &mut conn.outbuf);
@@ -857,7 +881,7 @@ impl Shim {
         match file.read(&mut buf) {
             Ok(n) if n > 0 => {
                 if proc.is_init {
-                    let _ = self.log.write_all(&buf[..n]);
+                    let _ = self.log.write(&buf[..n]);
                 }
                 if let Some(id) = proc.conn {
                     if let Some(conn) = self.conns.get_mut(&id) {
@@ -968,7 +992,19 @@ impl Shim {
             return;
         }
         let init = self.init.expect("checked above");
-        if let Err(reason) = crate::criu::dump(&self.config, criu, init, &self.log) {
+        let Some(output) = self
+            .procs
+            .get(&init.as_raw())
+            .and_then(|p| p.outputs.first())
+        else {
+            self.respond(
+                id,
+                ShimResponse::error("the env's output pipe is gone"),
+                true,
+            );
+            return;
+        };
+        if let Err(reason) = crate::criu::dump(&self.config, criu, init, &output.1) {
             // CRIU resumed the tree: the env runs on untouched.
             self.respond(id, ShimResponse::error(reason), true);
             return;
@@ -1195,6 +1231,31 @@ impl Stdio {
         };
         (stdin, stdout, stderr, proc)
     }
+}
+
+impl Proc {
+    /// PID 1 of an env started without a client: its output (read end
+    /// `output`) goes to the console log only.
+    fn console(output: File) -> Proc {
+        Proc {
+            is_init: true,
+            conn: None,
+            stdin: None,
+            stdin_buf: Vec::new(),
+            stdin_eof: true,
+            outputs: vec![(Kind::Stdout, output)],
+            pty_master: None,
+        }
+    }
+}
+
+/// A pipe for an env's console output: the read end (non-blocking, for the
+/// poll loop) and the write end the env's processes get.
+fn console_pipe() -> std::io::Result<(File, OwnedFd)> {
+    let (read, write) = std::io::pipe()?;
+    let read = File::from(OwnedFd::from(read));
+    set_nonblocking(&read);
+    Ok((read, write.into()))
 }
 
 fn close_stdin(proc: &mut Proc) {

@@ -13,6 +13,7 @@ use crate::launch::ReadyLine;
 use crate::protocol::{ShimRequest, ShimResponse, ShimStatus};
 use crate::record::{self, ExitRecord, ShimRecord, now_unix};
 use crate::shim::{install_signals, report_ready};
+use crate::vm_console::VmConsoles;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
@@ -93,6 +94,7 @@ enum Token {
     Agent,
     ConnRead(u64),
     ConnWrite(u64),
+    Console(usize),
 }
 
 struct VmShim {
@@ -118,6 +120,8 @@ struct VmShim {
     stop_deadline: Option<Instant>,
     /// The guest's vCPUs are stopped (QMP `stop`, `verse pause`).
     paused: bool,
+    /// The kernel console and the main command's output, into capped logs.
+    consoles: VmConsoles,
 }
 
 impl VmShim {
@@ -142,7 +146,12 @@ impl VmShim {
         let cgroup = sandbox::Cgroup::create(&config.cgroup, &limits)
             .map_err(|e| format!("creating cgroup {}: {e}", config.cgroup))?;
         let files = VmFiles::in_dir(&config.env_dir, config.log_path());
-        for stale in [&files.qmp, &files.agent] {
+        for stale in [
+            &files.qmp,
+            &files.agent,
+            &files.console_socket,
+            &files.kernel_socket,
+        ] {
             let _ = std::fs::remove_file(stale);
         }
         let qemu_log = File::create(config.env_dir.join("qemu.log"))
@@ -200,21 +209,33 @@ impl VmShim {
                 &cgroup,
                 &files,
                 &config,
+                None,
                 format!("moving QEMU into cgroup {}: {e}", config.cgroup),
             ));
         }
-        let qmp = match Qmp::connect(&files.qmp, Duration::from_secs(30)) {
-            Ok(q) => q,
-            Err(e) => return Err(fail_start(qemu, &cgroup, &files, &config, e.to_string())),
+        // QEMU runs the guest only once both consoles have their reader.
+        let mut consoles = match VmConsoles::connect(&files, qemu, config.log_max) {
+            Ok(c) => c,
+            Err(e) => return Err(fail_start(qemu, &cgroup, &files, &config, None, e)),
         };
-        let agent = match UnixStream::connect(&files.agent) {
-            Ok(a) => a,
-            Err(e) => {
-                let message = format!(
-                    "connecting to the agent port {}: {e}",
-                    files.agent.display()
-                );
-                return Err(fail_start(qemu, &cgroup, &files, &config, message));
+        let connected = Qmp::connect(&files.qmp, Duration::from_secs(30))
+            .map_err(|e| e.to_string())
+            .and_then(|qmp| {
+                let agent = UnixStream::connect(&files.agent).map_err(|e| {
+                    format!(
+                        "connecting to the agent port {}: {e}",
+                        files.agent.display()
+                    )
+                })?;
+                Ok((qmp, agent))
+            });
+        let (qmp, agent) = match connected {
+            Ok(both) => both,
+            Err(message) => {
+                let consoles = Some(&mut consoles);
+                return Err(fail_start(
+                    qemu, &cgroup, &files, &config, consoles, message,
+                ));
             }
         };
         let mut shim = VmShim {
@@ -239,13 +260,21 @@ impl VmShim {
             stopping: false,
             stop_deadline: None,
             paused: false,
+            consoles,
         };
         let started = match shim.config.incoming.clone() {
             Some(state) => shim.load_saved(&state),
             None => shim.boot(&vm),
         };
         if let Err(e) = started {
-            return Err(fail_start(qemu, &shim.cgroup, &shim.files, &shim.config, e));
+            return Err(fail_start(
+                qemu,
+                &shim.cgroup,
+                &shim.files,
+                &shim.config,
+                Some(&mut shim.consoles),
+                e,
+            ));
         }
         if shim.config.incoming.is_some() {
             // The guest runs again from its saved state: the save is spent.
@@ -516,6 +545,7 @@ impl VmShim {
                     }
                     Token::ConnRead(id) => self.on_conn_readable(id),
                     Token::ConnWrite(id) => self.flush_conn(id),
+                    Token::Console(index) => self.consoles.on_readable(index),
                 }
             }
             if self.stop_deadline.is_some_and(|d| d <= Instant::now()) {
@@ -553,6 +583,10 @@ impl VmShim {
         if !agent_flags.is_empty() {
             tokens.push(Token::Agent);
             fds.push(PollFd::new(self.agent.as_fd(), agent_flags));
+        }
+        for (index, fd) in self.consoles.fds() {
+            tokens.push(Token::Console(index));
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         for (id, conn) in &self.conns {
             if !conn.eof && self.agent_out.len() < BACKPRESSURE_BYTES {
@@ -996,6 +1030,8 @@ impl VmShim {
     fn finish(&mut self, exit_code: Option<i32>, error: Option<String>) -> ! {
         let _ = kill(self.qemu, Signal::SIGKILL);
         let _ = waitpid(self.qemu, None);
+        // What QEMU had sent stays readable after it is gone.
+        self.consoles.drain();
         if let Some(net) = &self.config.net {
             // Gone with QEMU's descriptor already; this covers a tap something else held.
             verse_net::detach(net);
@@ -1004,7 +1040,12 @@ impl VmShim {
         let _ = self.cgroup.clone().remove();
         self.qmp = None;
         let env_dir = self.config.env_dir.clone();
-        for f in [&self.files.qmp, &self.files.agent] {
+        for f in [
+            &self.files.qmp,
+            &self.files.agent,
+            &self.files.console_socket,
+            &self.files.kernel_socket,
+        ] {
             let _ = std::fs::remove_file(f);
         }
         let _ = std::fs::remove_file(ShimRecord::path(&env_dir));
@@ -1062,16 +1103,26 @@ fn fail_start(
     cgroup: &sandbox::Cgroup,
     files: &VmFiles,
     config: &ShimConfig,
+    consoles: Option<&mut VmConsoles>,
     mut message: String,
 ) -> String {
     let _ = kill(qemu, Signal::SIGKILL);
     let _ = waitpid(qemu, None);
+    if let Some(consoles) = consoles {
+        consoles.drain();
+    }
     if let Some(net) = &config.net {
         verse_net::detach(net);
     }
     let _ = cgroup.kill_all();
     let _ = cgroup.clone().remove();
-    for f in [&files.qmp, &files.agent, &config.socket] {
+    for f in [
+        &files.qmp,
+        &files.agent,
+        &files.console_socket,
+        &files.kernel_socket,
+        &config.socket,
+    ] {
         let _ = std::fs::remove_file(f);
     }
     let qemu_said = std::fs::read_to_string(config.env_dir.join("qemu.log")).unwrap_or_default();

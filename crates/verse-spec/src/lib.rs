@@ -76,8 +76,8 @@ pub use image::{
     parse_public_key,
 };
 pub use model::{
-    Accel, Backend, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Health, Network, Reach, Restart,
-    SnapshotSchedule, Spec, UserSpec, Volume,
+    Accel, Backend, DEFAULT_LOG_MAX, DEFAULT_STOP_TIMEOUT_MS, EnvSpec, Health, MIN_LOG_MAX,
+    Network, Reach, Restart, SnapshotSchedule, Spec, UserSpec, Volume,
 };
 pub use net::{DestHost, Destination, ProxyUrl, parse_destination, parse_proxy};
 pub use validate::{

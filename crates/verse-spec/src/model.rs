@@ -11,6 +11,11 @@ use crate::image::{ImageSpec, TrustPolicy};
 /// Default time between the stop signal and the kill, in milliseconds.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 
+/// Default cap of an env's console log on the host (`log_max`): 16 MiB.
+pub const DEFAULT_LOG_MAX: u64 = 16 << 20;
+/// Smallest `log_max` accepted: 128 KiB (two files of 64 KiB, one read's worth each).
+pub const MIN_LOG_MAX: u64 = 128 << 10;
+
 /// A whole host's desired state, as declared in `verse.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +107,11 @@ pub struct EnvSpec {
     /// `downloads = "quarantine"` with its `hold` and `release_to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloads: Option<Downloads>,
+    /// Most bytes the env's console log may take on the host (`log_max`), the
+    /// current file and the one rotated out together; `None` means
+    /// [`DEFAULT_LOG_MAX`]. Left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max: Option<u64>,
 }
 
 /// `restart = "no" | "on-failure" | "always"`.
@@ -183,7 +193,13 @@ impl EnvSpec {
             label: None,
             clipboard: Clipboard::None,
             downloads: None,
+            log_max: None,
         }
+    }
+
+    /// The console log's cap in bytes: `log_max` or the default.
+    pub fn log_max_bytes(&self) -> u64 {
+        self.log_max.unwrap_or(DEFAULT_LOG_MAX)
     }
 }
 

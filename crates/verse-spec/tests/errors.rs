@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, clipboard, downloads, hold, release_to";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, clipboard, downloads, hold, release_to, log_max";
 
 #[test]
 fn unknown_key_with_suggestion() {
@@ -177,6 +177,15 @@ fn cpu_errors() {
         one_in_env("cpu   =   \"2\""),
         "verse.toml:3:11: cpu = \"2\": expected a number of cores (e.g. 2 or 1.5), found a string"
     );
+}
+
+#[test]
+fn log_max_errors() {
+    assert_eq!(
+        one_in_env("log_max = \"64KiB\""),
+        "verse.toml:3:11: log_max = \"64KiB\": is 65536 bytes; at least \"128KiB\" (131072 bytes) is needed"
+    );
+    assert!(one_in_env("log_max = \"lots\"").contains("log_max = \"lots\": not a size"));
 }
 
 #[test]

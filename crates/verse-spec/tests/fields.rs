@@ -15,6 +15,8 @@ fn minimal_env_gets_defaults() {
     assert_eq!(e.backend, Backend::Container);
     assert_eq!(e.cpu, None);
     assert_eq!(e.memory, None);
+    assert_eq!(e.log_max, None);
+    assert_eq!(e.log_max_bytes(), verse_spec::DEFAULT_LOG_MAX);
     assert_eq!(e.pids, None);
     assert_eq!(e.network, Network::None);
     assert!(!e.ephemeral);
@@ -151,6 +153,13 @@ fn memory_units() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn log_max() {
+    assert_eq!(env("log_max = \"1MiB\"").log_max, Some(1 << 20));
+    assert_eq!(env("log_max = \"1MiB\"").log_max_bytes(), 1 << 20);
+    assert_eq!(env("log_max = 131072").log_max, Some(128 << 10));
 }
 
 #[test]

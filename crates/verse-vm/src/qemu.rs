@@ -37,8 +37,12 @@ pub struct VmConfig {
 pub struct VmFiles {
     pub qmp: PathBuf,
     pub agent: PathBuf,
+    /// Written by the shim from `console_socket` (the main command's output port).
     pub console_log: PathBuf,
+    /// Written by the shim from `kernel_socket` (the guest kernel's serial console).
     pub kernel_log: PathBuf,
+    pub console_socket: PathBuf,
+    pub kernel_socket: PathBuf,
 }
 
 impl VmFiles {
@@ -48,6 +52,8 @@ impl VmFiles {
             agent: env_dir.join("agent.sock"),
             console_log,
             kernel_log: env_dir.join("kernel.log"),
+            console_socket: env_dir.join("console.sock"),
+            kernel_socket: env_dir.join("kernel.sock"),
         }
     }
 }
@@ -144,8 +150,13 @@ impl VmConfig {
         c.arg("-kernel").arg(&self.kernel);
         c.arg("-initrd").arg(&self.initramfs);
         c.arg("-append").arg(kernel_args(self.accel));
-        c.arg("-chardev")
-            .arg(format!("file,id=kcon,path={}", files.kernel_log.display()));
+        // Both consoles go to sockets the shim reads into capped logs; QEMU
+        // waits (`wait=on`) for the shim to connect to each before it runs
+        // the guest, so nothing the guest prints is lost or left unbounded.
+        c.arg("-chardev").arg(format!(
+            "socket,id=kcon,path={},server=on,wait=on",
+            files.kernel_socket.display()
+        ));
         c.args(["-serial", "chardev:kcon"]);
         c.args(["-device", "virtio-serial-device"]);
         c.arg("-chardev").arg(format!(
@@ -157,8 +168,8 @@ impl VmConfig {
             proto::CONTROL_PORT
         ));
         c.arg("-chardev").arg(format!(
-            "file,id=log,path={},append=on",
-            files.console_log.display()
+            "socket,id=log,path={},server=on,wait=on",
+            files.console_socket.display()
         ));
         c.arg("-device").arg(format!(
             "virtserialport,chardev=log,name={}",

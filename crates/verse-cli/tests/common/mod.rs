@@ -241,6 +241,33 @@ impl Verse {
         self.root().join("var/lib/verse/envs").join(name)
     }
 
+    /// Waits (up to `secs`) until `verse logs ENV` contains `text`; returns the log.
+    pub fn wait_for_log(&self, env: &str, text: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let log = stdout(&self.run(&["logs", env]));
+            if log.contains(text) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{text}` not in the log of {env} after {secs} s; its tail: {}",
+                &log[log.len().saturating_sub(300)..]
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Bytes the console log of `env` takes on the host (console.log and the
+    /// file rotated out of it).
+    pub fn log_bytes_on_disk(&self, env: &str) -> u64 {
+        ["console.log", "console.log.1"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.env_dir(env).join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Host cgroup directories of this daemon's env `name`, on whichever
     /// hierarchies exist (other daemons' envs of the same name are not ours).
     pub fn cgroup_dirs(&self, name: &str) -> Vec<PathBuf> {
