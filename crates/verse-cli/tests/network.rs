@@ -254,6 +254,13 @@ image = "busybox"
     assert!(err.to_lowercase().contains("not permitted"), "{err}");
     let (code, _, _) = verse.sh("web", "ip route del default");
     assert_ne!(code, 0, "root inside changed its routes");
+    // No packet sockets: no ARP spoofing of the gateway or of another env
+    // (there is no shared L2 to spoof on either: each env has its own routed
+    // /32 veth).
+    for target in [gateway.as_str(), other_addr.as_str()] {
+        let (code, _, _) = verse.sh("web", &format!("arping -c1 -w1 -U -I eth0 {target}"));
+        assert_ne!(code, 0, "root inside sent ARP for {target}");
+    }
     let (_, resolv, _) = verse.sh("web", "cat /etc/resolv.conf");
     assert!(
         resolv.contains(&format!("nameserver {gateway}")),

@@ -238,3 +238,29 @@ fn generations_gc_keeps_the_newest_and_the_active_one() {
     let out = verse.run(&["rollback", "2"]);
     assert!(stderr(&out).contains("no generation 2"), "{}", stderr(&out));
 }
+
+/// More layers than one 256-byte `lowerdir` value of fsconfig(2) can name
+/// (about 15): each is passed on its own, and they stack in order.
+#[test]
+fn an_image_of_forty_layers_stacks_them_all_in_order() {
+    if !can_run() {
+        return;
+    }
+    let verse = Verse::start();
+    let steps: Vec<String> = (1..=40)
+        .map(|i| format!("\"echo {i} > /layer-{i}; echo {i} > /top\""))
+        .collect();
+    let file = verse.write_spec(
+        "verse.toml",
+        &format!(
+            "[image.tall]\nbase = \"busybox\"\nrun = [{}]\n\n[env.tall]\nimage = \"tall\"\n",
+            steps.join(", ")
+        ),
+    );
+    let built = verse.ok(&["image", "build", "-f", file.to_str().unwrap()]);
+    assert!(built.contains("built tall: 41 layers"), "{built}");
+    let applied = verse.ok(&["apply", file.to_str().unwrap()]);
+    assert!(!applied.contains("FAILED"), "{applied}");
+    let (code, out, err) = verse.sh("tall", "cat /top; ls / | grep -c '^layer-'");
+    assert_eq!((code, out.as_str()), (0, "40\n40\n"), "{err}");
+}

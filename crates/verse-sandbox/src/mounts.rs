@@ -345,11 +345,30 @@ fn mount_overlay(host: &HostFds) -> StepResult<OwnedFd> {
             )
         })
     };
-    set(
-        FSCONFIG_SET_STRING,
-        Some("lowerdir"),
-        Some(&lowers.join(":")),
-    )?;
+    // One `lowerdir+` per layer (Linux 6.8+): each value is capped at 256
+    // bytes by fsconfig(2), which a joined `lowerdir` of about 15 layers
+    // already exceeds. Older kernels refuse the key before any layer is set,
+    // and get the joined list.
+    let mut layers = lowers.iter();
+    match layers
+        .next()
+        .map(|first| set(FSCONFIG_SET_STRING, Some("lowerdir+"), Some(first)))
+    {
+        Some(Err(e)) if e.errno == libc::EINVAL => {
+            set(
+                FSCONFIG_SET_STRING,
+                Some("lowerdir"),
+                Some(&lowers.join(":")),
+            )?;
+        }
+        Some(result) => {
+            result?;
+            for layer in layers {
+                set(FSCONFIG_SET_STRING, Some("lowerdir+"), Some(layer))?;
+            }
+        }
+        None => return Err(StepError::new(format!("{what}: no layers"), libc::EINVAL)),
+    }
     set(
         FSCONFIG_SET_STRING,
         Some("upperdir"),
