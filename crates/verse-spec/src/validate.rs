@@ -182,6 +182,9 @@ struct Validator<'s> {
     diags: Diagnostics<'s>,
     /// Names other envs refer to, checked once every env is known: (env, target, what, offset).
     refs: Vec<(String, String, RefKind, usize)>,
+    /// Every `[env.NAME]` in the file, valid or not: a reference to an env
+    /// that has errors of its own is not also "undeclared".
+    declared: std::collections::BTreeSet<String>,
     /// Where each image's `base` value starts, for cycle diagnostics.
     base_spans: BTreeMap<String, usize>,
 }
@@ -243,6 +246,7 @@ impl<'s> Validator<'s> {
                 "env" => match item.get_ref() {
                     DeValue::Table(envs) => {
                         for (name, env) in envs.iter() {
+                            self.declared.insert(name.get_ref().to_string());
                             if let Some(env_spec) = self.env(name, env) {
                                 spec.envs.insert(name.get_ref().to_string(), env_spec);
                             }
@@ -286,6 +290,10 @@ impl<'s> Validator<'s> {
                 RefKind::Copy => "[copy]",
             };
             let Some(other) = spec.envs.get(&target) else {
+                if self.declared.contains(&target) {
+                    // Declared with errors, which are reported where they are.
+                    continue;
+                }
                 let names: Vec<&str> = spec.envs.keys().map(String::as_str).collect();
                 let hint = closest(&target, &names)
                     .map(|c| format!("; did you mean `{c}`?"))
@@ -1249,6 +1257,7 @@ pub(crate) fn parse(source: &str, file_name: &str) -> Result<Spec, crate::SpecEr
         source,
         diags,
         refs: Vec::new(),
+        declared: Default::default(),
         base_spans: BTreeMap::new(),
     };
     let spec = validator.spec(root.get_ref());

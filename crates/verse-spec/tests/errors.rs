@@ -621,3 +621,24 @@ fn file_name_is_used_as_given() {
         "{e}"
     );
 }
+
+#[test]
+fn a_reference_to_an_env_with_errors_reports_only_those_errors() {
+    let source = r#"[env.router]
+image = "busybox"
+router = true
+network = { allow = ["not a destination"] }
+
+[env.anon]
+image = "busybox"
+network = { via = "router" }
+reach = ["router:80"]
+
+[copy]
+"router -> anon" = "allow"
+"#;
+    let e = lines(source);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("verse.toml:4:"), "{e:#?}");
+    assert!(!e[0].contains("does not declare"), "{e:#?}");
+}
