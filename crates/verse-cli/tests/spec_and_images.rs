@@ -264,3 +264,40 @@ fn an_image_of_forty_layers_stacks_them_all_in_order() {
     let (code, out, err) = verse.sh("tall", "cat /top; ls / | grep -c '^layer-'");
     assert_eq!((code, out.as_str()), (0, "40\n40\n"), "{err}");
 }
+
+/// The image's user and workdir apply where the spec is silent, and a spec
+/// that says `user = "root"` / `workdir = "/"` gets exactly that; /downloads
+/// belongs to whoever the env's command runs as.
+#[test]
+fn image_user_and_workdir_apply_unless_the_spec_names_root() {
+    if !can_run() {
+        return;
+    }
+    let verse = Verse::start();
+    let file = verse.write_spec(
+        "verse.toml",
+        r#"
+[image.asuser]
+base = "busybox"
+run = ["mkdir -p /work && chown 1000:1000 /work"]
+user = "1000"
+workdir = "/work"
+
+[env.silent]
+image = "asuser"
+downloads = "quarantine"
+
+[env.asroot]
+image = "asuser"
+user = "root"
+workdir = "/"
+"#,
+    );
+    verse.ok(&["image", "build", "-f", file.to_str().unwrap()]);
+    let applied = verse.ok(&["apply", file.to_str().unwrap()]);
+    assert!(!applied.contains("FAILED"), "{applied}");
+    let (_, out, err) = verse.sh("silent", "id -u; pwd; touch /downloads/mine && echo wrote");
+    assert_eq!(out, "1000\n/work\nwrote\n", "{err}");
+    let (_, out, err) = verse.sh("asroot", "id -u; pwd");
+    assert_eq!(out, "0\n/\n", "{err}");
+}

@@ -286,6 +286,8 @@ async fn run(
             clipboard: Default::default(),
             downloads: None,
             log_max: None,
+            root_user_given: false,
+            root_workdir_given: false,
         },
         desired: "running".into(),
         remove_on_exit: request.rm,

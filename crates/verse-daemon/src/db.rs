@@ -77,6 +77,12 @@ pub struct EnvPlan {
     /// `downloads = "quarantine"`: a watched `/downloads` (see `quarantine.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloads: Option<verse_spec::Downloads>,
+    /// `user = "root"` (or 0) was written in the spec: the image's user does not apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub root_user_given: bool,
+    /// `workdir = "/"` was written in the spec: the image's workdir does not apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub root_workdir_given: bool,
     /// `log_max`: the console log's cap; `None` is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_max: Option<u64>,

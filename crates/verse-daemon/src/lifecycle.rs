@@ -290,19 +290,32 @@ fn start_blocking(
             readonly: *readonly,
         });
     }
+    // The image's user and workdir apply where the spec is silent; a spec that
+    // says `user = "root"` or `workdir = "/"` means it.
+    let (uid, gid) = match (
+        plan.uid,
+        plan.gid,
+        run.user.as_deref().and_then(numeric_user),
+    ) {
+        (0, 0, Some(ids)) if !plan.root_user_given => ids,
+        _ => (plan.uid, plan.gid),
+    };
+    let workdir = match (&plan.workdir[..], &run.workdir) {
+        ("/", Some(w)) if !plan.root_workdir_given => w.clone(),
+        _ => plan.workdir.clone(),
+    };
     if plan.downloads.is_some() {
-        let dir =
-            crate::quarantine::prepare_downloads(&daemon.paths, &row.name, plan.uid, plan.gid)
-                .map_err(|e| {
-                    ApiError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
-                })?;
+        let dir = crate::quarantine::prepare_downloads(&daemon.paths, &row.name, uid, gid)
+            .map_err(|e| {
+                ApiError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
+            })?;
         volumes.push(VolumeMount {
             host: dir,
             path: crate::quarantine::DOWNLOADS_IN_ENV.into(),
             readonly: false,
         });
     }
-    // The image's entrypoint and cmd, env, user and workdir apply where the plan is silent.
+    // The image's entrypoint and cmd and env apply where the plan is silent.
     let image_argv: Vec<String> = run.entrypoint.iter().chain(&run.cmd).cloned().collect();
     let mut argv = plan.command.clone().unwrap_or_else(|| {
         if image_argv.is_empty() {
@@ -311,18 +324,6 @@ fn start_blocking(
             image_argv
         }
     });
-    let (uid, gid) = match (
-        plan.uid,
-        plan.gid,
-        run.user.as_deref().and_then(numeric_user),
-    ) {
-        (0, 0, Some(ids)) => ids,
-        _ => (plan.uid, plan.gid),
-    };
-    let workdir = match (&plan.workdir[..], &run.workdir) {
-        ("/", Some(w)) => w.clone(),
-        _ => plan.workdir.clone(),
-    };
     if let Some(desktop) = &plan.desktop {
         let dir = crate::desktop::prepare_socket_dir(&daemon.paths, &row.name, uid, gid).map_err(
             |e| ApiError::internal(format!("env `{}`: preparing its desktop: {e}", row.name)),
