@@ -55,6 +55,7 @@ pub const ENV_KEYS: &[&str] = &[
     "downloads",
     "hold",
     "release_to",
+    "disk",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
@@ -67,6 +68,9 @@ const PLANNED_ENV_KEYS: &[&str] = &["shared", "extends"];
 pub const MAX_CPU: f64 = 1024.0;
 /// Smallest memory limit accepted, in bytes (4 MiB).
 pub const MIN_MEMORY: u64 = 4 << 20;
+/// Smallest disk accepted, in bytes (16 MiB: an ext4 filesystem with its journal and
+/// inode tables, and room left for the env's writes).
+pub const MIN_DISK: u64 = 16 << 20;
 /// Largest pids limit accepted (the kernel's PID_MAX_LIMIT).
 pub const MAX_PIDS: u64 = 4 << 20;
 /// Largest stop timeout accepted, in milliseconds (one hour).
@@ -405,6 +409,7 @@ impl<'s> Validator<'s> {
                 }
                 "cpu" => spec.cpu = self.cpu(value),
                 "memory" => spec.memory = self.memory(value),
+                "disk" => spec.disk = self.disk(value),
                 "pids" => spec.pids = self.pids(value),
                 "network" => {
                     if let Some(n) = self.network(name, value) {
@@ -572,6 +577,15 @@ impl<'s> Validator<'s> {
     }
 
     fn memory(&mut self, item: &Item<'_>) -> Option<u64> {
+        self.size("memory", item, MIN_MEMORY, "4MiB")
+    }
+
+    fn disk(&mut self, item: &Item<'_>) -> Option<u64> {
+        self.size("disk", item, MIN_DISK, "16MiB")
+    }
+
+    /// A size in bytes of at least `min` (`min_text` as written in a spec).
+    fn size(&mut self, key: &str, item: &Item<'_>, min: u64, min_text: &str) -> Option<u64> {
         let not_a_size =
             format!("not a size; write e.g. \"512MiB\" or \"2GiB\" (units: {SIZE_UNITS})");
         let bytes = match item.get_ref() {
@@ -579,7 +593,7 @@ impl<'s> Validator<'s> {
                 Some(i) if i >= 0 => i as u64,
                 _ => {
                     self.value_error(
-                        "memory",
+                        key,
                         item,
                         "must not be negative; write bytes or a size like \"512MiB\"",
                     );
@@ -589,36 +603,32 @@ impl<'s> Validator<'s> {
             DeValue::String(s) => match units::parse_size(s) {
                 Ok(b) => b,
                 Err(UnitError::TooLarge) => {
-                    self.value_error("memory", item, "too large to fit in 64 bits");
+                    self.value_error(key, item, "too large to fit in 64 bits");
                     return None;
                 }
                 Err(_) => {
-                    self.value_error("memory", item, not_a_size);
+                    self.value_error(key, item, not_a_size);
                     return None;
                 }
             },
             DeValue::Float(_) => {
                 self.value_error(
-                    "memory",
+                    key,
                     item,
                     "write whole bytes or a size string such as \"1.5GiB\"",
                 );
                 return None;
             }
             _ => {
-                self.type_error(
-                    "memory",
-                    item,
-                    "a size such as \"512MiB\" or a number of bytes",
-                );
+                self.type_error(key, item, "a size such as \"512MiB\" or a number of bytes");
                 return None;
             }
         };
-        if bytes < MIN_MEMORY {
+        if bytes < min {
             self.value_error(
-                "memory",
+                key,
                 item,
-                format!("is {bytes} bytes; at least \"4MiB\" ({MIN_MEMORY} bytes) is needed"),
+                format!("is {bytes} bytes; at least \"{min_text}\" ({min} bytes) is needed"),
             );
             return None;
         }
