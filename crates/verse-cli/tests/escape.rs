@@ -356,31 +356,6 @@ fn floods_are_contained() {
     assert_eq!(verse.env("jail")["state"], "running");
 }
 
-/// Root, and loop devices to give an env a disk of its own; says so loudly
-/// when not, and fails under CI=true.
-fn loops_usable() -> bool {
-    let free = std::process::Command::new("losetup").arg("-f").output();
-    let why = match free {
-        _ if !Path::new("/dev/loop-control").exists() => Some("no /dev/loop-control".to_string()),
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "no free loop device: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )),
-        Err(e) => Some(format!("losetup: {e}")),
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true and this host cannot give envs a disk: {why}")
-        }
-        Some(why) => {
-            eprintln!("\n!!! SKIPPED: {why}; `disk` needs loop devices !!!\n");
-            false
-        }
-    }
-}
-
 /// Bytes in use on the filesystem holding `path`.
 fn host_used(path: &Path) -> u64 {
     let out = std::process::Command::new("df")

@@ -445,22 +445,6 @@ fn bad_lifecycle_keys_are_reported_where_they_are() {
     assert!(verse.envs().is_empty());
 }
 
-/// Whether loop devices can back an env's disk; loud skip, failure under CI=true.
-fn loops_usable() -> bool {
-    let ok = std::path::Path::new("/dev/loop-control").exists()
-        && std::process::Command::new("losetup")
-            .arg("-f")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and this host has no usable loop device for `disk`");
-    }
-    if !ok {
-        eprintln!("\n!!! SKIPPED: no usable loop device; `disk` needs one !!!\n");
-    }
-    ok
-}
-
 /// The size of the env's root filesystem as it sees it, in KiB.
 fn root_kib(verse: &Verse, env: &str) -> u64 {
     let (_, df, _) = verse.sh(env, "df -k / | tail -1");

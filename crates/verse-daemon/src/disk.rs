@@ -4,8 +4,8 @@
 //!
 //! Adding a disk to an env that already wrote to the host's filesystem, or
 //! removing one, is refused (its files would have to move); an env whose
-//! writable layer is still empty (never started, or ephemeral) takes either
-//! change. Growing works; shrinking works while what is in use fits.
+//! writable layer on the host is still empty (never started, or ephemeral)
+//! can gain one. Growing works; shrinking works while what is in use fits.
 
 use crate::Daemon;
 use crate::db::EnvPlan;
