@@ -36,6 +36,15 @@ fn loops_backed_by(dir: &Path) -> Vec<String> {
     found
 }
 
+/// Unmounts what a failed test left mounted in its temp dir.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        verse_disk::unmount_under(self.0);
+    }
+}
+
 #[test]
 fn a_disk_limits_writes_grows_and_goes_without_a_trace() {
     if !can_run() {
@@ -43,6 +52,7 @@ fn a_disk_limits_writes_grows_and_goes_without_a_trace() {
     }
     let dir = tempfile::tempdir().unwrap();
     let env_dir = dir.path();
+    let _guard = Unmount(env_dir);
     verse_disk::ensure(env_dir, 32 << 20).unwrap();
     let layer = verse_disk::layer_dir(env_dir);
     assert_eq!(layer, env_dir.join("disk"));
