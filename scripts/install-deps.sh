@@ -4,6 +4,8 @@ set -euo pipefail
 packages=(busybox-static iproute2 procps nftables util-linux curl debootstrap ostree bsdutils)
 # vm and gvisor backends
 packages+=(qemu-system-x86 erofs-utils e2fsprogs runsc cpio)
+# `disk = "SIZE"`: mkfs.ext4, e2fsck, resize2fs (e2fsprogs); mount -o loop, losetup (util-linux)
+packages+=(e2fsprogs util-linux)
 # guard tests: TLS certificates (openssl), non-root peers (setpriv, util-linux)
 packages+=(openssl)
 # curl, xz-utils: compose checks its catalog against the bookworm package list

@@ -256,6 +256,9 @@ pub struct RunRequest {
     pub rows: u16,
     #[serde(default)]
     pub cols: u16,
+    /// `verse run --disk SIZE`: the env's writes go to a filesystem of this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u64>,
 }
 
 /// A spec diagnostic, positioned in the user's file.

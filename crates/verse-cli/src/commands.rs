@@ -363,6 +363,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             name,
             tty,
             env,
+            disk,
             image,
             command,
         } => {
@@ -376,6 +377,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                 tty,
                 rows,
                 cols,
+                disk,
             };
             return stream::run(&client, request).await;
         }

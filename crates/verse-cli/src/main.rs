@@ -158,6 +158,10 @@ enum Command {
         tty: bool,
         #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// Limit what the env can write to SIZE (e.g. 1GiB, at least 16MiB): its
+        /// writable layer gets a filesystem of its own of that size.
+        #[arg(long, value_name = "SIZE", value_parser = disk_size)]
+        disk: Option<u64>,
         image: String,
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -326,4 +330,21 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--disk SIZE`: a size as in the spec, at least the spec's minimum.
+fn disk_size(text: &str) -> Result<u64, String> {
+    let bytes = verse_spec::units::parse_size(text).map_err(|e| {
+        format!(
+            "{e}; write e.g. \"1GiB\" (units: {})",
+            verse_spec::units::SIZE_UNITS
+        )
+    })?;
+    if bytes < verse_spec::MIN_DISK {
+        return Err(format!(
+            "{bytes} bytes is too small; at least 16MiB ({} bytes)",
+            verse_spec::MIN_DISK
+        ));
+    }
+    Ok(bytes)
 }

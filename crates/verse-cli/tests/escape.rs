@@ -1,7 +1,7 @@
 //! The escape and abuse suite: known container escapes tried from inside a
 //! real env, each asserting that the attempt fails AND that the host is
 //! unchanged afterwards (the files, mounts and processes the attack aims at).
-//! What is not limited (disk use without a `disk` limit) is said in
+//! What is not limited (volumes, which are host directories) is said in
 //! docs/security.md rather than asserted here.
 
 mod common;
@@ -375,4 +375,133 @@ fn floods_are_contained() {
     let (code, out, _) = verse.sh("jail", "echo alive");
     assert_eq!((code, out.trim()), (0, "alive"));
     assert_eq!(verse.env("jail")["state"], "running");
+}
+
+/// Bytes in use on the filesystem holding `path`.
+fn host_used(path: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=used"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Bytes the host's filesystem holds for a file (a sparse image: what was written).
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+}
+
+/// Loop devices whose backing file lies under `dir`.
+fn loops_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|f| f.starts_with(&dir))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn disk_flood_is_contained_by_the_env_disk() {
+    if !can_run() || !loops_usable() {
+        return;
+    }
+    let verse = Verse::start();
+    verse.apply("[env.full]\nimage = \"busybox\"\ndisk = \"32MiB\"\n");
+    let env_dir = verse.env_dir("full");
+    let image = env_dir.join("disk.img");
+    let before = host_used(verse.root());
+    // 256 MiB into a 32 MiB disk: ENOSPC inside, the host holds at most the disk.
+    let (code, _, err) = verse.sh("full", "dd if=/dev/zero of=/fill bs=1M count=256");
+    assert_ne!(code, 0, "256 MiB fitted in a 32 MiB disk");
+    assert!(err.contains("No space left on device"), "{err}");
+    let grown = host_used(verse.root()).saturating_sub(before);
+    assert!(
+        allocated(&image) <= 32 * MIB,
+        "the image holds {} bytes",
+        allocated(&image)
+    );
+    // Other tests share this filesystem: a loose bound (without the disk, 256 MiB).
+    assert!(
+        grown < 128 * MIB,
+        "the host's filesystem grew by {grown} bytes"
+    );
+    // The env sees its disk's size as its root's.
+    let (_, df, _) = verse.sh("full", "df -k / | tail -1");
+    let total: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(total * 1024 <= 32 * MIB, "{df}");
+
+    // Deleting the file frees the disk and, with discard, the host's space.
+    let (code, out, err) = verse.sh("full", "rm /fill && echo ok > /after && cat /after");
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+    wait_until("the deleted file's blocks go back to the host", || {
+        allocated(&image) < 16 * MIB
+    });
+    assert_eq!(verse.env("full")["state"], "running");
+
+    // `verse rm` leaves no mount, loop device or image behind.
+    assert_eq!(loops_under(&env_dir).len(), 1);
+    verse.ok(&["rm", "full"]);
+    assert!(!env_dir.exists());
+    assert!(
+        verse
+            .host_mounts()
+            .iter()
+            .all(|m| !m.contains("/envs/full")),
+        "{:?}",
+        verse.host_mounts()
+    );
+    wait_until("the loop device detaches", || {
+        loops_under(&env_dir).is_empty()
+    });
+
+    // A one-off env with --disk: the same limit, and nothing left when it ends.
+    let out = verse.run(&[
+        "run",
+        "--rm",
+        "--disk",
+        "20MiB",
+        "--name",
+        "once",
+        "busybox",
+        "--",
+        "/bin/sh",
+        "-c",
+        "dd if=/dev/zero of=/fill bs=1M count=64 2>&1; df -k / | tail -1",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("No space left on device"), "{text}");
+    let once = verse.env_dir("once");
+    wait_until("the one-off env is gone", || !once.exists());
+    wait_until("its disk is unmounted", || {
+        verse.host_mounts().iter().all(|m| !m.contains("/once"))
+    });
+    wait_until("its loop device detaches", || {
+        loops_under(&verse.root().join("var/lib/verse")).is_empty()
+    });
+    // A size below the minimum is refused with what is allowed.
+    let bad = verse.run(&["run", "--disk", "1MiB", "busybox", "--", "true"]);
+    assert!(stderr(&bad).contains("at least 16MiB"), "{}", stderr(&bad));
 }

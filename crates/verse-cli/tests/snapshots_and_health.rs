@@ -444,3 +444,81 @@ fn bad_lifecycle_keys_are_reported_where_they_are() {
     assert!(err.contains("missing required key `command`"), "{err}");
     assert!(verse.envs().is_empty());
 }
+
+/// The size of the env's root filesystem as it sees it, in KiB.
+fn root_kib(verse: &Verse, env: &str) -> u64 {
+    let (_, df, _) = verse.sh(env, "df -k / | tail -1");
+    df.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_env_with_a_disk_keeps_it_across_stop_start_snapshot_restore_and_resize() {
+    if !can_run() || !loops_usable() {
+        return;
+    }
+    let verse = Verse::start();
+    let spec = |disk: &str| format!("[env.box]\nimage = \"busybox\"\ndisk = \"{disk}\"\n");
+    verse.apply(&spec("32MiB"));
+    let env_dir = verse.env_dir("box");
+    let (code, _, err) = verse.sh("box", "echo one > /root/f && rm /bin/ls");
+    assert_eq!(code, 0, "{err}");
+    assert!(env_dir.join("disk/upper/root/f").is_file());
+    assert!(!env_dir.join("upper").exists(), "a layer outside the disk");
+
+    // Stop and start: the disk stays mounted, the files stay.
+    verse.ok(&["down", "box"]);
+    verse.ok(&["up", "box"]);
+    let (_, out, _) = verse.sh("box", "cat /root/f; ls /bin/ls 2>&1");
+    assert!(out.starts_with("one\n"), "{out}");
+    assert!(out.contains("No such file"), "{out}");
+
+    // Snapshot, change, restore: the swap is renames on the disk.
+    verse.ok(&["snapshot", "box", "before"]);
+    verse.sh("box", "echo two > /root/f && mkdir /new");
+    assert!(verse.ok(&["restore", "box", "before"]).contains("running"));
+    let (_, out, _) = verse.sh("box", "cat /root/f; ls -d /new 2>&1");
+    assert!(out.starts_with("one\n"), "{out}");
+    assert!(out.contains("No such file"), "{out}");
+
+    // Growing on apply: restarted on a larger disk, files kept.
+    let small = root_kib(&verse, "box");
+    verse.apply(&spec("64MiB"));
+    let large = root_kib(&verse, "box");
+    assert!(large > small + 16 * 1024, "{small} KiB -> {large} KiB");
+    let (_, out, _) = verse.sh("box", "cat /root/f");
+    assert_eq!(out.trim(), "one");
+
+    // Shrinking below what is in use is refused and changes nothing.
+    let (code, _, err) = verse.sh("box", "dd if=/dev/zero of=/big bs=1M count=40");
+    assert_eq!(code, 0, "{err}");
+    let pid = verse.env("box")["pid"].clone();
+    let path = verse.write_spec("verse.toml", &spec("32MiB"));
+    let out = verse.run(&["apply", path.to_str().unwrap()]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("shrinking it to"), "{text}");
+    assert_eq!(verse.env("box")["pid"], pid, "the env was restarted");
+    assert_eq!(root_kib(&verse, "box"), large);
+
+    // Removing `disk` from an env that wrote to it is refused too.
+    let path = verse.write_spec("verse.toml", "[env.box]\nimage = \"busybox\"\n");
+    let out = verse.run(&["apply", path.to_str().unwrap()]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("removing `disk`"), "{text}");
+    assert_eq!(verse.env("box")["pid"], pid);
+
+    // Ephemeral with a disk: writes go at stop, the disk stays.
+    verse.apply("[env.box]\nimage = \"busybox\"\ndisk = \"64MiB\"\n[env.tmp]\nimage = \"busybox\"\ndisk = \"16MiB\"\nephemeral = true\n");
+    verse.sh("tmp", "echo gone > /root/f");
+    verse.ok(&["down", "tmp"]);
+    verse.ok(&["up", "tmp"]);
+    let (_, out, _) = verse.sh("tmp", "cat /root/f 2>&1");
+    assert!(out.contains("No such file"), "{out}");
+
+    verse.ok(&["rm", "box"]);
+    verse.ok(&["rm", "tmp"]);
+    assert!(
+        verse.host_mounts().iter().all(|m| !m.contains("/envs/")),
+        "{:?}",
+        verse.host_mounts()
+    );
+}

@@ -245,6 +245,12 @@ async fn run(
             ApiError::bad_request("no command given").hint("verse run IMAGE -- COMMAND [ARGS...]")
         );
     }
+    if request.disk.is_some_and(|d| d < verse_spec::MIN_DISK) {
+        return Err(ApiError::bad_request(format!(
+            "disk: at least {} bytes (16MiB) is needed",
+            verse_spec::MIN_DISK
+        )));
+    }
     let name = match request.name.clone() {
         Some(name) if !valid_env_name(&name) => {
             return Err(ApiError::bad_request(format!(
@@ -264,6 +270,7 @@ async fn run(
             cpu: None,
             memory: None,
             pids: None,
+            disk: request.disk,
             ephemeral: request.rm,
             command: Some(request.argv.clone()),
             env: request.env.clone(),

@@ -63,7 +63,11 @@ pub fn prepare_vm(
         );
     }
     let data_disk = env_dir.join("disk.ext4");
-    verse_vm::disk::data_disk(&data_disk, plan.ephemeral).map_err(vm_err)?;
+    // `disk` sizes the data disk (made sparse: only what the guest writes takes room).
+    let size = plan.disk.unwrap_or(verse_vm::disk::DATA_DISK_BYTES);
+    verse_vm::disk::data_disk(&data_disk, plan.ephemeral, size).map_err(vm_err)?;
+    verse_disk::resize_image(&data_disk, size)
+        .map_err(|e| crate::disk::disk_error(&row.name, e))?;
     let choice: AccelChoice = plan.accel.parse().unwrap_or_default();
     let decision = verse_vm::accel::decide(
         choice,

@@ -34,6 +34,10 @@ pub struct EnvPlan {
     pub cpu: Option<f64>,
     pub memory: Option<u64>,
     pub pids: Option<u64>,
+    /// `disk = "SIZE"`: the env's writes live on a filesystem of this many bytes
+    /// (see `verse-disk`); `None`: on the host's, unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u64>,
     pub ephemeral: bool,
     pub command: Option<Vec<String>>,
     pub env: Vec<(String, String)>,

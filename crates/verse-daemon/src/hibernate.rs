@@ -187,6 +187,8 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
         })?;
         (Some(criu), format!("criu {version}"))
     };
+    // After a reboot the env's disk (if it has one) is mounted again first.
+    crate::disk::mount_if_any(daemon, &name, &row.plan)?;
     let env_dir = daemon.paths.env_dir(&name);
     let config_path = ShimConfig::config_path(&env_dir);
     let mut config: ShimConfig = std::fs::read(&config_path)

@@ -9,6 +9,7 @@ pub mod db;
 mod db_lifecycle;
 pub mod desktop;
 mod diff;
+mod disk;
 mod envfs;
 mod error;
 mod events;

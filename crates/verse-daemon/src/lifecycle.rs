@@ -271,6 +271,9 @@ fn start_blocking(
     let run = &manifest.config;
 
     let env_dir = daemon.paths.env_dir(&row.name);
+    std::fs::create_dir_all(&env_dir)
+        .map_err(|e| ApiError::internal(format!("creating {}: {e}", env_dir.display())))?;
+    crate::disk::prepare(&row.name, &env_dir, plan)?;
     prepare_env_dir(&env_dir)
         .map_err(|e| ApiError::internal(format!("preparing {}: {e}", env_dir.display())))?;
     let mut volumes = Vec::new();
@@ -450,11 +453,13 @@ pub fn to_path_change(change: verse_store::Change) -> PathChange {
     }
 }
 
-/// Creates the env's directories; the writable layer belongs to the env's root.
+/// Creates the env's directories; the writable layer (in the env dir, or on its
+/// disk) belongs to the env's root.
 fn prepare_env_dir(env_dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(env_dir.join("rootfs"))?;
+    let layer = verse_disk::layer_dir(env_dir);
     for sub in ["upper", "work"] {
-        let dir = env_dir.join(sub);
+        let dir = layer.join(sub);
         if !dir.exists() {
             std::fs::create_dir(&dir)?;
             std::os::unix::fs::chown(&dir, Some(ID_BASE), Some(ID_BASE))?;
@@ -520,6 +525,9 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
         // before the env's directory goes.
         crate::quarantine::take_all(daemon, &row.name).await;
     }
+    // The env's disk, if it has one: unmounted first (its loop device detaches
+    // with it), so deleting the directory deletes nothing but the image.
+    verse_disk::unmount_under(&env_dir);
     if env_dir.exists() {
         std::fs::remove_dir_all(&env_dir)
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", env_dir.display())))?;
@@ -557,6 +565,8 @@ pub async fn reattach(daemon: &Daemon) {
     let trash = verse_runtime::config::trash_dir(&daemon.paths.state_dir());
     if let Ok(entries) = std::fs::read_dir(&trash) {
         for entry in entries.flatten() {
+            // A one-off env's disk its shim did not get to unmount.
+            verse_disk::unmount_under(&entry.path());
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

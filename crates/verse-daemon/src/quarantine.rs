@@ -34,7 +34,8 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// The host directory bind-mounted at `/downloads`.
 pub fn downloads_dir(paths: &Paths, env: &str) -> PathBuf {
-    paths.env_dir(env).join("downloads")
+    // On the env's disk when it has one: what it downloads counts against it.
+    verse_disk::layer_dir(&paths.env_dir(env)).join("downloads")
 }
 
 /// Creates the env's downloads directory, owned by the env's user.

@@ -22,6 +22,7 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         cpu: env.cpu,
         memory: env.memory,
         pids: env.pids,
+        disk: env.disk,
         ephemeral: env.ephemeral,
         command: env.command.clone(),
         env: env

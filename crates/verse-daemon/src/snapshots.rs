@@ -17,7 +17,7 @@ use verse_api::{EnvState, SnapshotInfo, VolumeSnapshot};
 use verse_runtime::ID_BASE;
 
 fn upper(daemon: &Daemon, name: &str) -> std::path::PathBuf {
-    daemon.paths.env_dir(name).join("upper")
+    verse_disk::layer_dir(&daemon.paths.env_dir(name)).join("upper")
 }
 
 /// Takes a snapshot. A running env is frozen while its writable layer is read
@@ -38,6 +38,7 @@ pub async fn take(
             "`verse hibernate {name}` saves the whole VM (memory and devices) instead"
         )));
     }
+    crate::disk::mount_if_any(daemon, &name, &row.plan)?;
     let upper = upper(daemon, &name);
     if !upper.is_dir() {
         return Err(ApiError::conflict(format!(
@@ -204,7 +205,10 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
         .hint("resume it first, or discard the hibernation"));
     }
     let was_running = lifecycle::is_running(daemon, &row.name).await;
-    let env_dir = daemon.paths.env_dir(&row.name);
+    crate::disk::mount_if_any(daemon, &row.name, &row.plan)?;
+    // The env's disk, if it has one: the new layer is written there, so the swap
+    // is renames on one filesystem (and the disk must have room for both a moment).
+    let env_dir = verse_disk::layer_dir(&daemon.paths.env_dir(&row.name));
     let tmp = env_dir.join("upper.restoring");
     let _ = std::fs::remove_dir_all(&tmp);
     // Materialise before stopping: the env is down only for the swap.
@@ -337,7 +341,7 @@ pub fn recover(daemon: &Daemon) {
         return;
     };
     for row in rows {
-        let env_dir = daemon.paths.env_dir(&row.name);
+        let env_dir = verse_disk::layer_dir(&daemon.paths.env_dir(&row.name));
         let upper = env_dir.join("upper");
         let old = env_dir.join("upper.old");
         if !upper.exists() && old.exists() {

@@ -300,6 +300,7 @@ pub async fn update(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
             .await
             .map(drop);
     };
+    crate::disk::check_change(daemon, &row.name, &old.plan, &row.plan)?;
     let changes = diff::changes(&old.plan, &row.plan);
     let summary = changes
         .iter()

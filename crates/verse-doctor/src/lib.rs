@@ -380,11 +380,41 @@ pub fn probe(verse_root: &Path) -> Report {
     });
 
     checks.push(forwarding_check());
+    checks.push(disk_check());
 
     Report {
         checks,
         facts,
         elapsed_us: started.elapsed().as_micros() as u64,
+    }
+}
+
+/// `disk = "SIZE"`: a loop device can be found, and e2fsprogs makes and resizes ext4.
+fn disk_check() -> Check {
+    let cost = "envs with `disk` (a per-env limit on what they write) cannot start";
+    let missing: Vec<&str> = ["mkfs.ext4", "e2fsck", "resize2fs", "losetup", "mount"]
+        .into_iter()
+        .filter(|tool| process::find_in_path(tool).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return check(
+            "disk",
+            Status::Missing,
+            format!(
+                "not found: {} (apt-get install e2fsprogs util-linux)",
+                missing.join(", ")
+            ),
+            cost,
+        );
+    }
+    match verse_disk::check_loop() {
+        Ok(device) => check(
+            "disk",
+            Status::Ok,
+            format!("loop devices usable ({device} is free); e2fsprogs found"),
+            "",
+        ),
+        Err(e) => check("disk", Status::Missing, e.to_string(), cost),
     }
 }
 

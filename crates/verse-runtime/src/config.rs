@@ -21,7 +21,8 @@ pub struct VolumeMount {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimConfig {
     pub name: String,
-    /// The env's directory: upper/, work/, rootfs/, console.log, records.
+    /// The env's directory: upper/, work/ (or disk.img mounted on disk/ holding
+    /// them), rootfs/, console.log, records.
     pub env_dir: PathBuf,
     pub socket: PathBuf,
     /// Read-only layer checkouts, top-most first.
@@ -82,11 +83,12 @@ pub fn trash_dir(state_dir: &std::path::Path) -> PathBuf {
 pub use verse_gvisor::GvisorConfig;
 
 impl ShimConfig {
+    /// The writable layer: in the env dir, or on the env's own disk (`disk = "SIZE"`).
     pub fn upper(&self) -> PathBuf {
-        self.env_dir.join("upper")
+        verse_disk::layer_dir(&self.env_dir).join("upper")
     }
     pub fn work(&self) -> PathBuf {
-        self.env_dir.join("work")
+        verse_disk::layer_dir(&self.env_dir).join("work")
     }
     pub fn mountpoint(&self) -> PathBuf {
         self.env_dir.join("rootfs")

@@ -1131,6 +1131,11 @@ impl Shim {
         // Now the env's mounts may go (see `held_mount_ns`).
         self.held_mount_ns = None;
         for dir in trash {
+            // `verse run --rm` of an env with a disk: its filesystem is unmounted
+            // (the loop device detaches with it) before its directory goes.
+            if verse_disk::has_disk(&dir) {
+                verse_disk::unmount_under(&dir);
+            }
             let _ = std::fs::remove_dir_all(dir);
         }
         std::process::exit(0);

@@ -13,6 +13,8 @@
 //! cpu = 1.5                  # cores, > 0 and <= 1024
 //! memory = "512MiB"          # bytes (integer) or a size string, >= 4MiB; see `units`
 //! pids = 256                 # 1..=4194304
+//! disk = "2GiB"              # the env's writes live on a filesystem of this size (>= 16MiB)
+//!                            # instead of the host's; default: unlimited
 //! network = "none"           # loopback only; or "nat", { allow = ["example.org:443",
 //!                            # "10.1.2.0/24:*"] }, { proxy = "socks5://10.0.0.1:1080" },
 //!                            # { via = "router-env" }
@@ -82,7 +84,7 @@ pub use model::{
 pub use net::{DestHost, Destination, ProxyUrl, parse_destination, parse_proxy};
 pub use validate::{
     DESKTOP_KEYS, ENV_KEYS, IMAGE_KEYS, LABEL_KEYS, MAX_CPU, MAX_HOSTNAME, MAX_PIDS,
-    MAX_STOP_TIMEOUT_MS, MIN_MEMORY, TOP_KEYS, TRUST_KEYS, closest,
+    MAX_STOP_TIMEOUT_MS, MIN_DISK, MIN_MEMORY, TOP_KEYS, TRUST_KEYS, closest,
 };
 
 /// Parse and validate a spec held in memory. `file_name` is only used in diagnostics.

@@ -54,6 +54,11 @@ pub struct EnvSpec {
     pub memory: Option<u64>,
     /// Maximum number of processes; `None` means unlimited.
     pub pids: Option<u64>,
+    /// Size of the env's own filesystem for its writes, in bytes; `None`: its writes go
+    /// to the host's filesystem, unlimited. Left out of the JSON when absent, so specs
+    /// without it keep their digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u64>,
     /// Network mode.
     pub network: Network,
     /// Other envs' services this env may connect to, as `(env, port)`.
@@ -174,6 +179,7 @@ impl EnvSpec {
             cpu: None,
             memory: None,
             pids: None,
+            disk: None,
             network: Network::default(),
             reach: Vec::new(),
             router: false,

@@ -56,6 +56,7 @@ pub const ENV_KEYS: &[&str] = &[
     "hold",
     "release_to",
     "log_max",
+    "disk",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
@@ -68,6 +69,9 @@ const PLANNED_ENV_KEYS: &[&str] = &["shared", "extends"];
 pub const MAX_CPU: f64 = 1024.0;
 /// Smallest memory limit accepted, in bytes (4 MiB).
 pub const MIN_MEMORY: u64 = 4 << 20;
+/// Smallest disk accepted, in bytes (16 MiB: an ext4 filesystem with its journal and
+/// inode tables, and room left for the env's writes).
+pub const MIN_DISK: u64 = 16 << 20;
 /// Largest pids limit accepted (the kernel's PID_MAX_LIMIT).
 pub const MAX_PIDS: u64 = 4 << 20;
 /// Largest stop timeout accepted, in milliseconds (one hour).
@@ -417,6 +421,7 @@ impl<'s> Validator<'s> {
                 "log_max" => {
                     spec.log_max = self.size(k, value, crate::model::MIN_LOG_MAX, "128KiB")
                 }
+                "disk" => spec.disk = self.disk(value),
                 "pids" => spec.pids = self.pids(value),
                 "network" => {
                     if let Some(n) = self.network(name, value) {
@@ -587,8 +592,11 @@ impl<'s> Validator<'s> {
         self.size("memory", item, MIN_MEMORY, "4MiB")
     }
 
-    /// A size in bytes (an integer, or a string such as "512MiB") of at least
-    /// `min` bytes (`min_text` says it as a size string).
+    fn disk(&mut self, item: &Item<'_>) -> Option<u64> {
+        self.size("disk", item, MIN_DISK, "16MiB")
+    }
+
+    /// A size in bytes of at least `min` (`min_text` as written in a spec).
     fn size(&mut self, key: &str, item: &Item<'_>, min: u64, min_text: &str) -> Option<u64> {
         let not_a_size =
             format!("not a size; write e.g. \"512MiB\" or \"2GiB\" (units: {SIZE_UNITS})");

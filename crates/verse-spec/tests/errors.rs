@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, clipboard, downloads, hold, release_to, log_max";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, clipboard, downloads, hold, release_to, log_max, disk";
 
 #[test]
 fn unknown_key_with_suggestion() {
@@ -220,6 +220,23 @@ fn memory_errors() {
         one_in_env("memory = true")
             .ends_with("expected a size such as \"512MiB\" or a number of bytes, found a boolean")
     );
+}
+
+#[test]
+fn disk_errors() {
+    assert_eq!(
+        one_in_env("disk = \"1MiB\""),
+        "verse.toml:3:8: disk = \"1MiB\": is 1048576 bytes; at least \"16MiB\" (16777216 bytes) is needed"
+    );
+    assert_eq!(
+        one_in_env("disk = \"big\""),
+        "verse.toml:3:8: disk = \"big\": not a size; write e.g. \"512MiB\" or \"2GiB\" (units: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+    );
+    assert!(
+        one_in_env("disk = true")
+            .ends_with("expected a size such as \"512MiB\" or a number of bytes, found a boolean")
+    );
+    assert!(one_in_env("dsik = \"1GiB\"").contains("did you mean `disk`?"));
 }
 
 #[test]

@@ -163,6 +163,16 @@ fn log_max() {
 }
 
 #[test]
+fn disk_sizes() {
+    assert_eq!(env("").disk, None);
+    assert_eq!(env("disk = \"32MiB\"").disk, Some(32 << 20));
+    assert_eq!(env("disk = \"2G\"").disk, Some(2 << 30));
+    assert_eq!(env("disk = 16777216").disk, Some(16 << 20));
+    // Any backend: the container's and gvisor's writable layer, a vm's data disk.
+    assert_eq!(env("disk = \"1GiB\"\nbackend = \"vm\"").disk, Some(1 << 30));
+}
+
+#[test]
 fn pids_bounds() {
     assert_eq!(env("pids = 1").pids, Some(1));
     assert_eq!(env("pids = 4194304").pids, Some(4_194_304));

@@ -59,6 +59,18 @@ fn canonical_json_is_sorted_and_compact() {
 }
 
 #[test]
+fn disk_is_in_the_json_only_when_set() {
+    let json = ok("[env.a]\nimage = \"x\"\ndisk = \"32MiB\"\n").canonical_json();
+    assert!(json.contains(r#""disk":33554432"#), "{json}");
+    let without = ok("[env.a]\nimage = \"x\"\n");
+    assert!(!without.canonical_json().contains("disk"));
+    assert_ne!(
+        ok("[env.a]\nimage = \"x\"\ndisk = \"32MiB\"\n").digest(),
+        without.digest()
+    );
+}
+
+#[test]
 fn digest_ignores_layout_and_order() {
     let a = ok("[env.a]\nimage = \"x\"\ncpu = 2\nmemory = \"1GiB\"\n[env.b]\nimage = \"y\"\n");
     let b = ok(

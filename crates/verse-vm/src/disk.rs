@@ -35,15 +35,16 @@ pub fn layer_image(checkout: &Path, hash: &str, cache_dir: &Path) -> Result<Path
     Ok(path)
 }
 
-/// Makes sure the writable disk exists; `fresh` replaces it with an empty one.
-pub fn data_disk(path: &Path, fresh: bool) -> Result<()> {
+/// Makes sure the writable disk exists; `fresh` replaces it with an empty one
+/// of `bytes` (the env's `disk`, else [`DATA_DISK_BYTES`]). An existing disk is
+/// left as it is: resizing it is the caller's.
+pub fn data_disk(path: &Path, fresh: bool, bytes: u64) -> Result<()> {
     if path.is_file() && !fresh {
         return Ok(());
     }
     let tmp = path.with_extension("tmp");
     let file = std::fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
-    file.set_len(DATA_DISK_BYTES)
-        .map_err(io_err("sizing", &tmp))?;
+    file.set_len(bytes).map_err(io_err("sizing", &tmp))?;
     drop(file);
     let result = run_tool(
         Command::new("mkfs.ext4")

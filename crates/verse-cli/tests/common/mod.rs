@@ -37,6 +37,33 @@ pub fn can_run() -> bool {
     }
 }
 
+/// Whether loop devices can back an env's `disk` (a free one can be found);
+/// says so loudly when not, and fails under CI=true.
+pub fn loops_usable() -> bool {
+    let why = if !Path::new("/dev/loop-control").exists() {
+        Some("no /dev/loop-control".to_string())
+    } else {
+        match Command::new("losetup").arg("-f").output() {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!(
+                "no free loop device: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Some(format!("losetup: {e}")),
+        }
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and this host cannot give envs a disk: {why}")
+        }
+        Some(why) => {
+            eprintln!("\n!!! SKIPPED: {why}; `disk` needs loop devices !!!\n");
+            false
+        }
+    }
+}
+
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
