@@ -114,6 +114,49 @@ fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
+enum EnvAct {
+    Up,
+    Down,
+    Rm,
+}
+
+/// `verse up/down/rm NAME...`: each env in turn; one that fails is reported
+/// and the rest still go ahead. Exit code 1 if any failed.
+async fn each_env(client: &Client, names: &[String], act: EnvAct) -> Result<ExitCode> {
+    let mut failed = 0;
+    for name in names {
+        let done: Result<String> = match act {
+            EnvAct::Up => client
+                .post::<_, EnvInfo>(&format!("/v1/envs/{name}/up"), &())
+                .await
+                .map(|env| env.state.to_string()),
+            EnvAct::Down => client
+                .post::<_, EnvInfo>(&format!("/v1/envs/{name}/down"), &())
+                .await
+                .map(|env| env.state.to_string()),
+            EnvAct::Rm => client
+                .delete::<serde_json::Value>(&format!("/v1/envs/{name}"))
+                .await
+                .map(|_| "removed".to_string()),
+        }
+        .map_err(anyhow::Error::from);
+        match done {
+            Ok(state) => println!("{name}: {state}"),
+            Err(e) if names.len() == 1 => return Err(e),
+            Err(e) => {
+                failed += 1;
+                eprint!("{name}: ");
+                crate::output::report(&e);
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
     match command {
         Command::Image(
@@ -313,18 +356,9 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Up { name } => {
-            let env: EnvInfo = client.post(&format!("/v1/envs/{name}/up"), &()).await?;
-            println!("{}: {}", env.name, env.state);
-        }
-        Command::Down { name } => {
-            let env: EnvInfo = client.post(&format!("/v1/envs/{name}/down"), &()).await?;
-            println!("{}: {}", env.name, env.state);
-        }
-        Command::Rm { name } => {
-            let _: serde_json::Value = client.delete(&format!("/v1/envs/{name}")).await?;
-            println!("{name}: removed");
-        }
+        Command::Up { names } => return each_env(&client, &names, EnvAct::Up).await,
+        Command::Down { names } => return each_env(&client, &names, EnvAct::Down).await,
+        Command::Rm { names } => return each_env(&client, &names, EnvAct::Rm).await,
         Command::Exec {
             tty,
             env,

@@ -110,12 +110,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start an env.
-    Up { name: String },
-    /// Stop an env (SIGTERM, then SIGKILL after its stop_timeout). Its writes persist unless it is ephemeral.
-    Down { name: String },
-    /// Stop an env and delete it with its writable layer.
-    Rm { name: String },
+    /// Start envs.
+    Up {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Stop envs (SIGTERM, then SIGKILL after their stop_timeout). Their writes persist unless ephemeral.
+    Down {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Stop envs and delete them with their writable layers.
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
     /// Run a command inside a running env; exits with the command's exit code.
     Exec {
         /// Allocate a pseudo-terminal (for interactive programs).

@@ -273,3 +273,25 @@ fn the_cli_says_plainly_when_no_daemon_runs_and_daemons_run_side_by_side() {
         stderr(&out)
     );
 }
+
+#[test]
+fn up_down_and_rm_take_several_envs_and_go_on_past_a_failure() {
+    if !can_run() {
+        return;
+    }
+    let verse = Verse::start();
+    verse.apply("[env.a]\nimage = \"busybox\"\n\n[env.b]\nimage = \"busybox\"\n");
+    let out = verse.ok(&["down", "a", "b"]);
+    assert_eq!(out, "a: stopped\nb: stopped\n");
+    let out = verse.ok(&["up", "a", "b"]);
+    assert_eq!(out, "a: running\nb: running\n");
+    let out = verse.run(&["rm", "a", "nosuch", "b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "a: removed\nb: removed\n");
+    assert!(
+        stderr(&out).contains("nosuch: error: no env named `nosuch`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(verse.envs().is_empty());
+}
