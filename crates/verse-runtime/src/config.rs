@@ -65,6 +65,11 @@ pub struct ShimConfig {
     /// (`checkpoint/vm.state`) instead of booting it.
     #[serde(default)]
     pub incoming: Option<PathBuf>,
+    /// vm backend, `downloads = "quarantine"`: the directory in the guest
+    /// the agent makes for the env's user at boot (the daemon takes files
+    /// from it through the agent).
+    #[serde(default)]
+    pub guest_downloads: Option<String>,
 }
 
 /// Where finished envs' directories wait to be deleted, under the state dir.

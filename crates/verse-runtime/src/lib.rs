@@ -17,6 +17,8 @@ mod shim;
 mod vm_shim;
 
 pub use client::{ShimClient, ShimClientError};
+/// The shim ⇄ agent protocol, for the daemon's guest file operations.
+pub use verse_agent::proto as agent_proto;
 pub use config::{GvisorConfig, ID_BASE, ID_RANGE, ShimConfig, VolumeMount};
 pub use launch::{LaunchError, Launched, launch};
 pub use protocol::{ShimRequest, ShimResponse, ShimStatus};

@@ -35,6 +35,13 @@ pub enum ShimRequest {
     /// to a file) and end QEMU; the shim exits once the save is complete.
     /// Refused, with the env left running, when it cannot.
     HibernateVm,
+    /// vm backend: one file operation of the guest's agent. After the `ok`
+    /// line the connection carries the agent's messages of its channel
+    /// ([`verse_agent::proto`] encoding) to the client, and the client's
+    /// frames (a write's stdin and stdin eof) to the agent, until the agent
+    /// answers it finally (`Listing`, `ReadDone`, `Done`, `Exists`, `Failed`).
+    /// Closing the connection early cancels it.
+    GuestFile(verse_agent::proto::FileOp),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
