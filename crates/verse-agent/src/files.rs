@@ -216,13 +216,7 @@ pub enum Created {
 }
 
 /// Creates `dir` (and parents) and the new file `name` in it, as the user.
-pub fn create(
-    dir: &str,
-    name: &str,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<Created, String> {
+pub fn create(dir: &str, name: &str, mode: u32, uid: u32, gid: u32) -> Result<Created, String> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') {
         return Err(format!("`{name}` is not a file name"));
     }

@@ -110,7 +110,8 @@ pub enum Control {
 /// a symlink or a directory the env's user planted cannot make the agent
 /// (root in the guest) read, remove or create anything the user could not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+// Tagged `file`: it travels inside the shim's requests, which are tagged `op`.
+#[serde(tag = "file", rename_all = "snake_case")]
 pub enum FileOp {
     /// The regular files directly in `dir` (opened with `O_NOFOLLOW`).
     List { dir: String, uid: u32, gid: u32 },

@@ -239,9 +239,7 @@ impl EnvFiles {
                     Some(root.owner),
                 )
             }
-            EnvFiles::Vm(guest) => {
-                runtime.block_on(guest.write_new(dir, name, free_name, input))
-            }
+            EnvFiles::Vm(guest) => runtime.block_on(guest.write_new(dir, name, free_name, input)),
         }
     }
 }

@@ -289,10 +289,6 @@ impl Op<'_> {
 
 /// A guest's message cut to a size fit for an error line.
 fn bounded(text: &str) -> String {
-    let clean: String = text
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(500)
-        .collect();
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(500).collect();
     clean
 }

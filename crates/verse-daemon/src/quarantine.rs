@@ -18,9 +18,9 @@
 
 use crate::Daemon;
 use crate::envfs::EnvFiles;
-use crate::guestfs::GuestFs;
 use crate::error::{ApiError, ApiResult};
 use crate::guard::Actor;
+use crate::guestfs::GuestFs;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};

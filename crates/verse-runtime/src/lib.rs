@@ -17,11 +17,11 @@ mod shim;
 mod vm_shim;
 
 pub use client::{ShimClient, ShimClientError};
-/// The shim ⇄ agent protocol, for the daemon's guest file operations.
-pub use verse_agent::proto as agent_proto;
 pub use config::{GvisorConfig, ID_BASE, ID_RANGE, ShimConfig, VolumeMount};
 pub use launch::{LaunchError, Launched, launch};
 pub use protocol::{ShimRequest, ShimResponse, ShimStatus};
 pub use record::{ExitRecord, ShimRecord};
 pub use shim::run_shim;
+/// The shim ⇄ agent protocol, for the daemon's guest file operations.
+pub use verse_agent::proto as agent_proto;
 pub use vm_shim::VM_STATE;

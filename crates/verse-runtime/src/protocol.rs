@@ -82,3 +82,27 @@ impl ShimResponse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verse_agent::proto::FileOp;
+
+    #[test]
+    fn guest_file_requests_round_trip() {
+        let request = ShimRequest::GuestFile(FileOp::Write {
+            dir: "/inbox".into(),
+            name: "a.txt".into(),
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+        });
+        let line = serde_json::to_string(&request).unwrap();
+        match serde_json::from_str::<ShimRequest>(&line).unwrap() {
+            ShimRequest::GuestFile(FileOp::Write { name, uid, .. }) => {
+                assert_eq!((name.as_str(), uid), ("a.txt", 1000))
+            }
+            other => panic!("{other:?} from {line}"),
+        }
+    }
+}

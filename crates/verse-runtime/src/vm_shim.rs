@@ -888,7 +888,8 @@ impl VmShim {
             let tunnel = matches!(conn.state, ConnState::Tunnel(_));
             match conn.decoder.next_frame() {
                 // A file operation takes a write's data and nothing else.
-                Ok(Some(frame)) if tunnel && !matches!(frame.kind, Kind::Stdin | Kind::StdinEof) => {}
+                Ok(Some(frame))
+                    if tunnel && !matches!(frame.kind, Kind::Stdin | Kind::StdinEof) => {}
                 Ok(Some(frame)) => {
                     Message::Stream { channel, frame }.encode_into(&mut self.agent_out)
                 }

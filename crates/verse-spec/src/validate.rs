@@ -303,8 +303,8 @@ impl<'s> Validator<'s> {
                 continue;
             };
             if kind == RefKind::ReleaseTo || kind == RefKind::Copy {
-                if other.backend != Backend::Container {
-                    self.diags.error(offset, format!("{what} names `{target}`, a {} env; files move only between container envs for now", other.backend.as_str()));
+                if !matches!(other.backend, Backend::Container | Backend::Vm) {
+                    self.diags.error(offset, format!("{what} names `{target}`, a {} env; files move only between container and vm envs for now", other.backend.as_str()));
                 }
                 continue;
             }
