@@ -6,3 +6,4 @@
 //! one definition.
 
 pub mod proto;
+pub mod writers;

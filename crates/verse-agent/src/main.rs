@@ -28,6 +28,12 @@ use std::time::{Duration, Instant};
 use verse_agent::proto::{self, BootSpec, Control, Decoder, ExecSpec, Message};
 use verse_api::frame::{Frame, Kind};
 
+mod files;
+
+/// The agent queues no more than this for the host before reading further
+/// from files it sends (the guest may have little memory).
+const READ_QUEUE: usize = 1 << 20;
+
 const MODULE_LIST: &str = "/verse/modules";
 const NEW_ROOT: &str = "/verse/root";
 
@@ -103,7 +109,14 @@ fn boot_and_serve() -> Result<(), String> {
         .unwrap_or_default();
     agent.send(Message::control(proto::MAIN, Control::Ready { kernel }));
     let boot = agent.wait_boot()?;
-    if let Err(e) = setup_root(&boot).and_then(|()| setup_net(boot.net.as_ref())) {
+    files::drop_groups();
+    let prepared = setup_root(&boot)
+        .and_then(|()| setup_net(boot.net.as_ref()))
+        .and_then(|()| match &boot.downloads {
+            Some(dir) => files::make_downloads(dir, boot.main.uid, boot.main.gid),
+            None => Ok(()),
+        });
+    if let Err(e) = prepared {
         agent.send(Message::control(
             proto::MAIN,
             Control::Failed { error: e.clone() },
@@ -415,6 +428,10 @@ struct Agent {
     main_pid: Option<Pid>,
     shutdown_deadline: Option<Instant>,
     done: bool,
+    /// Files being sent to the host, by channel.
+    readers: HashMap<u32, files::Reader>,
+    /// Files being written from the host's data, by channel.
+    writers: HashMap<u32, files::Writer>,
 }
 
 impl Agent {
@@ -436,6 +453,8 @@ impl Agent {
             main_pid: None,
             shutdown_deadline: None,
             done: false,
+            readers: HashMap::new(),
+            writers: HashMap::new(),
         })
     }
 
@@ -631,7 +650,11 @@ impl Agent {
 
     fn serve(&mut self) {
         while !self.done {
+            self.pump_readers();
             let timeout = match self.shutdown_deadline {
+                _ if !self.readers.is_empty() && self.outbuf.len() < READ_QUEUE => {
+                    PollTimeout::ZERO
+                }
                 Some(d) => PollTimeout::from(
                     d.saturating_duration_since(Instant::now())
                         .as_millis()
@@ -741,10 +764,145 @@ impl Agent {
                     }
                     None => self.done = true,
                 },
+                Message::Control {
+                    channel,
+                    control: Control::File(op),
+                } => self.file_op(channel, op),
+                Message::Control {
+                    channel,
+                    control: Control::Cancel,
+                } => {
+                    self.readers.remove(&channel);
+                    if let Some(writer) = self.writers.remove(&channel) {
+                        writer.abandon();
+                    }
+                }
                 Message::Control { .. } => {}
+                Message::Stream { channel, frame } if self.writers.contains_key(&channel) => {
+                    self.on_write_frame(channel, frame)
+                }
                 Message::Stream { channel, frame } => self.on_frame(channel, frame),
             }
         }
+    }
+
+    fn file_op(&mut self, channel: u32, op: proto::FileOp) {
+        use proto::FileOp;
+        let reply = match op {
+            FileOp::List { dir, uid, gid } => match files::list(&dir, uid, gid) {
+                Ok(files) => Control::Listing { files },
+                Err(error) => Control::Failed { error },
+            },
+            FileOp::Read {
+                path,
+                max_bytes,
+                nofollow,
+                uid,
+                gid,
+            } => match files::open_read(&path, max_bytes, nofollow, uid, gid) {
+                Ok(reader) => {
+                    // Sent by `pump_readers`, a piece at a time.
+                    self.readers.insert(channel, reader);
+                    return;
+                }
+                Err(error) => Control::Failed { error },
+            },
+            FileOp::Unlink {
+                path,
+                stamp,
+                uid,
+                gid,
+            } => match files::unlink(&path, &stamp, uid, gid) {
+                Ok(()) => Control::Done { bytes: 0 },
+                Err(error) => Control::Failed { error },
+            },
+            FileOp::Write {
+                dir,
+                name,
+                mode,
+                uid,
+                gid,
+            } => match files::create(&dir, &name, mode, uid, gid) {
+                Ok(files::Created::New(writer)) => {
+                    self.writers.insert(channel, writer);
+                    Control::Created { name }
+                }
+                Ok(files::Created::Exists) => Control::Exists,
+                Err(error) => Control::Failed { error },
+            },
+        };
+        self.send(Message::control(channel, reply));
+    }
+
+    /// Data of a file the host writes: stdin frames, then stdin eof.
+    fn on_write_frame(&mut self, channel: u32, frame: Frame) {
+        let reply = match frame.kind {
+            Kind::Stdin => {
+                let Some(writer) = self.writers.get_mut(&channel) else {
+                    return;
+                };
+                match writer.write(&frame.payload) {
+                    Ok(()) => return,
+                    Err(error) => {
+                        if let Some(writer) = self.writers.remove(&channel) {
+                            writer.abandon();
+                        }
+                        Control::Failed { error }
+                    }
+                }
+            }
+            Kind::StdinEof => match self.writers.remove(&channel).map(files::Writer::finish) {
+                Some(Ok(bytes)) => Control::Done { bytes },
+                Some(Err(error)) => Control::Failed { error },
+                None => return,
+            },
+            _ => return,
+        };
+        self.send(Message::control(channel, reply));
+    }
+
+    /// Sends pieces of the files being read while the host keeps up; a file
+    /// that ends is checked against what it was when opened.
+    fn pump_readers(&mut self) {
+        let channels: Vec<u32> = self.readers.keys().copied().collect();
+        let mut buf = vec![0u8; 64 * 1024];
+        for channel in channels {
+            while self.outbuf.len() < READ_QUEUE {
+                let Some(reader) = self.readers.get_mut(&channel) else {
+                    break;
+                };
+                let n = match reader.file.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.readers.remove(&channel);
+                        let error = format!("reading: {e}");
+                        self.send(Message::control(channel, Control::Failed { error }));
+                        break;
+                    }
+                };
+                if n > 0 && reader.sent + (n as u64) <= reader.start.size {
+                    reader.sent += n as u64;
+                    proto::encode_data(channel, Kind::Stdout, &buf[..n], &mut self.outbuf);
+                    continue;
+                }
+                let Some(reader) = self.readers.remove(&channel) else {
+                    break;
+                };
+                let now = reader.file.metadata().map(|m| files::stamp_of(&m));
+                let reply = match now {
+                    Ok(stamp) if n == 0 && stamp == reader.start && reader.sent == stamp.size => {
+                        Control::ReadDone { stamp }
+                    }
+                    _ => Control::Failed {
+                        error: "the file changed while it was read".into(),
+                    },
+                };
+                self.send(Message::control(channel, reply));
+                break;
+            }
+        }
+        self.flush();
     }
 
     fn on_frame(&mut self, channel: u32, frame: Frame) {

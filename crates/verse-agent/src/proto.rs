@@ -38,6 +38,10 @@ pub struct BootSpec {
     /// The guest's `eth0` (its virtio-net NIC); `None`: no NIC (network = "none").
     #[serde(default)]
     pub net: Option<GuestNet>,
+    /// `downloads = "quarantine"`: the directory the agent creates (owned by
+    /// the env's user, mode 0755) for the host to take files from.
+    #[serde(default)]
+    pub downloads: Option<String>,
 }
 
 /// How the agent configures `eth0`: a /32 address with the host's tap (the gateway) reached
@@ -80,6 +84,98 @@ pub enum Control {
     /// host → guest: stop the main command (SIGTERM, SIGKILL after the
     /// timeout), unmount and power off.
     Shutdown { timeout_ms: u64 },
+    /// host → guest: one file operation on this message's channel (see [`FileOp`]).
+    File(FileOp),
+    /// guest → host: the directory listing a [`FileOp::List`] asked for.
+    Listing { files: Vec<GuestFile> },
+    /// guest → host: all of a [`FileOp::Read`]'s data was sent (as stdout
+    /// frames before this), and the file it came from.
+    ReadDone { stamp: Stamp },
+    /// guest → host: a [`FileOp::Write`]'s file was created under `name`;
+    /// send its data as stdin frames, then stdin eof.
+    Created { name: String },
+    /// guest → host: the file operation of this channel is complete
+    /// (`bytes`: how many a write wrote).
+    Done { bytes: u64 },
+    /// guest → host: a [`FileOp::Write`]'s name is taken (nothing was written).
+    Exists,
+    /// host → guest: abandon the file operation of this channel (a write's
+    /// half-written file is removed).
+    Cancel,
+}
+
+/// File operations the host asks of the agent. Every one runs with the
+/// agent's filesystem ids set to `uid`/`gid` (setfsuid/setfsgid): the guest
+/// is untrusted, and the host acts in it only as the env's own user could, so
+/// a symlink or a directory the env's user planted cannot make the agent
+/// (root in the guest) read, remove or create anything the user could not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Tagged `file`: it travels inside the shim's requests, which are tagged `op`.
+#[serde(tag = "file", rename_all = "snake_case")]
+pub enum FileOp {
+    /// The regular files directly in `dir` (opened with `O_NOFOLLOW`).
+    List { dir: String, uid: u32, gid: u32 },
+    /// Sends the regular file `path` as stdout frames, then
+    /// [`Control::ReadDone`]. `nofollow`: a symlink as its last component is
+    /// refused. A file larger than `max_bytes`, or one that changes while it
+    /// is read, is refused.
+    Read {
+        path: String,
+        max_bytes: u64,
+        nofollow: bool,
+        uid: u32,
+        gid: u32,
+    },
+    /// Removes `path` (never following a symlink) only if it is still the
+    /// file `stamp` describes, unchanged.
+    Unlink {
+        path: String,
+        stamp: Stamp,
+        uid: u32,
+        gid: u32,
+    },
+    /// Creates a new file `name` in `dir` (made with missing parents, mode
+    /// 0755), with `O_EXCL | O_NOFOLLOW` and `mode`; answers
+    /// [`Control::Created`] (or [`Control::Exists`]), takes the data, fsyncs,
+    /// answers [`Control::Done`].
+    Write {
+        dir: String,
+        name: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+impl FileOp {
+    /// Sets whose rights the operation runs with (the vm shim sets the env's
+    /// user on every operation it relays, whatever the client sent).
+    pub fn as_user(&mut self, user: u32, group: u32) {
+        match self {
+            FileOp::List { uid, gid, .. }
+            | FileOp::Read { uid, gid, .. }
+            | FileOp::Unlink { uid, gid, .. }
+            | FileOp::Write { uid, gid, .. } => (*uid, *gid) = (user, group),
+        }
+    }
+}
+
+/// What identifies one version of a file: unchanged stamp, unchanged file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+/// One regular file of a [`FileOp::List`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestFile {
+    pub name: String,
+    pub stamp: Stamp,
+    /// Some guest process holds it open for writing.
+    pub writing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Verse, can_run, stderr, stdout};
+use common::{Verse, backend_available, can_run, stderr, stdout};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -425,5 +425,196 @@ fn copy_follows_the_policy_and_stays_inside_envs() {
         stderr(&out).contains("no env named `nowhere`"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// vm envs: `vdl` (a vm, user 1000) has quarantined downloads released to
+/// `vbox` (another vm); `home` is a container env. One daemon, two guests.
+const VM_SPEC: &str = r#"
+[env.vdl]
+image = "busybox"
+backend = "vm"
+accel = "tcg"
+user = "1000"
+downloads = "quarantine"
+hold = "4s"
+release_to = "vbox:/inbox"
+
+[env.vbox]
+image = "busybox"
+backend = "vm"
+accel = "tcg"
+
+[env.home]
+image = "busybox"
+
+[copy]
+"home -> vdl" = "allow"
+"vdl -> vbox" = "allow"
+"vdl -> home" = "quarantine"
+"vbox -> home" = "deny"
+"#;
+
+/// The bytes of `path` in `env`, as `cat` there gives them.
+fn bytes_in(verse: &Verse, env: &str, path: &str) -> Vec<u8> {
+    let out = verse.run(&["exec", env, "--", "cat", path]);
+    assert!(out.status.success(), "{env}:{path}: {}", stderr(&out));
+    out.stdout
+}
+
+#[test]
+fn vm_envs_quarantine_downloads_and_copy_both_ways() {
+    if !can_run() || !backend_available("vm") {
+        return;
+    }
+    let Some(verse) = start() else { return };
+    let applied = verse.apply(VM_SPEC);
+    assert!(!applied.contains("FAILED"), "{applied}");
+
+    // Downloads leave the guest into quarantine, with their verdicts.
+    let clean = "chapter 4: the calm\n";
+    let (code, _, err) = verse.sh(
+        "vdl",
+        &format!("printf '{clean}' > /downloads/clean.txt && printf '%s' '{EICAR}' > /downloads/eicar.com"),
+    );
+    assert_eq!(code, 0, "{err}");
+    wait_for("both downloads in quarantine", 30, || {
+        items(&verse).len() >= 2
+    });
+    let all = items(&verse);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let (_, listing, _) = verse.sh("vdl", "ls -a /downloads; stat -c %u /downloads");
+    assert_eq!(
+        listing.split_whitespace().collect::<Vec<_>>(),
+        [".", "..", "1000"],
+        "left in the guest: {listing}"
+    );
+    assert!(all.iter().all(|i| i["env"] == "vdl"), "{all:#?}");
+    let findings = |name: &str| item(&all, name)["report"]["findings"].to_string();
+    assert_eq!(findings("clean.txt"), "[]");
+    assert!(
+        findings("eicar.com").contains("EICAR_Test_File"),
+        "{}",
+        findings("eicar.com")
+    );
+
+    // The clean one lands in the other guest by itself, only after its hold.
+    let hold_until = item(&all, "clean.txt")["hold_until"].as_i64().unwrap();
+    wait_for("clean.txt released into vbox", 30, || {
+        if verse.sh("vbox", "test -f /inbox/clean.txt").0 == 0 {
+            assert!(now() >= hold_until, "landed before its hold passed");
+            true
+        } else {
+            false
+        }
+    });
+    assert_eq!(
+        bytes_in(&verse, "vbox", "/inbox/clean.txt"),
+        clean.as_bytes()
+    );
+    // The flagged one waits for --force.
+    let eicar_id = item(&all, "eicar.com")["id"].as_str().unwrap().to_string();
+    let out = verse.run(&["quarantine", "release", &eicar_id, "--to", "vbox:/inbox"]);
+    assert!(stderr(&out).contains("needs --force"), "{}", stderr(&out));
+    assert_ne!(verse.sh("vbox", "test -e /inbox/eicar.com").0, 0);
+    let out = verse.ok(&[
+        "quarantine",
+        "release",
+        &eicar_id,
+        "--to",
+        "vbox:/inbox",
+        "--force",
+    ]);
+    assert!(out.contains("vbox:/inbox/eicar.com"), "{out}");
+    assert_eq!(
+        bytes_in(&verse, "vbox", "/inbox/eicar.com"),
+        EICAR.as_bytes()
+    );
+
+    // Copies, byte for byte: every byte value, over many frames.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let out = verse.run_with_input(
+        &[
+            "exec",
+            "home",
+            "--",
+            "/bin/sh",
+            "-c",
+            "mkdir -p /work && cat > /work/data.bin",
+        ],
+        &data,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // container -> vm (allow): written as the guest env's user.
+    let out = verse.ok(&["copy", "home:/work/data.bin", "vdl:/tmp/in"]);
+    assert!(out.contains("copied to vdl:/tmp/in/data.bin"), "{out}");
+    let out = verse.ok(&["copy", "home:/work/data.bin", "vdl:/tmp/in"]);
+    assert!(out.contains("vdl:/tmp/in/data (1).bin"), "{out}");
+    assert_eq!(bytes_in(&verse, "vdl", "/tmp/in/data.bin"), data);
+    let (_, owner, _) = verse.sh("vdl", "stat -c '%u:%g %a' /tmp/in/data.bin /tmp/in");
+    assert_eq!(owner, "1000:1000 644\n1000:1000 755\n");
+    // vm -> vm (allow).
+    let out = verse.ok(&["copy", "vdl:/tmp/in/data.bin", "vbox:/from-vdl"]);
+    assert!(out.contains("copied to vbox:/from-vdl/data.bin"), "{out}");
+    assert_eq!(bytes_in(&verse, "vbox", "/from-vdl/data.bin"), data);
+    assert_eq!(verse.sh("vbox", "stat -c %u /from-vdl/data.bin").1, "0\n");
+    // vm -> container (quarantine): held, then delivered.
+    let out = verse.ok(&["copy", "--json", "vdl:/tmp/in/data.bin", "home:/from-vdl"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["policy"], "quarantine");
+    let hold_until = report["quarantined"]["hold_until"].as_i64().unwrap();
+    assert_ne!(verse.sh("home", "test -e /from-vdl/data.bin").0, 0);
+    wait_for("the quarantined copy to land in home", 30, || {
+        if verse.sh("home", "test -f /from-vdl/data.bin").0 == 0 {
+            assert!(now() >= hold_until, "landed before its hold");
+            true
+        } else {
+            false
+        }
+    });
+    assert_eq!(bytes_in(&verse, "home", "/from-vdl/data.bin"), data);
+    // vm -> container (deny): nothing written.
+    let out = verse.run(&["copy", "vbox:/from-vdl/data.bin", "home:/denied"]);
+    assert!(
+        stderr(&out).contains("denied by the spec's [copy] policy"),
+        "{}",
+        stderr(&out)
+    );
+    assert_ne!(verse.sh("home", "test -e /denied").0, 0);
+    // A guest path that is not a regular file is refused with its name.
+    let out = verse.run(&["copy", "vdl:/tmp", "vbox"]);
+    assert!(
+        stderr(&out).contains("/tmp is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let actions = audit_actions(&verse);
+    let count = |a: &str| actions.iter().filter(|(x, _)| x == a).count();
+    assert_eq!(count("quarantine-in"), 2, "{actions:#?}");
+    assert!(count("copy") >= 4, "{actions:#?}");
+    assert!(
+        actions
+            .iter()
+            .any(|(a, d)| a == "copy-denied" && d.contains("from=vbox:")),
+        "{actions:#?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|(a, d)| a == "quarantine-release" && d.contains("to=vbox:/inbox/clean.txt auto")),
+        "{actions:#?}"
+    );
+
+    // Nothing is lost: what is in a vm env's /downloads when it is removed
+    // goes to quarantine first.
+    let (code, _, err) = verse.sh("vdl", "echo last > /downloads/last.txt");
+    assert_eq!(code, 0, "{err}");
+    verse.ok(&["rm", "vdl"]);
+    let all = items(&verse);
+    assert!(
+        all.iter()
+            .any(|i| i["name"] == "last.txt" && i["env"] == "vdl"),
+        "{all:#?}"
     );
 }

@@ -291,6 +291,9 @@ downloads = "quarantine"
 image = "asuser"
 user = "root"
 workdir = "/"
+
+[copy]
+"asroot -> silent" = "allow"
 "#,
     );
     verse.ok(&["image", "build", "-f", file.to_str().unwrap()]);
@@ -300,4 +303,9 @@ workdir = "/"
     assert_eq!(out, "1000\n/work\nwrote\n", "{err}");
     let (_, out, err) = verse.sh("asroot", "id -u; pwd");
     assert_eq!(out, "0\n/\n", "{err}");
+    // A copy lands as the user the env runs as.
+    verse.sh("asroot", "echo hi > /tmp/note");
+    verse.ok(&["copy", "asroot:/tmp/note", "silent:/work"]);
+    let (_, out, err) = verse.sh("silent", "stat -c '%u %g' /work/note");
+    assert_eq!(out, "1000 1000\n", "{err}");
 }

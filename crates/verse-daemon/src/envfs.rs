@@ -78,10 +78,13 @@ impl EnvRoot {
         let proc_root = format!("/proc/{pid}/root");
         let root = std::fs::File::open(&proc_root)
             .map_err(|e| ApiError::internal(format!("opening {proc_root}: {e}")))?;
+        // The ids the env runs as: the spec's user, or else the image's.
+        let config = verse_runtime::ShimConfig::load(&daemon.paths.env_dir(env))
+            .map_err(|e| ApiError::internal(format!("env `{env}`: its shim config: {e}")))?;
         Ok(EnvRoot {
             env: env.to_string(),
             root: root.into(),
-            owner: (ID_BASE + row.plan.uid, ID_BASE + row.plan.gid),
+            owner: (ID_BASE + config.uid, ID_BASE + config.gid),
         })
     }
 
@@ -155,4 +158,105 @@ impl EnvRoot {
             other => other,
         }
     }
+}
+
+/// The files of a running env, whatever its backend: a container env's are
+/// reached under its root ([`EnvRoot`]), a vm env's through its agent
+/// ([`GuestFs`](crate::guestfs::GuestFs)). Quarantine and `verse copy` go
+/// through this, so they have one path for both.
+pub enum EnvFiles {
+    Container(EnvRoot),
+    Vm(crate::guestfs::GuestFs),
+}
+
+impl EnvFiles {
+    /// The files of `env`, which must be a running container or vm env.
+    pub async fn open(daemon: &Daemon, env: &str) -> ApiResult<EnvFiles> {
+        let row = daemon.db.env(env)?.ok_or_else(|| {
+            ApiError::not_found(format!("no env named `{env}`"))
+                .hint("`verse ls` lists the envs this daemon knows")
+        })?;
+        if row.plan.backend != "vm" {
+            return EnvRoot::open(daemon, env).await.map(EnvFiles::Container);
+        }
+        if !crate::lifecycle::is_running(daemon, env).await {
+            return Err(ApiError::conflict(format!("env `{env}` is not running"))
+                .hint(format!("start it with `verse up {env}`; nothing was moved")));
+        }
+        Ok(EnvFiles::Vm(crate::guestfs::GuestFs::new(
+            env,
+            daemon.paths.shim_socket(env),
+        )))
+    }
+
+    /// The regular file `path`, for reading (a vm env's is fetched first
+    /// into an anonymous host file under `staging`).
+    pub async fn read_file(
+        &self,
+        path: &str,
+        staging: &std::path::Path,
+    ) -> ApiResult<std::fs::File> {
+        match self {
+            EnvFiles::Container(root) => root.open_file(path),
+            EnvFiles::Vm(guest) => {
+                use std::io::Seek;
+                let mut file = anonymous_file(staging)?;
+                guest
+                    .read_into(path, false, crate::guestfs::MAX_FILE_BYTES, &mut file)
+                    .await?;
+                file.rewind().map_err(ApiError::internal)?;
+                Ok(file)
+            }
+        }
+    }
+
+    /// Writes `input` as a new file `name` in `dir` (made if missing), owned
+    /// by the env's user, never through a symlink, never over a file; a
+    /// taken name becomes `NAME (1)`... when `free_name`. Returns
+    /// `ENV:/dir/name`. Blocks: call it off the async threads (it runs a vm
+    /// env's write on the current runtime).
+    pub fn write_new_blocking(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        dir: &str,
+        name: &str,
+        free_name: bool,
+        input: &mut std::fs::File,
+    ) -> Result<String, verse_guard::quarantine::QuarantineError> {
+        match self {
+            EnvFiles::Container(root) => {
+                let fd = root.open_dir(dir).map_err(|e| {
+                    verse_guard::quarantine::QuarantineError::Io {
+                        what: "opening",
+                        path: format!("{}:{dir}", root.env),
+                        source: std::io::Error::other(e.body.error),
+                    }
+                })?;
+                use std::os::fd::AsFd;
+                verse_guard::quarantine::write_into(
+                    fd.as_fd(),
+                    name,
+                    free_name,
+                    &format!("{}:{dir}", root.env),
+                    input,
+                    Some(root.owner),
+                )
+            }
+            EnvFiles::Vm(guest) => runtime.block_on(guest.write_new(dir, name, free_name, input)),
+        }
+    }
+}
+
+/// A new file with no name in `dir` (O_TMPFILE): gone when closed.
+fn anonymous_file(dir: &std::path::Path) -> ApiResult<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+        .map_err(|e| ApiError::internal(format!("a staging file in {}: {e}", dir.display())))
 }

@@ -190,16 +190,11 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     // After a reboot the env's disk (if it has one) is mounted again first.
     crate::disk::mount_if_any(daemon, &name, &row.plan)?;
     let env_dir = daemon.paths.env_dir(&name);
-    let config_path = ShimConfig::config_path(&env_dir);
-    let mut config: ShimConfig = std::fs::read(&config_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| {
-            ApiError::internal(format!(
-                "env `{name}`: its saved shim config {} is missing or unreadable",
-                config_path.display()
-            ))
-        })?;
+    let mut config = ShimConfig::load(&env_dir).map_err(|e| {
+        ApiError::internal(format!(
+            "env `{name}`: its saved shim config is missing or unreadable: {e}"
+        ))
+    })?;
     if vm {
         config.incoming = Some(images_dir(daemon, &name).join(verse_runtime::VM_STATE));
     } else {

@@ -14,6 +14,7 @@ mod envfs;
 mod error;
 mod events;
 pub mod guard;
+mod guestfs;
 mod hibernate;
 mod images;
 mod lifecycle;

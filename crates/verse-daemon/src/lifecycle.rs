@@ -307,7 +307,10 @@ fn start_blocking(
         ("/", Some(w)) if !plan.root_workdir_given => w.clone(),
         _ => plan.workdir.clone(),
     };
-    if plan.downloads.is_some() {
+    // A vm env's downloads directory is in the guest (its agent makes it);
+    // a container env's is a host directory mounted in.
+    let guest_downloads = plan.downloads.is_some() && plan.backend == "vm";
+    if plan.downloads.is_some() && !guest_downloads {
         let dir = crate::quarantine::prepare_downloads(&daemon.paths, &row.name, uid, gid)
             .map_err(|e| {
                 ApiError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
@@ -425,6 +428,7 @@ fn start_blocking(
         gvisor,
         restore: None,
         incoming: None,
+        guest_downloads: guest_downloads.then(|| crate::quarantine::DOWNLOADS_IN_ENV.to_string()),
     };
     let networked = config.net.is_some();
     let launched = verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
@@ -513,6 +517,10 @@ async fn stop_unlogged(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResul
 
 /// Stops and deletes an env: its writable layer, records, cgroup and row.
 pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
+    if row.plan.downloads.is_some() && row.plan.backend == "vm" {
+        // A vm env's /downloads is inside the guest: taken while it runs.
+        crate::quarantine::take_all(daemon, &row.name).await;
+    }
     stop(daemon, &row.name, row.plan.stop_timeout_ms).await?;
     // A shim that died uncleanly may have left its cgroup behind.
     if let Ok(Some(cgroup)) = verse_sandbox::Cgroup::open(&cgroup_path(daemon, &row.name)) {
@@ -520,7 +528,7 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
         let _ = cgroup.remove();
     }
     let env_dir = daemon.paths.env_dir(&row.name);
-    if row.plan.downloads.is_some() {
+    if row.plan.downloads.is_some() && row.plan.backend != "vm" {
         // Nothing is lost: what is still in /downloads goes to quarantine
         // before the env's directory goes.
         crate::quarantine::take_all(daemon, &row.name).await;

@@ -9,17 +9,23 @@
 //! moves on by itself to the env's `release_to` (or the target a
 //! `verse copy` gave it); a flagged one waits for `verse quarantine release
 //! --force` or `reject`. Every step is in the audit log.
+//!
+//! A vm env's `/downloads` is a directory in the guest (its agent makes it
+//! at boot): the daemon lists it, reads a ready file out into a host staging
+//! file and has the agent remove it (only if it is still the file that was
+//! read) before taking it in, all through the env's shim ([`GuestFs`]).
+//! Releases and copies reach either kind of env through [`EnvFiles`].
 
 use crate::Daemon;
-use crate::envfs::EnvRoot;
+use crate::envfs::EnvFiles;
 use crate::error::{ApiError, ApiResult};
 use crate::guard::Actor;
+use crate::guestfs::GuestFs;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,35 +128,31 @@ fn key_of(meta: &std::fs::Metadata) -> FileKey {
     }
 }
 
-/// Whether a process in `pids` holds the inode `(dev, ino)` open for writing.
-fn open_for_writing(pids: &[verse_sandbox::Pid], dev: u64, ino: u64) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            // stat() through the magic link reaches the open file itself.
-            let Ok(meta) = std::fs::metadata(fd.path()) else {
-                continue;
-            };
-            if meta.dev() != dev || meta.ino() != ino {
-                continue;
-            }
-            let info = std::fs::read_to_string(format!(
-                "/proc/{pid}/fdinfo/{}",
-                fd.file_name().to_string_lossy()
-            ))
-            .unwrap_or_default();
-            let flags = info
-                .lines()
-                .find_map(|l| l.strip_prefix("flags:"))
-                .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
-                .unwrap_or(libc::O_RDWR);
-            if flags & libc::O_ACCMODE != libc::O_RDONLY {
-                return true;
-            }
+impl FileKey {
+    fn of_guest(stamp: &verse_runtime::agent_proto::Stamp) -> FileKey {
+        FileKey {
+            ino: stamp.ino,
+            size: stamp.size,
+            mtime_ns: stamp.mtime_ns as i128,
+            ctime_ns: stamp.ctime_ns as i128,
         }
+    }
+}
+
+/// Whether the file seen under `key` is ready to take: unchanged since the
+/// last look and not open for writing (or `everything`). A ready file is
+/// forgotten, so it is looked at afresh if it stays.
+fn ready_now(
+    seen: &mut HashMap<PathBuf, FileKey>,
+    key: PathBuf,
+    now: FileKey,
+    writing: impl FnOnce() -> bool,
+    everything: bool,
+) -> bool {
+    let stable = seen.insert(key.clone(), now) == Some(now);
+    if everything || (stable && !writing()) {
+        seen.remove(&key);
+        return true;
     }
     false
 }
@@ -184,10 +186,11 @@ fn ready_files(
         if !meta.file_type().is_file() {
             continue;
         }
-        let key = key_of(&meta);
-        let stable = seen.insert(path.clone(), key) == Some(key);
-        if everything || (stable && !open_for_writing(&pids, meta.dev(), meta.ino())) {
-            seen.remove(&path);
+        let writing = || {
+            let pids = pids.iter().map(|p| p.as_raw());
+            verse_runtime::open_files::open_for_writing(pids).contains(&(meta.dev(), meta.ino()))
+        };
+        if ready_now(&mut seen, path.clone(), key_of(&meta), writing, everything) {
             let name = entry.file_name().to_string_lossy().into_owned();
             ready.push((path, name));
         }
@@ -208,6 +211,10 @@ pub async fn run(daemon: Arc<Daemon>) {
 async fn tick(daemon: &Arc<Daemon>) -> ApiResult<()> {
     for row in daemon.db.envs()? {
         if let Some(downloads) = &row.plan.downloads {
+            if row.plan.backend == "vm" {
+                take_from_guest(daemon, &row.name, downloads.hold_ms, false).await;
+                continue;
+            }
             take_from(daemon, &row.name, downloads.hold_ms, false).await;
         }
     }
@@ -224,16 +231,106 @@ pub async fn take_from(daemon: &Arc<Daemon>, env: &str, hold_ms: u64, everything
 }
 
 /// Takes every regular file left in `env`'s downloads directory (the env is
-/// being removed).
+/// being removed; a vm env's are taken while it still runs).
 pub async fn take_all(daemon: &Daemon, env: &str) {
-    let hold_ms = daemon
-        .db
-        .env(env)
-        .ok()
-        .flatten()
-        .and_then(|r| r.plan.downloads)
+    let row = daemon.db.env(env).ok().flatten();
+    let hold_ms = row
+        .as_ref()
+        .and_then(|r| r.plan.downloads.as_ref())
         .map_or(verse_spec::guard::DEFAULT_HOLD_MS, |d| d.hold_ms);
+    if row.is_some_and(|r| r.plan.backend == "vm") {
+        take_from_guest(daemon, env, hold_ms, true).await;
+        return;
+    }
     tokio::task::block_in_place(|| take_ready(daemon, env, hold_ms, true));
+}
+
+/// Takes ready files of a running vm env's `/downloads` into quarantine.
+async fn take_from_guest(daemon: &Daemon, env: &str, hold_ms: u64, everything: bool) {
+    if !crate::lifecycle::is_running(daemon, env).await {
+        return;
+    }
+    let guest = GuestFs::new(env, daemon.paths.shim_socket(env));
+    let files = match guest.list(DOWNLOADS_IN_ENV).await {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::debug!(env, "listing the guest's downloads: {}", e.body.error);
+            return;
+        }
+    };
+    let ready: Vec<_> = {
+        let mut seen = daemon
+            .quarantine
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        files
+            .into_iter()
+            .filter(|f| {
+                let key = PathBuf::from(format!("vm:{env}")).join(&f.name);
+                ready_now(
+                    &mut seen,
+                    key,
+                    FileKey::of_guest(&f.stamp),
+                    || f.writing,
+                    everything,
+                )
+            })
+            .collect()
+    };
+    for file in ready {
+        let staged = staging_path(&daemon.paths, "guest");
+        let path = format!("{DOWNLOADS_IN_ENV}/{}", file.name);
+        // Staged whole and synced, then removed from the guest (only if it is
+        // still what was read), then taken in: never in two places for long,
+        // never in none.
+        let fetched = async {
+            let mut out = new_staging_file(&staged).map_err(ApiError::internal)?;
+            let stamp = guest
+                .read_into(&path, true, crate::guestfs::MAX_FILE_BYTES, &mut out)
+                .await?;
+            if stamp != file.stamp {
+                return Err(ApiError::conflict(format!(
+                    "{path} changed since it was listed"
+                )));
+            }
+            out.sync_all().map_err(ApiError::internal)?;
+            guest.unlink(&path, stamp).await
+        }
+        .await;
+        if let Err(e) = fetched {
+            let _ = std::fs::remove_file(&staged);
+            tracing::info!(env, "not taken yet: {}", e.body.error);
+            continue;
+        }
+        tokio::task::block_in_place(|| ingest_download(daemon, &staged, env, &file.name, hold_ms));
+    }
+}
+
+/// A fresh path in the quarantine's staging directory (root-only, like the
+/// quarantine itself).
+fn staging_path(paths: &Paths, what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    staging_dir(paths).join(format!("{what}-{}-{n}", std::process::id()))
+}
+
+fn staging_dir(paths: &Paths) -> PathBuf {
+    paths.state_dir().join("quarantine-staging")
+}
+
+/// A new file at `path` (mode 0600), its directory made if missing.
+fn new_staging_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn take_ready(daemon: &Daemon, env: &str, hold_ms: u64, everything: bool) {
@@ -241,11 +338,20 @@ fn take_ready(daemon: &Daemon, env: &str, hold_ms: u64, everything: bool) {
     let cgroup = crate::lifecycle::cgroup_path(daemon, env);
     let state = &daemon.quarantine;
     for (path, name) in ready_files(state, &dir, &cgroup, everything) {
-        let scanner = &state.scanner;
+        ingest_download(daemon, &path, env, &name, hold_ms);
+    }
+}
+
+/// Takes the file at `path` (a download of `env` named `name`) into the
+/// quarantine, scanned, held for `hold_ms`, audited.
+fn ingest_download(daemon: &Daemon, path: &Path, env: &str, name: &str, hold_ms: u64) {
+    let state = &daemon.quarantine;
+    let scanner = &state.scanner;
+    {
         match state.store.ingest_with(
-            &path,
+            path,
             env,
-            &name,
+            name,
             crate::db::now(),
             (hold_ms / 1000) as i64,
             None,
@@ -341,7 +447,7 @@ fn quarantine_error(e: QuarantineError) -> ApiError {
     }
 }
 
-/// Releases one item into `target` (a running container env).
+/// Releases one item into `target` (a running container or vm env).
 async fn release_to(
     daemon: &Arc<Daemon>,
     id: &str,
@@ -356,16 +462,18 @@ async fn release_to(
             state: item.state,
         }));
     }
-    let root = EnvRoot::open(daemon, &target.env).await?;
-    let dir = root.open_dir(target.dir())?;
-    let shown = format!("{}:{}", target.env, target.dir());
+    let files = EnvFiles::open(daemon, &target.env).await?;
+    let dir = target.dir().to_string();
     let worker = Arc::clone(daemon);
     let id = id.to_string();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         worker
             .quarantine
             .store
-            .release_at(&id, dir.as_fd(), &shown, force, Some(root.owner), true)
+            .release_with(&id, force, &mut |name, input| {
+                files.write_new_blocking(&runtime, &dir, name, true, input)
+            })
     })
     .await
     .map_err(ApiError::internal)?
@@ -522,8 +630,10 @@ async fn copy(
             target.env
         )));
     }
-    let source = EnvRoot::open(&daemon, src_env).await?;
-    let mut file = source.open_file(src_path)?;
+    let source = EnvFiles::open(&daemon, src_env).await?;
+    let mut file = source
+        .read_file(src_path, &staging_dir(&daemon.paths))
+        .await?;
     let name = verse_guard::quarantine::safe_name(src_path);
     match policy {
         CopyAction::Quarantine => {
@@ -538,11 +648,7 @@ async fn copy(
             let src_env = src_env.to_string();
             let target_text = target.to_string();
             let item = tokio::task::spawn_blocking(move || {
-                let staging = worker.paths.state_dir().join("quarantine-staging");
-                std::fs::create_dir_all(&staging)?;
-                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let staged = staging.join(format!("copy-{}-{n}", std::process::id()));
+                let staged = staging_path(&worker.paths, "copy");
                 stage(&staged, &mut file)?;
                 let scanner = &worker.quarantine.scanner;
                 let result = worker.quarantine.store.ingest_with(
@@ -573,12 +679,11 @@ async fn copy(
             }))
         }
         _ => {
-            let dest_root = EnvRoot::open(&daemon, &target.env).await?;
-            let dir = dest_root.open_dir(target.dir())?;
-            let shown = format!("{}:{}", target.env, target.dir());
-            let owner = dest_root.owner;
+            let dest = EnvFiles::open(&daemon, &target.env).await?;
+            let dir = target.dir().to_string();
+            let runtime = tokio::runtime::Handle::current();
             let written = tokio::task::spawn_blocking(move || {
-                verse_guard::quarantine::write_new_in(dir.as_fd(), &name, &shown, &mut file, owner)
+                dest.write_new_blocking(&runtime, &dir, &name, true, &mut file)
             })
             .await
             .map_err(ApiError::internal)?
@@ -600,13 +705,7 @@ async fn copy(
 
 /// Copies `input` into a new file at `path` (mode 0600).
 fn stage(path: &Path, input: &mut std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut out = new_staging_file(path)?;
     std::io::copy(input, &mut out)?;
     out.sync_all()
 }

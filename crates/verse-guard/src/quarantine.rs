@@ -277,6 +277,21 @@ impl Quarantine {
         owner: Option<(u32, u32)>,
         free_name: bool,
     ) -> Result<Item, QuarantineError> {
+        self.release_with(id, force, &mut |name, input| {
+            write_into(dir, name, free_name, shown, input, owner)
+        })
+    }
+
+    /// Releases the item through `write`, which is given the item's name and
+    /// its content and returns where it put it (`ENV:/path`): the checks of
+    /// [`Quarantine::release_at`] for any destination (a vm env's files are
+    /// written by its agent).
+    pub fn release_with(
+        &self,
+        id: &str,
+        force: bool,
+        write: &mut dyn FnMut(&str, &mut std::fs::File) -> Result<String, QuarantineError>,
+    ) -> Result<Item, QuarantineError> {
         let mut item = self.get(id)?;
         if item.state != State::Held {
             return Err(QuarantineError::Done {
@@ -299,7 +314,7 @@ impl Quarantine {
         }
         let content = self.item_dir(id).join("content");
         let mut input = std::fs::File::open(&content).map_err(io("reading", &content))?;
-        let dest = write_into(dir, &item.name, free_name, shown, &mut input, owner)?;
+        let dest = write(&item.name, &mut input)?;
         item.state = State::Released;
         item.forced = item.flagged() && force;
         item.released_to = Some(dest);
@@ -353,7 +368,7 @@ fn copy_regular(from: &Path, to: &Path) -> Result<(), QuarantineError> {
 }
 
 /// `NAME`, then `STEM (1).EXT`, `STEM (2).EXT`... for the n-th try.
-fn nth_name(name: &str, n: u32) -> String {
+pub fn nth_name(name: &str, n: u32) -> String {
     if n == 0 {
         return name.to_string();
     }
@@ -468,7 +483,7 @@ pub fn write_new_in(
 
 /// A new file in `dir` (see [`create_in`]) with all of `input`, synced; on
 /// any failure it is removed again: half a file is worse than none.
-fn write_into(
+pub fn write_into(
     dir: BorrowedFd<'_>,
     name: &str,
     free_name: bool,

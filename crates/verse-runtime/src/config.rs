@@ -69,6 +69,11 @@ pub struct ShimConfig {
     /// (`checkpoint/vm.state`) instead of booting it.
     #[serde(default)]
     pub incoming: Option<PathBuf>,
+    /// vm backend, `downloads = "quarantine"`: the directory in the guest
+    /// the agent makes for the env's user at boot (the daemon takes files
+    /// from it through the agent).
+    #[serde(default)]
+    pub guest_downloads: Option<String>,
 }
 
 fn default_log_max() -> u64 {
@@ -98,5 +103,11 @@ impl ShimConfig {
     }
     pub fn config_path(env_dir: &std::path::Path) -> PathBuf {
         env_dir.join("shim-config.json")
+    }
+    /// The config an env was last started with, saved in its directory.
+    pub fn load(env_dir: &std::path::Path) -> Result<ShimConfig, String> {
+        let path = Self::config_path(env_dir);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
     }
 }

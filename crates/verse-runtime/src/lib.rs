@@ -24,4 +24,7 @@ pub use launch::{LaunchError, Launched, launch};
 pub use protocol::{ShimRequest, ShimResponse, ShimStatus};
 pub use record::{ExitRecord, ShimRecord};
 pub use shim::run_shim;
+/// The shim ⇄ agent protocol, for the daemon's guest file operations.
+pub use verse_agent::proto as agent_proto;
+pub use verse_agent::writers as open_files;
 pub use vm_shim::VM_STATE;

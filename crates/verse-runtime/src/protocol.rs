@@ -35,6 +35,13 @@ pub enum ShimRequest {
     /// to a file) and end QEMU; the shim exits once the save is complete.
     /// Refused, with the env left running, when it cannot.
     HibernateVm,
+    /// vm backend: one file operation of the guest's agent. After the `ok`
+    /// line the connection carries the agent's messages of its channel
+    /// ([`verse_agent::proto`] encoding) to the client, and the client's
+    /// frames (a write's stdin and stdin eof) to the agent, until the agent
+    /// answers it finally (`Listing`, `ReadDone`, `Done`, `Exists`, `Failed`).
+    /// Closing the connection early cancels it.
+    GuestFile(verse_agent::proto::FileOp),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -72,6 +79,30 @@ impl ShimResponse {
             ok: false,
             error: Some(message.into()),
             ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verse_agent::proto::FileOp;
+
+    #[test]
+    fn guest_file_requests_round_trip() {
+        let request = ShimRequest::GuestFile(FileOp::Write {
+            dir: "/inbox".into(),
+            name: "a.txt".into(),
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+        });
+        let line = serde_json::to_string(&request).unwrap();
+        match serde_json::from_str::<ShimRequest>(&line).unwrap() {
+            ShimRequest::GuestFile(FileOp::Write { name, uid, .. }) => {
+                assert_eq!((name.as_str(), uid), ("a.txt", 1000))
+            }
+            other => panic!("{other:?} from {line}"),
         }
     }
 }

@@ -717,6 +717,11 @@ impl Shim {
                 ),
                 true,
             ),
+            ShimRequest::GuestFile(_) => self.respond(
+                id,
+                ShimResponse::error("guest file operations are for vm envs; the daemon reaches a container env's files itself"),
+                true,
+            ),
             ShimRequest::Stop { timeout_ms } => {
                 if self.init.is_none() {
                     self.respond(id, ShimResponse::ok(), true);

@@ -74,6 +74,9 @@ enum ConnState {
     /// Exec sent to the agent, waiting for Started or Failed.
     Starting(u32),
     Streaming(u32),
+    /// A guest file operation on this channel: the agent's messages are
+    /// relayed whole (see [`ShimRequest::GuestFile`]).
+    Tunnel(u32),
     AwaitingStop,
     Closing,
 }
@@ -476,6 +479,7 @@ impl VmShim {
                             hostname: self.config.hostname.clone(),
                             layers: layer_serials(vm.layers.len()),
                             data: DATA_SERIAL.into(),
+                            downloads: self.config.guest_downloads.clone(),
                             net: self.config.net.as_ref().map(|n| GuestNet {
                                 address: n.address,
                                 gateway: n.gateway,
@@ -733,6 +737,32 @@ impl VmShim {
     }
 
     fn on_agent_message(&mut self, message: Message) {
+        let channel = match &message {
+            Message::Stream { channel, .. } | Message::Control { channel, .. } => *channel,
+        };
+        if let Some(&id) = self.channels.get(&channel)
+            && let Some(conn) = self.conns.get_mut(&id)
+            && matches!(conn.state, ConnState::Tunnel(_))
+        {
+            let last = matches!(
+                &message,
+                Message::Control {
+                    control: Control::Listing { .. }
+                        | Control::ReadDone { .. }
+                        | Control::Done { .. }
+                        | Control::Exists
+                        | Control::Failed { .. },
+                    ..
+                }
+            );
+            message.encode_into(&mut conn.outbuf);
+            if last {
+                conn.state = ConnState::Closing;
+                self.channels.remove(&channel);
+            }
+            self.flush_conn(id);
+            return;
+        }
         match message {
             Message::Stream {
                 channel: proto::MAIN,
@@ -853,6 +883,14 @@ impl VmShim {
             return;
         }
         match conn.state {
+            ConnState::Tunnel(channel) => {
+                // The client gave up: the agent drops the operation (and a
+                // half-written file).
+                Message::control(channel, Control::Cancel).encode_into(&mut self.agent_out);
+                self.flush_agent();
+                self.channels.remove(&channel);
+                self.conns.remove(&id);
+            }
             ConnState::Streaming(channel) | ConnState::Starting(channel) => {
                 // Nobody will read the process' output: end it.
                 Message::Stream {
@@ -878,10 +916,14 @@ impl VmShim {
             let Some(conn) = self.conns.get_mut(&id) else {
                 return;
             };
-            let ConnState::Streaming(channel) = conn.state else {
+            let (ConnState::Streaming(channel) | ConnState::Tunnel(channel)) = conn.state else {
                 return;
             };
+            let tunnel = matches!(conn.state, ConnState::Tunnel(_));
             match conn.decoder.next_frame() {
+                // A file operation takes a write's data and nothing else.
+                Ok(Some(frame))
+                    if tunnel && !matches!(frame.kind, Kind::Stdin | Kind::StdinEof) => {}
                 Ok(Some(frame)) => {
                     Message::Stream { channel, frame }.encode_into(&mut self.agent_out)
                 }
@@ -935,6 +977,29 @@ impl VmShim {
                 true,
             ),
             ShimRequest::HibernateVm => self.hibernate(id),
+            ShimRequest::GuestFile(mut op) => {
+                op.as_user(self.config.uid, self.config.gid);
+                let refusal = if self.stopping {
+                    Some("the env is stopping")
+                } else if self.paused {
+                    Some("the env is paused (`verse unpause` it first)")
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
+                    self.respond(id, ShimResponse::error(reason), true);
+                    return;
+                }
+                let channel = self.next_channel;
+                self.next_channel += 1;
+                self.channels.insert(channel, id);
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.state = ConnState::Tunnel(channel);
+                }
+                self.respond(id, ShimResponse::ok(), false);
+                Message::control(channel, Control::File(op)).encode_into(&mut self.agent_out);
+                self.flush_agent();
+            }
             ShimRequest::Pause => self.set_paused(id, true),
             ShimRequest::Unpause => self.set_paused(id, false),
             ShimRequest::Exec(request) => {

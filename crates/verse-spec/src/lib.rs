@@ -29,7 +29,7 @@
 //! user = "root"              # "root", "1000" (gid = uid), "1000:100", or 1000
 //! stop_timeout = "10s"       # ms, s, m, h; default 10s, at most 1h
 //! downloads = "quarantine"   # files written to /downloads leave the env into the host's
-//!                            # quarantine (scanned, held); container envs only
+//!                            # quarantine (scanned, held); container and vm envs
 //! hold = "10m"               # how long they are held at least (default 10m, at most 30 days)
 //! release_to = "home:/inbox" # ENV[:PATH]: where clean files go by themselves once held
 //!                            # (default PATH /inbox); without it they wait for a person

@@ -316,8 +316,8 @@ impl<'s> Validator<'s> {
                 continue;
             };
             if kind == RefKind::ReleaseTo || kind == RefKind::Copy {
-                if other.backend != Backend::Container {
-                    self.diags.error(offset, format!("{what} names `{target}`, a {} env; files move only between container envs for now", other.backend.as_str()));
+                if !matches!(other.backend, Backend::Container | Backend::Vm) {
+                    self.diags.error(offset, format!("{what} names `{target}`, a {} env; files move only between container and vm envs for now", other.backend.as_str()));
                 }
                 continue;
             }
@@ -485,8 +485,40 @@ impl<'s> Validator<'s> {
             );
         }
         spec.downloads = self.downloads(&spec, downloads);
+        self.backend_limits(&spec, table);
         spec.image = image?;
         (ok && self.diags.len() == errors_before).then_some(spec)
+    }
+
+    /// Keys a backend cannot honour yet: refused here, at the key, rather than
+    /// by a start that fails after `verse apply` has recorded the generation.
+    fn backend_limits(&mut self, spec: &EnvSpec, table: &DeTable<'_>) {
+        let backend = spec.backend.as_str();
+        let mut refuse = |key: &str, why: String| {
+            if let Some(item) = table.get(key) {
+                self.diags.error(item.span().start, format!("{key}: {why}"));
+            }
+        };
+        if spec.backend == Backend::Vm && !spec.volumes.is_empty() {
+            refuse(
+                "volumes",
+                "the vm backend takes no volumes yet (its guest shares no filesystem with the host); move files in with `verse copy`, or use backend = \"container\" or \"gvisor\"".into(),
+            );
+        }
+        if spec.backend == Backend::Vm && spec.desktop.is_some() {
+            refuse(
+                "desktop",
+                "the vm backend has no desktop yet (the display's socket is a volume); use backend = \"container\"".into(),
+            );
+        }
+        if spec.router && spec.backend != Backend::Container {
+            refuse(
+                "router",
+                format!(
+                    "routers run on the container backend only for now; this env's backend is \"{backend}\""
+                ),
+            );
+        }
     }
 
     fn string<'a>(&mut self, key: &str, item: &'a Item<'_>, expected: &str) -> Option<&'a str> {

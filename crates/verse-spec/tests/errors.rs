@@ -659,3 +659,21 @@ reach = ["router:80"]
     assert!(e[0].starts_with("verse.toml:4:"), "{e:#?}");
     assert!(!e[0].contains("does not declare"), "{e:#?}");
 }
+
+#[test]
+fn what_a_backend_cannot_do_yet_is_refused_at_its_key() {
+    assert_eq!(
+        one("[env.v]\nimage = \"busybox\"\nvolumes = { \"/data\" = \"/srv\" }\nbackend = \"vm\"\n"),
+        "verse.toml:3:11: volumes: the vm backend takes no volumes yet (its guest shares no filesystem with the host); move files in with `verse copy`, or use backend = \"container\" or \"gvisor\""
+    );
+    assert!(
+        one("[env.v]\nimage = \"busybox\"\nbackend = \"vm\"\ndesktop = true\n")
+            .starts_with("verse.toml:4:11: desktop: the vm backend has no desktop yet")
+    );
+    assert_eq!(
+        one(
+            "[env.g]\nimage = \"busybox\"\nbackend = \"gvisor\"\nnetwork = \"nat\"\nrouter = true\n"
+        ),
+        "verse.toml:5:10: router: routers run on the container backend only for now; this env's backend is \"gvisor\""
+    );
+}

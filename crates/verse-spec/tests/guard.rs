@@ -87,9 +87,9 @@ fn download_errors_are_positioned() {
     );
     assert_eq!(
         one(&format!(
-            "{TWO}backend = \"vm\"\ndownloads = \"quarantine\"\n"
+            "{TWO}backend = \"gvisor\"\ndownloads = \"quarantine\"\n"
         )),
-        "verse.toml:6:13: downloads = \"quarantine\" works on container envs only for now; this env's backend is \"vm\""
+        "verse.toml:6:13: downloads = \"quarantine\" works on container and vm envs only for now; this env's backend is \"gvisor\""
     );
 }
 

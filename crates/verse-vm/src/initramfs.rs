@@ -28,7 +28,46 @@ pub fn find_agent(exe: &Path) -> Option<PathBuf> {
         candidates.push(target.join("x86_64-unknown-linux-gnu/release/verse-agent"));
     }
     candidates.push(PathBuf::from("/usr/lib/verse/verse-agent"));
-    candidates.into_iter().find(|p| p.is_file())
+    // `cargo build` of the workspace also leaves a dynamically linked
+    // target/<profile>/verse-agent: as the initramfs' /init it would find no
+    // loader and the guest would panic. Only a static one will do.
+    candidates
+        .into_iter()
+        .find(|p| p.is_file() && is_static_elf(p))
+}
+
+/// Whether `path` is a 64-bit little-endian ELF with no program interpreter
+/// (PT_INTERP): an executable that runs without a dynamic loader.
+fn is_static_elf(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..phnum as usize).all(|i| {
+        let at = phoff as usize + i * phentsize as usize;
+        u32_at(at).is_some_and(|kind| kind != 3)
+    })
 }
 
 /// Builds (once per agent + kernel) the initramfs in `cache_dir`; returns its path.
@@ -128,6 +167,27 @@ impl Cpio {
 #[cfg(test)]
 mod tests {
     use super::Cpio;
+
+    /// The test binary itself is dynamically linked (it has a PT_INTERP);
+    /// a file that is not ELF is no agent either.
+    #[test]
+    fn only_static_executables_pass_as_the_agent() {
+        let me = std::env::current_exe().unwrap();
+        assert!(
+            !super::is_static_elf(&me),
+            "{} counted as static",
+            me.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("init");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert!(!super::is_static_elf(&script));
+        let agent = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/x86_64-unknown-linux-gnu/debug/verse-agent");
+        if agent.is_file() {
+            assert!(super::is_static_elf(&agent), "{}", agent.display());
+        }
+    }
 
     /// Debian's cpio reads back what we write (skipped when cpio is absent).
     #[test]

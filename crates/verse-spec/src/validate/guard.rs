@@ -87,11 +87,11 @@ impl Validator<'_> {
             }
             return None;
         };
-        if spec.backend != Backend::Container {
+        if !matches!(spec.backend, Backend::Container | Backend::Vm) {
             self.diags.error(
                 at,
                 format!(
-                    "downloads = \"quarantine\" works on container envs only for now; this env's backend is \"{}\"",
+                    "downloads = \"quarantine\" works on container and vm envs only for now; this env's backend is \"{}\"",
                     spec.backend.as_str()
                 ),
             );
