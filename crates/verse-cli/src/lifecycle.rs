@@ -48,6 +48,10 @@ pub enum LifecycleCommand {
         /// Drop a hibernated env's saved processes instead (it becomes stopped).
         #[arg(long)]
         discard: bool,
+        /// How long CRIU may take to save the processes (e.g. "30s", "10m") before the
+        /// hibernate is abandoned and the env left running. Container envs; default 5m.
+        #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+        timeout: Option<u64>,
     },
     /// Bring a hibernated env back with its processes where they were.
     Resume { name: String },
@@ -169,8 +173,16 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
                 .await?;
             println!("{}: restored to {snapshot}, {}", env.name, env.state);
         }
-        LifecycleCommand::Hibernate { name, discard } => {
-            let query = if discard { "?discard=true" } else { "" };
+        LifecycleCommand::Hibernate {
+            name,
+            discard,
+            timeout,
+        } => {
+            let query = match (discard, timeout) {
+                (true, _) => "?discard=true".to_string(),
+                (false, Some(ms)) => format!("?timeout_ms={ms}"),
+                (false, None) => String::new(),
+            };
             let env: EnvInfo = client
                 .post(&format!("/v1/envs/{name}/hibernate{query}"), &())
                 .await?;
@@ -276,4 +288,15 @@ fn volume_note(s: &SnapshotInfo) -> String {
     }
     let paths: Vec<&str> = s.volumes.iter().map(|v| v.path.as_str()).collect();
     format!(", with volumes {}", paths.join(", "))
+}
+
+/// `--timeout` of `verse hibernate`: a duration such as "30s" or "10m", in ms.
+fn parse_timeout(text: &str) -> Result<u64, String> {
+    match verse_spec::units::parse_duration_ms(text) {
+        Ok(0) => Err("must be more than 0".into()),
+        Ok(ms) => Ok(ms),
+        Err(e) => Err(format!(
+            "{e}; write e.g. \"30s\" or \"10m\" (units: ms, s, m, h)"
+        )),
+    }
 }

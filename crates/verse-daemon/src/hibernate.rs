@@ -34,7 +34,11 @@ pub fn is_hibernated(daemon: &Daemon, name: &str) -> bool {
     images_dir(daemon, name).join("complete").exists()
 }
 
-pub async fn hibernate(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
+pub async fn hibernate(
+    daemon: &Arc<Daemon>,
+    row: &EnvRow,
+    timeout_ms: Option<u64>,
+) -> ApiResult<()> {
     let name = &row.name;
     let info = crate::lifecycle::info(daemon, row).await;
     if info.state == verse_api::EnvState::Paused {
@@ -62,7 +66,7 @@ pub async fn hibernate(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     })?;
     let started = std::time::Instant::now();
     let answer = crate::lifecycle::shim_client(daemon, name)
-        .call(&ShimRequest::Hibernate { criu })
+        .call(&ShimRequest::Hibernate { criu, timeout_ms })
         .await;
     match answer {
         Ok(_) => {

@@ -119,6 +119,9 @@ struct HibernateQuery {
     /// Drop the saved processes of a hibernated env instead.
     #[serde(default)]
     discard: bool,
+    /// How long CRIU may take before the hibernate is abandoned.
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 async fn hibernate(
@@ -131,7 +134,7 @@ async fn hibernate(
     if query.discard {
         crate::hibernate::discard(&daemon, &row)?;
     } else {
-        crate::hibernate::hibernate(&daemon, &row).await?;
+        crate::hibernate::hibernate(&daemon, &row, query.timeout_ms).await?;
     }
     Ok(Json(lifecycle::info(&daemon, &row).await))
 }

@@ -28,6 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ShimConfig;
 
+/// How long a dump may take unless the request says otherwise: long enough for
+/// gigabytes of memory, short enough that a dump stuck on something CRIU
+/// waits for does not hold the env (and its shim) forever.
+pub const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Where a hibernated env's images live (the marker `complete` is written last).
 pub fn checkpoint_dir(env_dir: &Path) -> PathBuf {
     env_dir.join("checkpoint")
@@ -91,12 +96,18 @@ fn pipe_key(end: &File) -> Result<String, String> {
 /// Checkpoints the tree of `init` into `checkpoint/` and lets CRIU kill it.
 /// `output` is the shim's (read) end of the env's output pipe. On failure the
 /// tree keeps running and nothing is left on disk.
-pub fn dump(config: &ShimConfig, criu: &Path, init: Pid, output: &File) -> Result<(), String> {
+pub fn dump(
+    config: &ShimConfig,
+    criu: &Path,
+    init: Pid,
+    output: &File,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
     let env_dir = &config.env_dir;
     let tmp = env_dir.join("checkpoint.try");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-    let result = dump_into(criu, init, output, &tmp);
+    let result = dump_into(criu, init, output, &tmp, timeout);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
@@ -108,7 +119,13 @@ pub fn dump(config: &ShimConfig, criu: &Path, init: Pid, output: &File) -> Resul
     Ok(())
 }
 
-fn dump_into(criu: &Path, init: Pid, output: &File, dir: &Path) -> Result<(), String> {
+fn dump_into(
+    criu: &Path,
+    init: Pid,
+    output: &File,
+    dir: &Path,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
     let null = File::open("/dev/null").map_err(|e| e.to_string())?;
     let meta = CheckpointMeta {
         log_key: pipe_key(output)?,
@@ -117,7 +134,7 @@ fn dump_into(criu: &Path, init: Pid, output: &File, dir: &Path) -> Result<(), St
         dump_ms: 0,
     };
     let started = std::time::Instant::now();
-    let out = std::process::Command::new(criu)
+    let mut child = std::process::Command::new(criu)
         .arg("dump")
         .arg("--tree")
         .arg(init.as_raw().to_string())
@@ -128,9 +145,31 @@ fn dump_into(criu: &Path, init: Pid, output: &File, dir: &Path) -> Result<(), St
         // (its buffered bytes are saved); only the restore names a new end.
         .args(["--external", &meta.null_key])
         .args(["--network-lock", "skip", "--log-file", "dump.log", "-v2"])
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .map_err(|e| format!("running {}: {e}", criu.display()))?;
-    if !out.status.success() {
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Ok(None) | Err(_) => {
+                // CRIU holds the tree seized (ptrace) until it has written
+                // everything; killed, it lets go and the processes run on
+                // where they were. Nothing of the half dump is kept.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "criu did not finish the dump within {} ms and was stopped",
+                    timeout.as_millis()
+                ));
+            }
+        }
+    };
+    if !status.success() {
         return Err(log_errors(&dir.join("dump.log")));
     }
     let meta = CheckpointMeta {

@@ -25,6 +25,10 @@ pub enum ShimRequest {
     /// complete. Refused, with the env left running, when CRIU cannot.
     Hibernate {
         criu: std::path::PathBuf,
+        /// How long the dump may take before it is abandoned (CRIU stopped,
+        /// the env left running); `None`: [`crate::criu::DUMP_TIMEOUT`].
+        #[serde(default)]
+        timeout_ms: Option<u64>,
     },
     /// vm backend: stop the guest's vCPUs in place (QMP `stop`); its memory
     /// stays allocated.

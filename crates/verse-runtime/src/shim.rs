@@ -709,7 +709,10 @@ impl Shim {
                     true,
                 );
             }
-            ShimRequest::Hibernate { criu } => self.hibernate(id, &criu),
+            ShimRequest::Hibernate { criu, timeout_ms } => {
+                let timeout = timeout_ms.map_or(crate::criu::DUMP_TIMEOUT, Duration::from_millis);
+                self.hibernate(id, &criu, timeout)
+            }
             ShimRequest::Pause | ShimRequest::Unpause | ShimRequest::HibernateVm => self.respond(
                 id,
                 ShimResponse::error(
@@ -971,7 +974,7 @@ impl Shim {
     }
 
     /// Checkpoints the env and exits, or refuses and keeps it running.
-    fn hibernate(&mut self, id: u64, criu: &Path) {
+    fn hibernate(&mut self, id: u64, criu: &Path, timeout: Duration) {
         let refusal = match self.init {
             None => Some("it is not running".to_string()),
             Some(_) if self.config.vm.is_some() || self.config.gvisor.is_some() => {
@@ -1009,7 +1012,7 @@ impl Shim {
             );
             return;
         };
-        if let Err(reason) = crate::criu::dump(&self.config, criu, init, &output.1) {
+        if let Err(reason) = crate::criu::dump(&self.config, criu, init, &output.1, timeout) {
             // CRIU resumed the tree: the env runs on untouched.
             self.respond(id, ShimResponse::error(reason), true);
             return;
