@@ -4,23 +4,7 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-const CRIU: &str = "/usr/local/lib/verse/criu/criu";
-
-/// CRIU installed by scripts/install-criu.sh; skips loudly (fails under CI=true).
-fn have_criu() -> bool {
-    if Path::new(CRIU).exists() {
-        return true;
-    }
-    let reason = format!("{CRIU} is missing (run scripts/install-criu.sh)");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and {reason}");
-    }
-    eprintln!("\n!!! SKIPPED: {reason} !!!\n");
-    false
-}
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);

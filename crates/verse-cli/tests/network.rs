@@ -711,3 +711,62 @@ network = "nat"
     rm_all(&verse, &["vm", "gv"]);
     assert_clean(&verse);
 }
+
+/// A networked env hibernates and resumes: its processes come back with their
+/// memory, its network is wired again, and the host's policy still holds.
+#[test]
+fn a_networked_env_hibernates_and_resumes_with_its_network_and_policy() {
+    if !can_network() || !have_criu() {
+        return;
+    }
+    let outside = Outside::new("hib");
+    let verse = Verse::start();
+    verse.apply(
+        r#"
+[env.sleeper]
+image = "busybox"
+network = "nat"
+command = "s=$(cat /proc/sys/kernel/random/uuid); while :; do echo $s > /tmp/secret; sleep 0.2; done"
+
+[env.other]
+image = "busybox"
+network = "nat"
+command = "busybox httpd -f -p 8080 -h /etc"
+"#,
+    );
+    let url = format!("http://{}:8080/", outside.addr);
+    assert_eq!(
+        fetch(&verse, "sleeper", &url).as_deref(),
+        Some("outside-hib\n")
+    );
+    let secret = verse.sh("sleeper", "cat /tmp/secret").1;
+    let address = net_json(&verse, "sleeper")["address"].clone();
+
+    let out = verse.ok(&["hibernate", "sleeper"]);
+    assert!(out.contains("sleeper: hibernated"), "{out}");
+    assert_eq!(verse.env("sleeper")["state"], "hibernated");
+    let out = verse.ok(&["resume", "sleeper"]);
+    assert!(out.contains("sleeper: running"), "{out}");
+
+    // The same processes (the secret is only in the shell's memory)...
+    assert_eq!(verse.sh("sleeper", "cat /tmp/secret").1, secret);
+    // ...on the same address, out to the world again, and still kept from the other env.
+    assert_eq!(net_json(&verse, "sleeper")["address"], address);
+    assert_eq!(
+        fetch_within(&verse, "sleeper", &url, 5).as_deref(),
+        Some("outside-hib\n"),
+        "no way out after resume:\n{}",
+        verse.daemon_log_tail(20)
+    );
+    let other = net_json(&verse, "other")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        fetch(&verse, "sleeper", &format!("http://{other}:8080/hostname")),
+        None,
+        "after resume the env reached another env"
+    );
+    rm_all(&verse, &["sleeper", "other"]);
+    assert_clean(&verse);
+}

@@ -361,7 +361,7 @@ fn start_blocking(
         // A vm env's agent writes the guest's own /etc/resolv.conf from this file.
         if plan.backend != "vm" {
             volumes.push(VolumeMount {
-                host: env_dir.join("resolv.conf"),
+                host: crate::net::resolv_conf(&daemon.paths, &row.name),
                 path: "/etc/resolv.conf".into(),
                 readonly: true,
             });
@@ -542,6 +542,7 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
     }
     let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
     crate::desktop::remove_socket_dir(&daemon.paths, &row.name);
+    crate::net::remove_resolv_conf(&daemon.paths, &row.name);
     daemon.db.remove_env(&row.name)?;
     if row.plan.network != verse_spec::Network::None {
         // A shim that died uncleanly left the host end of its veth.

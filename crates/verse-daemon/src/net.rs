@@ -247,6 +247,36 @@ pub async fn sync(daemon: &Daemon) -> ApiResult<()> {
 /// The shim's network config and the extra environment variables (proxy settings).
 pub type PreparedNet = (verse_net::EnvNet, Vec<(String, String)>);
 
+/// The resolv.conf bind-mounted into container and gvisor envs. It lives under
+/// `run/verse-net/NAME/`, whose parent is traversable (0711) but not listable,
+/// rather than in the root-only state directory: CRIU re-creates the env's bind
+/// mounts from inside the env's user namespace when it resumes a hibernated env,
+/// and needs to reach the file from there.
+pub fn resolv_conf(paths: &verse_api::Paths, name: &str) -> std::path::PathBuf {
+    paths
+        .root
+        .join("run/verse-net")
+        .join(name)
+        .join("resolv.conf")
+}
+
+/// Removes the resolv.conf directory of a deleted env.
+pub fn remove_resolv_conf(paths: &verse_api::Paths, name: &str) {
+    if let Some(dir) = resolv_conf(paths, name).parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn write_resolv_conf(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().expect("resolv.conf has a directory");
+    let parent = dir.parent().expect("the env's directory has a parent");
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(path, text)
+}
+
 /// What the shim needs for env `row`, the resolv.conf to give it and extra environment
 /// variables; `None` for loopback-only envs.
 pub fn prepare_env(
@@ -271,11 +301,10 @@ pub fn prepare_env(
             .map_or(net.gateway, |(_, _, a)| a),
         _ => net.gateway,
     };
-    std::fs::write(
-        env_dir.join("resolv.conf"),
-        format!("# written by Verse\nnameserver {nameserver}\n"),
-    )
-    .map_err(internal)?;
+    let text = format!("# written by Verse\nnameserver {nameserver}\n");
+    write_resolv_conf(&resolv_conf(&daemon.paths, &row.name), &text).map_err(internal)?;
+    // A vm env's shim hands it to the guest's agent from the env's directory.
+    std::fs::write(env_dir.join("resolv.conf"), &text).map_err(internal)?;
     let mut vars = Vec::new();
     if let Network::Proxy(url) = &row.plan.network {
         let (_, _, env_url) = proxy_endpoint(url).map_err(internal)?;

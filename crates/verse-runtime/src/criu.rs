@@ -33,6 +33,13 @@ use crate::config::ShimConfig;
 /// waits for does not hold the env (and its shim) forever.
 pub const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// For an env with a network: CRIU keeps the network namespace but not what is
+/// in it (its veth's peer is on the host, beyond what a restore in the env's
+/// user namespace may create); the shim wires it again after the restore as at
+/// a start. Established TCP connections are restored closed (their peers have
+/// moved on by then anyway); listening sockets come back as they were.
+const NETWORKED: &[&str] = &["--empty-ns", "net", "--tcp-close"];
+
 /// Where a hibernated env's images live (the marker `complete` is written last).
 pub fn checkpoint_dir(env_dir: &Path) -> PathBuf {
     env_dir.join("checkpoint")
@@ -107,7 +114,7 @@ pub fn dump(
     let tmp = env_dir.join("checkpoint.try");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-    let result = dump_into(criu, init, output, &tmp, timeout);
+    let result = dump_into(criu, init, output, &tmp, timeout, config.net.is_some());
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
@@ -125,6 +132,7 @@ fn dump_into(
     output: &File,
     dir: &Path,
     timeout: std::time::Duration,
+    networked: bool,
 ) -> Result<(), String> {
     let null = File::open("/dev/null").map_err(|e| e.to_string())?;
     let meta = CheckpointMeta {
@@ -144,6 +152,7 @@ fn dump_into(
         // A pipe with one end outside the tree needs no flag at dump time
         // (its buffered bytes are saved); only the restore names a new end.
         .args(["--external", &meta.null_key])
+        .args(if networked { NETWORKED } else { &[] })
         .args(["--network-lock", "skip", "--log-file", "dump.log", "-v2"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -243,6 +252,10 @@ pub fn restore(
     argv.extend(["--pidfile".into(), pidfile.display().to_string()]);
     argv.extend(["--inherit-fd".into(), format!("fd[3]:{}", meta.log_key)]);
     argv.extend(["--inherit-fd".into(), format!("fd[4]:{}", meta.null_key)]);
+    let inherited = vec![log, null];
+    if config.net.is_some() {
+        argv.extend(NETWORKED.iter().map(|s| s.to_string()));
+    }
     argv.extend(["--log-file".into(), "restore.log".into(), "-v2".into()]);
     let argv: Vec<CString> = argv
         .into_iter()
@@ -254,13 +267,12 @@ pub fn restore(
     // makes syscalls and execs (or _exits).
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Child => {
-            let code = restore_child(cgroup, &root, &overlay, &log, &null, &argv);
+            let code = restore_child(cgroup, &root, &overlay, &inherited, &argv);
             // SAFETY: _exit skips atexit handlers, which belong to the shim.
             unsafe { libc::_exit(code) }
         }
         nix::unistd::ForkResult::Parent { child } => {
-            drop(null);
-            drop(log);
+            drop(inherited);
             let status = loop {
                 match waitpid(child, None) {
                     Err(nix::errno::Errno::EINTR) => continue,
@@ -294,14 +306,13 @@ pub fn restore(
 
 /// The restore helper: private mount namespace with the env's overlay at its
 /// mountpoint (CRIU's `--root`; the host never sees it), the env's cgroup, the
-/// two inherited descriptors at 3 and 4, then criu. Returns an exit code only
+/// inherited descriptors at 3, 4 (and 5, a kept network namespace), then criu. Returns an exit code only
 /// on failure.
 fn restore_child(
     cgroup: &verse_sandbox::Cgroup,
     root: &Path,
     overlay: &CString,
-    log: &OwnedFd,
-    null: &OwnedFd,
+    inherited: &[OwnedFd],
     argv: &[CString],
 ) -> i32 {
     use nix::mount::{MsFlags, mount};
@@ -335,12 +346,14 @@ fn restore_child(
     if cgroup.add(nix::unistd::getpid()).is_err() {
         return 103;
     }
-    // First above 9, so that neither source is clobbered by the other's dup2.
+    // First above 9, so that no source is clobbered by another's dup2.
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on descriptors we hold returns new ones or -1.
-    let high =
-        [log, null].map(|fd| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) });
-    for (fd, target) in high.into_iter().zip([3, 4]) {
-        // SAFETY: dup2 onto 3 and 4; the copies are not CLOEXEC, so criu inherits them.
+    let high: Vec<i32> = inherited
+        .iter()
+        .map(|fd| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) })
+        .collect();
+    for (fd, target) in high.into_iter().zip(3..) {
+        // SAFETY: dup2 onto 3, 4, ...; the copies are not CLOEXEC, so criu inherits them.
         if fd < 0 || unsafe { libc::dup2(fd, target) } < 0 {
             return 104;
         }

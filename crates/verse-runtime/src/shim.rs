@@ -274,6 +274,13 @@ impl Shim {
                     // The processes are back: the checkpoint is spent.
                     let _ =
                         std::fs::remove_dir_all(crate::criu::checkpoint_dir(&shim.config.env_dir));
+                    // CRIU restored the network namespace empty: the env's veth
+                    // is wired again as at a start (the host's rules name it).
+                    if let Some(net) = &shim.config.net
+                        && let Err(e) = verse_net::attach(pid.as_raw(), net)
+                    {
+                        tracing::warn!("wiring {} after the restore: {e}", net.host_ifname);
+                    }
                     shim.started(pid);
                     shim.procs.insert(pid.as_raw(), Proc::console(output));
                 }
@@ -982,10 +989,6 @@ impl Shim {
             }
             Some(_) if self.config.attach => Some(
                 "its command runs attached to a client (`verse run`), which a restore could not reconnect"
-                    .into(),
-            ),
-            Some(_) if self.config.net.is_some() => Some(
-                "it has a network interface (veth), which CRIU would need declared external; envs with `network` cannot hibernate yet"
                     .into(),
             ),
             Some(_) if self.procs.values().any(|p| !p.is_init) => Some(

@@ -407,3 +407,18 @@ pub fn verse_vm_kernel_missing() -> bool {
         })
         .unwrap_or(true)
 }
+
+pub const CRIU: &str = "/usr/local/lib/verse/criu/criu";
+
+/// CRIU installed by scripts/install-criu.sh; skips loudly (fails under CI=true).
+pub fn have_criu() -> bool {
+    if std::path::Path::new(CRIU).exists() {
+        return true;
+    }
+    let reason = format!("{CRIU} is missing (run scripts/install-criu.sh)");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {reason}");
+    }
+    eprintln!("\n!!! SKIPPED: {reason} !!!\n");
+    false
+}
