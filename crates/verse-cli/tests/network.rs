@@ -690,6 +690,18 @@ network = "nat"
     );
     assert_eq!(fetch(&verse, "vm", &url(8080)), None);
 
+    // Hibernated and resumed (QMP migration to a file): the guest comes back
+    // on a new tap of the same name, under the same policy.
+    assert_eq!(verse.ok(&["hibernate", "vm"]).trim(), "vm: hibernated");
+    assert_eq!(verse.ok(&["resume", "vm"]).trim(), "vm: running");
+    assert_eq!(
+        fetch_within(&verse, "vm", &url(8081), 5).as_deref(),
+        Some("outside-vmg\n"),
+        "no way out after resume:\n{}",
+        verse.daemon_log_tail(20)
+    );
+    assert_eq!(fetch(&verse, "vm", &url(8080)), None);
+
     // gvisor: nat reaches outside, by name through the gateway's DNS too. (nc, not wget:
     // Debian's runsc 20221219 with host networking answers busybox wget's buffered read
     // with EAGAIN, a gVisor bug; plain reads work.)

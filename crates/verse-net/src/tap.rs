@@ -61,8 +61,24 @@ pub fn open_tap(net: &EnvNet) -> Result<OwnedFd, NetError> {
             std::io::Error::last_os_error()
         )));
     }
+    // The same MAC on every tap of this env: a guest resumed from hibernation
+    // on a new tap still has the gateway's address in its ARP cache, and a
+    // frame to another MAC would be dropped by the tap until that entry aged.
+    let mac = host_mac(net);
+    run(
+        "ip",
+        &["link", "set", "dev", &net.host_ifname, "address", &mac],
+        None,
+    )?;
     configure_host_end(net)?;
     Ok(fd)
+}
+
+/// The tap's own MAC address (the guest's gateway): locally administered,
+/// derived from the env's address like [`guest_mac`], and distinct from it.
+fn host_mac(net: &EnvNet) -> String {
+    let [_, b, c, d] = net.address.octets();
+    format!("02:56:00:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// The guest NIC's MAC address: locally administered, derived from the env's address.

@@ -324,11 +324,6 @@ impl VmShim {
                 "`verse exec` sessions run in it (their stdio leads to clients a resume could not reconnect); end them first"
                     .into(),
             )
-        } else if self.config.net.is_some() {
-            Some(
-                "it has a network interface (tap); vm envs with `network` cannot hibernate yet"
-                    .into(),
-            )
         } else {
             None
         };
