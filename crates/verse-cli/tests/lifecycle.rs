@@ -38,11 +38,17 @@ fn exec_streams_stdio_and_returns_the_exit_code() {
         "--",
         "/bin/sh",
         "-c",
-        "[ -t 0 ] && [ -t 1 ] && echo tty",
+        "[ -t 0 ] && [ -t 1 ] && echo tty; t=$(tty) && [ -c \"$t\" ] && echo \"named $t\"",
     ]);
     assert!(
         stdout(&out).contains("tty"),
         "-t gave no terminal: {}",
+        stdout(&out)
+    );
+    // The terminal is one of the env's own /dev/pts: programs can look it up by name.
+    assert!(
+        stdout(&out).contains("named /dev/pts/"),
+        "the terminal has no name inside the env: {}",
         stdout(&out)
     );
     let out = verse.run(&["exec", "keep", "--", "/no/such/program"]);

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod console_log;
 pub mod criu;
+mod env_pty;
 mod gvisor_env;
 pub mod launch;
 pub mod protocol;

@@ -753,7 +753,7 @@ impl Shim {
                     return;
                 }
                 self.attach_deadline = None;
-                match Stdio::new(tty, rows, cols) {
+                match Stdio::new(tty, rows, cols, None) {
                     Err(e) => self.respond(
                         id,
                         ShimResponse::error(format!("creating stdio: {e}")),
@@ -781,7 +781,11 @@ impl Shim {
                     self.respond(id, ShimResponse::error("no command given"), true);
                     return;
                 }
-                let stdio = match Stdio::new(request.tty, request.rows, request.cols) {
+                let env_pty = match &self.config.gvisor {
+                    Some(_) => None,
+                    None => Some(init),
+                };
+                let stdio = match Stdio::new(request.tty, request.rows, request.cols, env_pty) {
                     Ok(s) => s,
                     Err(e) => {
                         self.respond(
@@ -1196,18 +1200,25 @@ struct Stdio {
 }
 
 impl Stdio {
-    fn new(tty: bool, rows: u16, cols: u16) -> std::io::Result<Stdio> {
+    /// `env_init`: a running container env's PID 1, whose own devpts gives the
+    /// pty (see [`crate::env_pty`]); otherwise the host's devpts does.
+    fn new(tty: bool, rows: u16, cols: u16, env_init: Option<Pid>) -> std::io::Result<Stdio> {
         if tty {
-            let size = nix::pty::Winsize {
-                ws_row: rows.max(1),
-                ws_col: cols.max(1),
-                ws_xpixel: 0,
-                ws_ypixel: 0,
+            let (master, slave) = match env_init {
+                Some(init) => crate::env_pty::open(init, rows, cols)?,
+                None => {
+                    let size = nix::pty::Winsize {
+                        ws_row: rows.max(1),
+                        ws_col: cols.max(1),
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    let pty = nix::pty::openpty(Some(&size), None).map_err(std::io::Error::from)?;
+                    (pty.master, pty.slave)
+                }
             };
-            let pty = nix::pty::openpty(Some(&size), None).map_err(std::io::Error::from)?;
-            let master = File::from(pty.master);
+            let master = File::from(master);
             set_nonblocking(&master);
-            let slave = pty.slave;
             let child = [slave.try_clone()?, slave.try_clone()?, slave];
             Ok(Stdio {
                 child,
