@@ -511,6 +511,22 @@ impl<'s> Validator<'s> {
                 "the vm backend has no desktop yet (the display's socket is a volume); use backend = \"container\"".into(),
             );
         }
+        if spec.backend != Backend::Vm && !spec.accel.is_auto() {
+            refuse(
+                "accel",
+                format!("only vm envs run on an accelerator; this env's backend is \"{backend}\""),
+            );
+        }
+        // (A `network` that failed to parse left the default; its error is enough.)
+        let network_unset_or_none = table
+            .get("network")
+            .is_none_or(|v| matches!(v.get_ref(), DeValue::String(s) if s == "none"));
+        if spec.router && network_unset_or_none {
+            refuse(
+                "router",
+                "a router needs a way out itself; give it network = \"nat\", an allow list, or via another router".into(),
+            );
+        }
         if spec.router && spec.backend != Backend::Container {
             refuse(
                 "router",

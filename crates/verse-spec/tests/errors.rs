@@ -151,9 +151,14 @@ fn backend_errors() {
             .ends_with("expected \"container\", \"vm\" or \"gvisor\", found a boolean")
     );
     assert_eq!(
-        one_in_env("accel = \"kvn\""),
-        "verse.toml:3:9: accel = \"kvn\": unknown accelerator; did you mean \"kvm\"? allowed: \"auto\", \"kvm\" or \"tcg\""
+        one_in_env("backend = \"vm\"\naccel = \"kvn\""),
+        "verse.toml:4:9: accel = \"kvn\": unknown accelerator; did you mean \"kvm\"? allowed: \"auto\", \"kvm\" or \"tcg\""
     );
+    assert_eq!(
+        one_in_env("accel = \"tcg\""),
+        "verse.toml:3:9: accel: only vm envs run on an accelerator; this env's backend is \"container\""
+    );
+    assert!(one_in_env("router = true").contains("router: a router needs a way out itself"),);
 }
 
 #[test]
