@@ -72,18 +72,27 @@ Xvnc {DISPLAY} -geometry {w}x{h} -depth 24 -rfbunixpath {socket} -rfbunixmode 06
 xvnc=$!
 i=0
 while [ ! -S /tmp/.X11-unix/X0 ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
-{wm} &
 ",
         w = desktop.width,
         h = desktop.height,
-        wm = quote(&desktop.wm),
     );
+    // The apps start once the window manager has taken the screen (openbox
+    // runs its `--startup` command then): a window mapped while the manager
+    // was still starting could be left unmapped, and the desktop stay black.
+    let mut apps = String::new();
     for app in autostart {
-        script.push_str(&format!("/bin/sh -c {} &\n", quote(app)));
+        apps.push_str(&format!("/bin/sh -c {} &\n", quote(app)));
     }
     if let Some(argv) = command {
         let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
-        script.push_str(&format!("{} &\n", words.join(" ")));
+        apps.push_str(&format!("{} &\n", words.join(" ")));
+    }
+    let wm = quote(&desktop.wm);
+    if apps.is_empty() {
+        script.push_str(&format!("{wm} &\n"));
+    } else {
+        let startup = format!("/bin/sh -c {}", quote(&apps));
+        script.push_str(&format!("{wm} --startup {} &\n", quote(&startup)));
     }
     script.push_str("wait $xvnc\n");
     vec!["/bin/sh".into(), "-c".into(), script]
@@ -104,8 +113,28 @@ mod tests {
         let script = &argv[2];
         assert!(script.contains("-rfbport -1"), "no TCP port");
         assert!(script.contains("-geometry 1600x900"));
-        assert!(script.contains(r"/bin/sh -c 'xterm -title '\''it'\'''\''s'\''' &"));
-        assert!(script.contains("'xclock' '-digital' &"));
+        // The apps run from the window manager's startup hook, quoted twice
+        // (sh -c of sh -c): take the words apart the way sh would, and look.
+        let third_word = |text: &str| {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("set -- {text}; printf '%s' \"$3\""))
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let start = script
+            .find("'openbox' --startup ")
+            .expect("openbox starts the apps");
+        let end = script.rfind(" &\nwait $xvnc").expect("then waits");
+        let startup = third_word(&script[start..end]);
+        assert!(startup.starts_with("/bin/sh -c "), "{startup}");
+        let apps = third_word(&startup);
+        assert!(
+            apps.contains(r"/bin/sh -c 'xterm -title '\''it'\'''\''s'\''' &"),
+            "{apps}"
+        );
+        assert!(apps.contains("'xclock' '-digital' &"), "{apps}");
         assert!(script.ends_with("wait $xvnc\n"));
     }
 }
