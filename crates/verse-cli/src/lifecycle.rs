@@ -48,8 +48,8 @@ pub enum LifecycleCommand {
         /// Drop a hibernated env's saved processes instead (it becomes stopped).
         #[arg(long)]
         discard: bool,
-        /// How long CRIU may take to save the processes (e.g. "30s", "10m") before the
-        /// hibernate is abandoned and the env left running. Container envs; default 5m.
+        /// How long CRIU may take to stop the env's processes (e.g. "30s") before it gives
+        /// up and lets them run on; whole seconds. Container envs; default CRIU's (10s).
         #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
         timeout: Option<u64>,
     },

@@ -109,7 +109,8 @@ fn hibernate_frees_the_env_and_resume_brings_its_processes_back_where_they_were(
     );
 
     // Hibernate again and drop the saved processes: it is a stopped env that starts afresh.
-    verse.ok(&["hibernate", "keeper"]);
+    // CRIU's own limit on stopping the processes is passed through.
+    verse.ok(&["hibernate", "keeper", "--timeout", "5s"]);
     verse.ok(&["hibernate", "--discard", "keeper"]);
     assert_eq!(verse.env("keeper")["state"], "stopped");
     verse.ok(&["up", "keeper"]);
@@ -163,27 +164,7 @@ fn hibernate_that_cannot_be_resumed_is_refused_with_the_reason_and_the_env_keeps
     let events = verse.ok(&["events", "--env", "keeper"]);
     assert!(events.contains("hibernate-refused"), "{events}");
 
-    // A dump that overruns its time is abandoned: CRIU is stopped wherever it
-    // was, and the processes run on with their memory (the same secret, the
-    // count going on), nothing half-written left behind.
-    wait_for("the exec session to end", || {
-        verse
-            .sh("keeper", "ps | grep -v grep | grep -q 'sleep 30'")
-            .0
-            != 0
-    });
-    let (secret, count) = state(&verse);
-    let out = verse.run(&["hibernate", "keeper", "--timeout", "30ms"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("did not finish the dump within 30 ms") && err.contains("keeps running"),
-        "{err}"
-    );
-    assert_eq!(verse.env("keeper")["state"], "running");
-    assert!(!verse.env_dir("keeper").join("checkpoint.try").exists());
-    wait_for("the counter to go on", || state(&verse).1 > count + 2);
-    assert_eq!(state(&verse).0, secret, "the env was restarted");
+    // --timeout takes a duration; a bad one is refused before anything happens.
     let bad = verse.run(&["hibernate", "keeper", "--timeout", "soon"]);
     assert!(
         stderr(&bad).contains("write e.g. \"30s\""),

@@ -119,7 +119,7 @@ struct HibernateQuery {
     /// Drop the saved processes of a hibernated env instead.
     #[serde(default)]
     discard: bool,
-    /// How long CRIU may take before the hibernate is abandoned.
+    /// How long CRIU may take to stop the env's processes (its `--timeout`).
     #[serde(default)]
     timeout_ms: Option<u64>,
 }

@@ -28,11 +28,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ShimConfig;
 
-/// How long a dump may take unless the request says otherwise: long enough for
-/// gigabytes of memory, short enough that a dump stuck on something CRIU
-/// waits for does not hold the env (and its shim) forever.
-pub const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-
 /// For an env with a network: CRIU keeps the network namespace but not what is
 /// in it (its veth's peer is on the host, beyond what a restore in the env's
 /// user namespace may create); the shim wires it again after the restore as at
@@ -108,13 +103,20 @@ pub fn dump(
     criu: &Path,
     init: Pid,
     output: &File,
-    timeout: std::time::Duration,
+    freeze_timeout: Option<std::time::Duration>,
 ) -> Result<(), String> {
     let env_dir = &config.env_dir;
     let tmp = env_dir.join("checkpoint.try");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-    let result = dump_into(criu, init, output, &tmp, timeout, config.net.is_some());
+    let result = dump_into(
+        criu,
+        init,
+        output,
+        &tmp,
+        freeze_timeout,
+        config.net.is_some(),
+    );
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
@@ -131,9 +133,15 @@ fn dump_into(
     init: Pid,
     output: &File,
     dir: &Path,
-    timeout: std::time::Duration,
+    freeze_timeout: Option<std::time::Duration>,
     networked: bool,
 ) -> Result<(), String> {
+    // CRIU's own limit on stopping the tree (whole seconds): past it, CRIU
+    // gives up and lets every process go where it was. Stopping CRIU from
+    // outside instead could leave its parasite code in a process.
+    let freeze: Vec<String> = freeze_timeout
+        .map(|t| vec!["--timeout".into(), t.as_secs().max(1).to_string()])
+        .unwrap_or_default();
     let null = File::open("/dev/null").map_err(|e| e.to_string())?;
     let meta = CheckpointMeta {
         log_key: pipe_key(output)?,
@@ -142,7 +150,7 @@ fn dump_into(
         dump_ms: 0,
     };
     let started = std::time::Instant::now();
-    let mut child = std::process::Command::new(criu)
+    let out = std::process::Command::new(criu)
         .arg("dump")
         .arg("--tree")
         .arg(init.as_raw().to_string())
@@ -154,31 +162,10 @@ fn dump_into(
         .args(["--external", &meta.null_key])
         .args(if networked { NETWORKED } else { &[] })
         .args(["--network-lock", "skip", "--log-file", "dump.log", "-v2"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .args(&freeze)
+        .output()
         .map_err(|e| format!("running {}: {e}", criu.display()))?;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Ok(None) | Err(_) => {
-                // CRIU holds the tree seized (ptrace) until it has written
-                // everything; killed, it lets go and the processes run on
-                // where they were. Nothing of the half dump is kept.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "criu did not finish the dump within {} ms and was stopped",
-                    timeout.as_millis()
-                ));
-            }
-        }
-    };
-    if !status.success() {
+    if !out.status.success() {
         return Err(log_errors(&dir.join("dump.log")));
     }
     let meta = CheckpointMeta {

@@ -25,8 +25,8 @@ pub enum ShimRequest {
     /// complete. Refused, with the env left running, when CRIU cannot.
     Hibernate {
         criu: std::path::PathBuf,
-        /// How long the dump may take before it is abandoned (CRIU stopped,
-        /// the env left running); `None`: [`crate::criu::DUMP_TIMEOUT`].
+        /// How long CRIU may take to stop the env's processes before it gives
+        /// up and lets them run on (its `--timeout`); `None`: CRIU's default.
         #[serde(default)]
         timeout_ms: Option<u64>,
     },

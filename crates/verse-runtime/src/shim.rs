@@ -717,8 +717,7 @@ impl Shim {
                 );
             }
             ShimRequest::Hibernate { criu, timeout_ms } => {
-                let timeout = timeout_ms.map_or(crate::criu::DUMP_TIMEOUT, Duration::from_millis);
-                self.hibernate(id, &criu, timeout)
+                self.hibernate(id, &criu, timeout_ms.map(Duration::from_millis))
             }
             ShimRequest::Pause | ShimRequest::Unpause | ShimRequest::HibernateVm => self.respond(
                 id,
@@ -985,7 +984,7 @@ impl Shim {
     }
 
     /// Checkpoints the env and exits, or refuses and keeps it running.
-    fn hibernate(&mut self, id: u64, criu: &Path, timeout: Duration) {
+    fn hibernate(&mut self, id: u64, criu: &Path, freeze_timeout: Option<Duration>) {
         let refusal = match self.init {
             None => Some("it is not running".to_string()),
             Some(_) if self.config.vm.is_some() || self.config.gvisor.is_some() => {
@@ -1019,7 +1018,8 @@ impl Shim {
             );
             return;
         };
-        if let Err(reason) = crate::criu::dump(&self.config, criu, init, &output.1, timeout) {
+        if let Err(reason) = crate::criu::dump(&self.config, criu, init, &output.1, freeze_timeout)
+        {
             // CRIU resumed the tree: the env runs on untouched.
             self.respond(id, ShimResponse::error(reason), true);
             return;
