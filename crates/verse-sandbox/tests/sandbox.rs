@@ -135,6 +135,7 @@ impl Env {
         ContainerConfig {
             rootfs: Rootfs {
                 lowers: vec![rootfs()],
+                lower_idmap: None,
                 upper: self.path("upper"),
                 work: self.path("work"),
                 mountpoint: self.path("mnt"),
