@@ -211,7 +211,7 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
     // is renames on one filesystem (and the disk must have room for both a moment).
     let env_dir = verse_disk::layer_dir(&daemon.paths.env_dir(&row.name));
     // Written into the env's own range (snapshots hold ids from 0).
-    let id_base = lifecycle::layer_owner_base(daemon, &row)?;
+    let id_base = lifecycle::layer_owner_base(daemon, row)?;
     let tmp = env_dir.join("upper.restoring");
     let _ = std::fs::remove_dir_all(&tmp);
     // Materialise before stopping: the env is down only for the swap.
