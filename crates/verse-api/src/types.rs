@@ -83,6 +83,11 @@ pub struct EnvInfo {
     /// `downloads = "quarantine"`: its `/downloads` is watched and held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloads: Option<DownloadsInfo>,
+    /// Container envs: the host uid and gid of the env's root; its ids 0..65536 are
+    /// host ids `host_id_base..+65536`, a range no other env has (`chown` a volume
+    /// directory to it to let the env's root write there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id_base: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -160,8 +160,6 @@ fn snapshot_with_volumes_brings_the_volume_back_and_one_without_leaves_it_alone(
     let verse = Verse::start();
     let data = verse.root().join("voldata");
     std::fs::create_dir_all(&data).unwrap();
-    // The env's root is host id 100000000: let it write there.
-    std::os::unix::fs::chown(&data, Some(100_000_000), Some(100_000_000)).unwrap();
     let spec = verse.write_spec(
         "vol.toml",
         &format!(
@@ -170,6 +168,9 @@ fn snapshot_with_volumes_brings_the_volume_back_and_one_without_leaves_it_alone(
         ),
     );
     verse.ok(&["apply", spec.to_str().unwrap()]);
+    // Let the env's root (the start of its own host id range) write there.
+    let base = verse.env("vol")["host_id_base"].as_u64().unwrap() as u32;
+    std::os::unix::fs::chown(&data, Some(base), Some(base)).unwrap();
     let (code, _, err) = verse.sh(
         "vol",
         "echo kept > /data/a && mkdir /data/d && echo deep > /data/d/b && echo layer > /root/l",

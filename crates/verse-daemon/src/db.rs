@@ -20,6 +20,8 @@ pub enum DbError {
     Sql(#[from] rusqlite::Error),
     #[error("state database holds a record it cannot read: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Full(String),
 }
 
 /// Everything the daemon needs to run one env, resolved from a spec entry or
@@ -174,6 +176,14 @@ impl Db {
             )?;
         }
         conn.execute_batch(crate::db_lifecycle::SCHEMA)?;
+        // Added with per-env id ranges; rows made before keep NULL (slot 0, ID_BASE).
+        let has_slot: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('envs') WHERE name = 'id_slot'")?
+            .exists([])?;
+        if !has_slot {
+            conn.execute_batch("ALTER TABLE envs ADD COLUMN id_slot INTEGER;")?;
+        }
+        conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS envs_id_slot ON envs (id_slot);")?;
         // Added with volume snapshots; older databases get the column here.
         let has_volumes: bool = conn
             .prepare("SELECT 1 FROM pragma_table_info('snapshots') WHERE name = 'volumes'")?
@@ -258,14 +268,39 @@ impl Db {
             > 0)
     }
 
+    /// Stores `row`. A new env gets the lowest free id slot (its host id range, see
+    /// [`Db::id_slot`]); an existing one keeps the slot it has.
     pub fn put_env(&self, row: &EnvRow) -> Result<(), DbError> {
         let plan = serde_json::to_string(&row.plan).expect("plan serialises");
-        self.lock().execute(
-            "INSERT INTO envs (name, origin, plan, desired, remove_on_exit, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        let conn = self.lock();
+        let exists = conn
+            .prepare("SELECT 1 FROM envs WHERE name = ?1")?
+            .exists([&row.name])?;
+        let slot = if exists {
+            None
+        } else {
+            Some(free_slot(&conn)?)
+        };
+        conn.execute(
+            "INSERT INTO envs (name, origin, plan, desired, remove_on_exit, created_at, id_slot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(name) DO UPDATE SET origin = ?2, plan = ?3, desired = ?4, remove_on_exit = ?5",
-            params![row.name, origin_word(row.origin), plan, row.desired, row.remove_on_exit, row.created_at],
+            params![row.name, origin_word(row.origin), plan, row.desired, row.remove_on_exit, row.created_at, slot],
         )?;
         Ok(())
+    }
+
+    /// The id slot of env `name`: its container ids 0..65536 are host ids
+    /// `verse_runtime::id_base_of_slot(slot)..+65536`. 0 for envs made before slots
+    /// existed (they keep ID_BASE); `None` when there is no such env.
+    pub fn id_slot(&self, name: &str) -> Result<Option<u32>, DbError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT COALESCE(id_slot, 0) FROM envs WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn set_desired(&self, name: &str, desired: &str) -> Result<(), DbError> {
@@ -379,6 +414,26 @@ impl Db {
             )
             .optional()?)
     }
+}
+
+/// The lowest slot from 1 up that no env holds (slot 0, ID_BASE, belongs to image
+/// builds and to envs made before slots existed). A removed env's slot is free again.
+fn free_slot(conn: &Connection) -> Result<u32, DbError> {
+    let slot: i64 = conn.query_row(
+        "SELECT MIN(c) FROM (SELECT 1 AS c UNION ALL SELECT id_slot + 1 FROM envs WHERE id_slot IS NOT NULL)
+         WHERE c NOT IN (SELECT id_slot FROM envs WHERE id_slot IS NOT NULL)",
+        [],
+        |r| r.get(0),
+    )?;
+    u32::try_from(slot)
+        .ok()
+        .filter(|s| *s <= verse_runtime::MAX_ID_SLOT)
+        .ok_or_else(|| {
+            DbError::Full(format!(
+                "every host id range is taken ({} envs); remove an env first",
+                verse_runtime::MAX_ID_SLOT
+            ))
+        })
 }
 
 type RawEnv = (String, String, String, String, bool, i64);

@@ -20,10 +20,12 @@ pub const SOCKET_DIR_IN_ENV: &str = "/run/verse-desktop";
 pub const DISPLAY: &str = ":0";
 
 /// Creates the env's socket directory, owned by the env's user and closed to
-/// everyone else; its parent is traversable but not listable.
+/// everyone else (`owner`: host id of the env's root); its parent is traversable
+/// but not listable.
 pub fn prepare_socket_dir(
     paths: &Paths,
     name: &str,
+    owner: u32,
     uid: u32,
     gid: u32,
 ) -> std::io::Result<PathBuf> {
@@ -35,7 +37,6 @@ pub fn prepare_socket_dir(
     if !dir.exists() {
         std::fs::create_dir(&dir)?;
     }
-    let owner = verse_runtime::ID_BASE;
     std::os::unix::fs::chown(&dir, Some(owner + uid), Some(owner + gid))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     // A socket left by the last run would be taken for a live display.

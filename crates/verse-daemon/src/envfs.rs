@@ -10,7 +10,7 @@ use crate::Daemon;
 use crate::error::{ApiError, ApiResult};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use verse_runtime::{ID_BASE, ShimRequest};
+use verse_runtime::ShimRequest;
 
 /// An open view of one env's root.
 pub struct EnvRoot {
@@ -84,7 +84,8 @@ impl EnvRoot {
         Ok(EnvRoot {
             env: env.to_string(),
             root: root.into(),
-            owner: (ID_BASE + config.uid, ID_BASE + config.gid),
+            // The ids of the running env's own range (its shim config says which).
+            owner: (config.id_base + config.uid, config.id_base + config.gid),
         })
     }
 

@@ -57,7 +57,10 @@ impl IntoResponse for ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
-        ApiError::internal(e)
+        match e {
+            crate::db::DbError::Full(m) => ApiError::conflict(m),
+            e => ApiError::internal(e),
+        }
     }
 }
 

@@ -18,6 +18,29 @@ pub fn shim_client(daemon: &Daemon, name: &str) -> ShimClient {
     ShimClient::new(&daemon.paths.shim_socket(name))
 }
 
+/// Host uid (and gid) of the root of container env `name`: the start of its own
+/// id range, from the slot the database gave it (ID_BASE for envs made before
+/// ranges were per env). The image checkouts stay owned by ID_BASE's range and
+/// are idmapped into this one (see docs/security.md).
+pub fn env_id_base(daemon: &Daemon, name: &str) -> ApiResult<u32> {
+    let slot = daemon
+        .db
+        .id_slot(name)?
+        .ok_or_else(|| ApiError::not_found(format!("no env named `{name}`")))?;
+    Ok(verse_runtime::id_base_of_slot(slot))
+}
+
+/// Host id of the root that owns `row`'s writable layer and the host directories
+/// mounted into it: the env's own base for a container env, ID_BASE for gvisor envs
+/// (as before ranges were per env).
+pub fn layer_owner_base(daemon: &Daemon, row: &EnvRow) -> ApiResult<u32> {
+    if row.plan.backend == "container" {
+        env_id_base(daemon, &row.name)
+    } else {
+        Ok(ID_BASE)
+    }
+}
+
 pub fn cgroup_path(daemon: &Daemon, name: &str) -> String {
     format!("{}/{}", daemon.paths.instance_tag(), name)
 }
@@ -67,6 +90,9 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
                 hold_ms: d.hold_ms,
                 release_to: d.release_to.as_ref().map(|t| t.to_string()),
             }),
+        host_id_base: (row.plan.backend == "container")
+            .then(|| env_id_base(daemon, &row.name).ok())
+            .flatten(),
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)
@@ -274,7 +300,15 @@ fn start_blocking(
     std::fs::create_dir_all(&env_dir)
         .map_err(|e| ApiError::internal(format!("creating {}: {e}", env_dir.display())))?;
     crate::disk::prepare(&row.name, &env_dir, plan)?;
-    prepare_env_dir(&env_dir)
+    let owner_base = layer_owner_base(daemon, row)?;
+    // vm and gvisor envs see the image's own ids: their kernel, not a user
+    // namespace, separates them from the host.
+    let id_base = if plan.backend == "container" {
+        owner_base
+    } else {
+        0
+    };
+    prepare_env_dir(&env_dir, owner_base)
         .map_err(|e| ApiError::internal(format!("preparing {}: {e}", env_dir.display())))?;
     let mut volumes = Vec::new();
     for (path, host, readonly) in &plan.volumes {
@@ -311,10 +345,11 @@ fn start_blocking(
     // a container env's is a host directory mounted in.
     let guest_downloads = plan.downloads.is_some() && plan.backend == "vm";
     if plan.downloads.is_some() && !guest_downloads {
-        let dir = crate::quarantine::prepare_downloads(&daemon.paths, &row.name, uid, gid)
-            .map_err(|e| {
-                ApiError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
-            })?;
+        let dir =
+            crate::quarantine::prepare_downloads(&daemon.paths, &row.name, owner_base, uid, gid)
+                .map_err(|e| {
+                    ApiError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
+                })?;
         volumes.push(VolumeMount {
             host: dir,
             path: crate::quarantine::DOWNLOADS_IN_ENV.into(),
@@ -331,9 +366,11 @@ fn start_blocking(
         }
     });
     if let Some(desktop) = &plan.desktop {
-        let dir = crate::desktop::prepare_socket_dir(&daemon.paths, &row.name, uid, gid).map_err(
-            |e| ApiError::internal(format!("env `{}`: preparing its desktop: {e}", row.name)),
-        )?;
+        let dir =
+            crate::desktop::prepare_socket_dir(&daemon.paths, &row.name, owner_base, uid, gid)
+                .map_err(|e| {
+                    ApiError::internal(format!("env `{}`: preparing its desktop: {e}", row.name))
+                })?;
         volumes.push(VolumeMount {
             host: dir,
             path: crate::desktop::SOCKET_DIR_IN_ENV.into(),
@@ -407,13 +444,7 @@ fn start_blocking(
         cwd: workdir.into(),
         uid,
         gid,
-        // vm and gvisor envs see the image's own ids: their kernel, not a user
-        // namespace, separates them from the host.
-        id_base: if plan.backend == "container" {
-            ID_BASE
-        } else {
-            0
-        },
+        id_base,
         cgroup: cgroup_path(daemon, &row.name),
         cpu: plan.cpu,
         memory: plan.memory,
@@ -458,15 +489,15 @@ pub fn to_path_change(change: verse_store::Change) -> PathChange {
 }
 
 /// Creates the env's directories; the writable layer (in the env dir, or on its
-/// disk) belongs to the env's root.
-fn prepare_env_dir(env_dir: &std::path::Path) -> std::io::Result<()> {
+/// disk) belongs to the env's root, host id `id_base`.
+fn prepare_env_dir(env_dir: &std::path::Path, id_base: u32) -> std::io::Result<()> {
     std::fs::create_dir_all(env_dir.join("rootfs"))?;
     let layer = verse_disk::layer_dir(env_dir);
     for sub in ["upper", "work"] {
         let dir = layer.join(sub);
         if !dir.exists() {
             std::fs::create_dir(&dir)?;
-            std::os::unix::fs::chown(&dir, Some(ID_BASE), Some(ID_BASE))?;
+            std::os::unix::fs::chown(&dir, Some(id_base), Some(id_base))?;
         }
     }
     Ok(())

@@ -44,14 +44,20 @@ pub fn downloads_dir(paths: &Paths, env: &str) -> PathBuf {
     verse_disk::layer_dir(&paths.env_dir(env)).join("downloads")
 }
 
-/// Creates the env's downloads directory, owned by the env's user.
-pub fn prepare_downloads(paths: &Paths, env: &str, uid: u32, gid: u32) -> std::io::Result<PathBuf> {
+/// Creates the env's downloads directory, owned by the env's user (`base`: host id of
+/// the env's root).
+pub fn prepare_downloads(
+    paths: &Paths,
+    env: &str,
+    base: u32,
+    uid: u32,
+    gid: u32,
+) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = downloads_dir(paths, env);
     if !dir.exists() {
         std::fs::create_dir_all(&dir)?;
     }
-    let base = verse_runtime::ID_BASE;
     std::os::unix::fs::chown(&dir, Some(base + uid), Some(base + gid))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
     Ok(dir)

@@ -14,7 +14,6 @@ use crate::{control, lifecycle};
 use std::path::Path;
 use std::sync::Arc;
 use verse_api::{EnvState, SnapshotInfo, VolumeSnapshot};
-use verse_runtime::ID_BASE;
 
 fn upper(daemon: &Daemon, name: &str) -> std::path::PathBuf {
     verse_disk::layer_dir(&daemon.paths.env_dir(name)).join("upper")
@@ -39,6 +38,8 @@ pub async fn take(
         )));
     }
     crate::disk::mount_if_any(daemon, &name, &row.plan)?;
+    // The layer's owners are the env's range: shifted back to 0.. in the snapshot.
+    let id_base = lifecycle::layer_owner_base(daemon, row)?;
     let upper = upper(daemon, &name);
     if !upper.is_dir() {
         return Err(ApiError::conflict(format!(
@@ -89,7 +90,7 @@ pub async fn take(
         let mut progress = verse_store::NoProgress;
         let layer = worker
             .store
-            .import_upper(&upper, ID_BASE, &mut progress)
+            .import_upper(&upper, id_base, &mut progress)
             .map_err(|e| format!("reading the writable layer of `{name}`: {e}"))
             .and_then(|layer| {
                 let mut taken = Vec::new();
@@ -209,6 +210,8 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
     // The env's disk, if it has one: the new layer is written there, so the swap
     // is renames on one filesystem (and the disk must have room for both a moment).
     let env_dir = verse_disk::layer_dir(&daemon.paths.env_dir(&row.name));
+    // Written into the env's own range (snapshots hold ids from 0).
+    let id_base = lifecycle::layer_owner_base(daemon, row)?;
     let tmp = env_dir.join("upper.restoring");
     let _ = std::fs::remove_dir_all(&tmp);
     // Materialise before stopping: the env is down only for the swap.
@@ -218,7 +221,7 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
     let written = tokio::task::spawn_blocking(move || {
         worker
             .store
-            .materialize_upper(&root, &tmp2, ID_BASE)
+            .materialize_upper(&root, &tmp2, id_base)
             .map_err(|e| e.to_string())?;
         // Each volume next to its host directory (same filesystem, so the swap is a rename),
         // with host ids as they were.
@@ -261,7 +264,7 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
         &format!("verse restore {} {}", row.name, snapshot.id),
     )
     .await?;
-    swap_in(&env_dir, &tmp)
+    swap_in(&env_dir, &tmp, id_base)
         .map_err(|e| ApiError::internal(format!("replacing the writable layer: {e}")))?;
     for (volume, fresh) in snapshot.volumes.iter().zip(&written) {
         swap_volume(Path::new(&volume.host), fresh).map_err(|e| {
@@ -297,7 +300,7 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
     Ok(())
 }
 
-fn swap_in(env_dir: &Path, fresh: &Path) -> std::io::Result<()> {
+fn swap_in(env_dir: &Path, fresh: &Path, id_base: u32) -> std::io::Result<()> {
     let upper = env_dir.join("upper");
     let old = env_dir.join("upper.old");
     let _ = std::fs::remove_dir_all(&old);
@@ -309,7 +312,7 @@ fn swap_in(env_dir: &Path, fresh: &Path) -> std::io::Result<()> {
     let work = env_dir.join("work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir(&work)?;
-    std::os::unix::fs::chown(&work, Some(ID_BASE), Some(ID_BASE))?;
+    std::os::unix::fs::chown(&work, Some(id_base), Some(id_base))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }

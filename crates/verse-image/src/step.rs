@@ -65,6 +65,8 @@ fn run_in_container(config: &Path) -> Result<i32, String> {
     let container = sandbox::ContainerConfig {
         rootfs: sandbox::Rootfs {
             lowers: c.lowers.clone(),
+            // Build steps run on ID_BASE checkouts as ID_BASE: no translation.
+            lower_idmap: None,
             upper: c.upper.clone(),
             work: c.work.clone(),
             mountpoint: c.mountpoint.clone(),

@@ -3,10 +3,20 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Host uid and gid that an env's root (id 0) maps to. Each env's ids
-/// 0..65536 map to ID_BASE..ID_BASE+65536 on the host: far above any real
-/// account, so a process that escaped its env would own nothing of the host's.
+/// Start of the host id ranges of container envs, far above any real account,
+/// so a process that escaped its env would own nothing of the host's. Image
+/// checkouts (and image build steps, and envs made before ranges were per env)
+/// use ID_BASE..ID_BASE+65536 itself; every other container env gets a range
+/// of its own, `ID_BASE + slot × ID_RANGE` (see [`id_base_of_slot`]).
 pub const ID_BASE: u32 = 100_000_000;
+
+/// Highest slot whose range still fits below 2^32.
+pub const MAX_ID_SLOT: u32 = (u32::MAX - ID_BASE) / ID_RANGE - 1;
+
+/// Host id of the root of the env with id slot `slot` (0: ID_BASE).
+pub fn id_base_of_slot(slot: u32) -> u32 {
+    ID_BASE + slot.min(MAX_ID_SLOT) * ID_RANGE
+}
 
 /// Length of the id range mapped into each env.
 pub const ID_RANGE: u32 = 65_536;
@@ -100,6 +110,18 @@ impl ShimConfig {
     }
     pub fn log_path(&self) -> PathBuf {
         self.env_dir.join("console.log")
+    }
+    /// For a container env whose range is not the one image checkouts are owned by
+    /// (ID_BASE): the translation of its layers into its range (see
+    /// `verse_sandbox::Rootfs::lower_idmap`).
+    pub fn lower_idmap(&self) -> Option<verse_sandbox::IdMap> {
+        (self.vm.is_none() && self.gvisor.is_none() && self.id_base != ID_BASE).then_some(
+            verse_sandbox::IdMap {
+                container_id: ID_BASE,
+                host_id: self.id_base,
+                size: ID_RANGE,
+            },
+        )
     }
     pub fn config_path(env_dir: &std::path::Path) -> PathBuf {
         env_dir.join("shim-config.json")

@@ -249,17 +249,38 @@ pub fn restore(
         .map(|a| CString::new(a).map_err(|_| "NUL in a criu argument".to_string()))
         .collect::<Result<_, _>>()?;
     let overlay = CString::new(overlay).map_err(|_| "NUL in overlay options")?;
+    // An env with a range of its own sees its layers through idmapped mounts, as at a
+    // start (see verse_sandbox::Rootfs::lower_idmap); the helper puts them over the
+    // checkouts' paths in its private mount namespace before it mounts the overlay.
+    let layer_ns = config
+        .lower_idmap()
+        .map(|map| verse_sandbox::layer_userns(&map))
+        .transpose()
+        .map_err(|e| format!("preparing the env's layers: {e}"))?;
+    let idmapped: Vec<&Path> = if layer_ns.is_some() {
+        let mut seen = std::collections::HashSet::new();
+        config
+            .lowers
+            .iter()
+            .map(PathBuf::as_path)
+            .filter(|p| seen.insert(*p))
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     // SAFETY: the shim is single-threaded, so the child may allocate; it only
     // makes syscalls and execs (or _exits).
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Child => {
-            let code = restore_child(cgroup, &root, &overlay, &inherited, &argv);
+            let layers = layer_ns.as_ref().map(|ns| (ns, idmapped.as_slice()));
+            let code = restore_child(cgroup, &root, layers, &overlay, &inherited, &argv);
             // SAFETY: _exit skips atexit handlers, which belong to the shim.
             unsafe { libc::_exit(code) }
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(inherited);
+            drop(layer_ns);
             let status = loop {
                 match waitpid(child, None) {
                     Err(nix::errno::Errno::EINTR) => continue,
@@ -269,7 +290,7 @@ pub fn restore(
             let errors = || log_errors(&dir.join("restore.log"));
             match status {
                 Ok(WaitStatus::Exited(_, 0)) => {}
-                Ok(WaitStatus::Exited(_, code @ 100..=105)) => {
+                Ok(WaitStatus::Exited(_, code @ 100..=106)) => {
                     let step = [
                         "unshare a mount namespace",
                         "make / private",
@@ -277,6 +298,7 @@ pub fn restore(
                         "join the env's cgroup",
                         "pass the env's stdio",
                         "exec criu",
+                        "idmap the env's image layers",
                     ][(code - 100) as usize];
                     return Err(format!("preparing the restore: could not {step}"));
                 }
@@ -291,13 +313,14 @@ pub fn restore(
     }
 }
 
-/// The restore helper: private mount namespace with the env's overlay at its
-/// mountpoint (CRIU's `--root`; the host never sees it), the env's cgroup, the
+/// The restore helper: private mount namespace with the env's overlay (its
+/// layers idmapped when `layers` says so) at its mountpoint (CRIU's `--root`; the host never sees it), the env's cgroup, the
 /// inherited descriptors at 3, 4 (and 5, a kept network namespace), then criu. Returns an exit code only
 /// on failure.
 fn restore_child(
     cgroup: &verse_sandbox::Cgroup,
     root: &Path,
+    layers: Option<(&OwnedFd, &[&Path])>,
     overlay: &CString,
     inherited: &[OwnedFd],
     argv: &[CString],
@@ -317,6 +340,17 @@ fn restore_child(
     .is_err()
     {
         return 101;
+    }
+    // Each layer's idmapped clone over its checkout, seen only in this namespace (and by
+    // the overlay mounted next, which keeps private clones of its layers).
+    if let Some((ns, paths)) = layers {
+        for path in paths {
+            let attached = verse_sandbox::idmapped_tree(path, ns)
+                .and_then(|tree| verse_sandbox::attach_tree(&tree, path));
+            if attached.is_err() {
+                return 106;
+            }
+        }
     }
     if mount(
         Some("overlay"),

@@ -20,7 +20,9 @@ mod vm_console;
 mod vm_shim;
 
 pub use client::{ShimClient, ShimClientError};
-pub use config::{GvisorConfig, ID_BASE, ID_RANGE, ShimConfig, VolumeMount};
+pub use config::{
+    GvisorConfig, ID_BASE, ID_RANGE, MAX_ID_SLOT, ShimConfig, VolumeMount, id_base_of_slot,
+};
 pub use launch::{LaunchError, Launched, launch};
 pub use protocol::{ShimRequest, ShimResponse, ShimStatus};
 pub use record::{ExitRecord, ShimRecord};

@@ -339,6 +339,7 @@ impl Shim {
         let container = sandbox::ContainerConfig {
             rootfs: sandbox::Rootfs {
                 lowers: c.lowers.clone(),
+                lower_idmap: c.lower_idmap(),
                 upper: c.upper(),
                 work: c.work(),
                 mountpoint: c.mountpoint(),

@@ -11,6 +11,8 @@
 //!
 //! ID mapping: container uid `u` is host uid `host_id + u` (the store shifts file owners
 //! accordingly), e.g. `IdMap { container_id: 0, host_id: 100_000_000, size: 65536 }`.
+//! Layers checked out for another range are presented through idmapped mounts
+//! ([`Rootfs::lower_idmap`], [`idmapped_tree`]).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ mod cgroup;
 mod child;
 mod error;
 mod exec;
+mod idmap;
 mod mounts;
 mod process;
 mod security;
@@ -27,6 +30,7 @@ mod spawn;
 pub use cgroup::{Cgroup, CgroupStats, CgroupVersion, Limits, cgroup_version};
 pub use error::SandboxError;
 pub use exec::exec;
+pub use idmap::{attach_tree, idmapped_tree, layer_userns};
 pub use nix::unistd::Pid;
 pub use security::ALLOWED_CAPS;
 pub use spawn::{spawn, spawn_with};
@@ -58,6 +62,11 @@ pub struct BindMount {
 pub struct Rootfs {
     /// Read-only layers, top-most first.
     pub lowers: Vec<PathBuf>,
+    /// `Some`: the layers are presented through idmapped mounts whose map sends the ids
+    /// they are owned by on disk (`container_id..+size`, the range they were checked out
+    /// for) to the env's own range (`host_id..`), so an env with a range of its own sees
+    /// shared checkouts as its files. `None`: the layers are owned by the env's range.
+    pub lower_idmap: Option<IdMap>,
     /// Writable layer (owned by the mapped root, e.g. host uid 100000000).
     pub upper: PathBuf,
     /// Overlay work dir, on the same filesystem as `upper`.

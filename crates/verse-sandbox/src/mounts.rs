@@ -172,6 +172,8 @@ pub(crate) struct HostFds {
     lowers: usize,
 }
 
+const LAYER: &str = "image layer";
+
 /// The paths [`HostFds`] holds, in its order, each with what it is (for errors).
 fn host_paths<'a>(rootfs: &'a Rootfs, volumes: &'a [BindMount]) -> Vec<(&'a Path, &'static str)> {
     let mut v = vec![
@@ -179,7 +181,7 @@ fn host_paths<'a>(rootfs: &'a Rootfs, volumes: &'a [BindMount]) -> Vec<(&'a Path
         (rootfs.work.as_path(), "overlay work dir"),
         (rootfs.mountpoint.as_path(), "rootfs mountpoint"),
     ];
-    v.extend(rootfs.lowers.iter().map(|p| (p.as_path(), "image layer")));
+    v.extend(rootfs.lowers.iter().map(|p| (p.as_path(), LAYER)));
     v.extend(
         volumes
             .iter()
@@ -209,10 +211,18 @@ impl HostFds {
     /// child `pid`, opens every path there and sends the descriptors to the child over
     /// `to_child`. Joining only the mount namespace gives nothing to the env: the helper
     /// exits right after.
+    ///
+    /// With `layer_ns` (see [`Rootfs::lower_idmap`]) each layer is sent as a detached
+    /// idmapped clone of its mount instead. Made here, inside the env's mount namespace,
+    /// the clone's anonymous namespace is owned by the env's user namespace: the env's
+    /// root may use it as an overlay layer (overlayfs refuses a layer whose mount
+    /// namespace it has no CAP_SYS_ADMIN over, EPERM), yet it never appears in the env's
+    /// mount tree and cannot be re-mapped from inside (only host root may idmap).
     pub(crate) fn open_and_send(
         pid: nix::unistd::Pid,
         rootfs: &Rootfs,
         volumes: &[BindMount],
+        layer_ns: Option<&OwnedFd>,
         to_child: &OwnedFd,
     ) -> StepResult<()> {
         let ns_path = format!("/proc/{pid}/ns/mnt");
@@ -226,9 +236,11 @@ impl HostFds {
             .step(|| format!("setns {ns_path}"))?;
         let fds = host_paths(rootfs, volumes)
             .into_iter()
-            .map(|(p, what)| {
-                nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                    .step(|| format!("open {what} {}", p.display()))
+            .map(|(p, what)| match layer_ns {
+                Some(ns) if what == LAYER => crate::idmap::idmapped_tree(p, ns)
+                    .step(|| format!("idmap {what} {}", p.display())),
+                _ => nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                    .step(|| format!("open {what} {}", p.display())),
             })
             .collect::<StepResult<Vec<OwnedFd>>>()?;
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();

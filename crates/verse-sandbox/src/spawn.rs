@@ -161,7 +161,16 @@ fn drive(
     // The child was born in its user namespace with no ids mapped (it runs as the overflow
     // uid with no capability anywhere until the map exists).
     write_id_maps(pid, &config.uid_map, &config.gid_map)?;
-    send_host_fds(pid, config, fds_tx)?;
+    // The namespace that translates the layers' owners into the env's range (made here,
+    // as the helper below runs inside the env's mount namespace and must not fork).
+    let layer_ns = config
+        .rootfs
+        .lower_idmap
+        .as_ref()
+        .map(crate::idmap::layer_userns)
+        .transpose()?;
+    send_host_fds(pid, config, layer_ns.as_ref(), fds_tx)?;
+    drop(layer_ns);
     // The child waits for GO: whatever the hook sets up is in place before it moves.
     before_start(pid).map_err(SandboxError::Hook)?;
     chan.send(&[GO]).context(|| "release env child".into())?;
@@ -185,12 +194,17 @@ pub(crate) fn unexpected(msg: Message) -> SandboxError {
 
 /// Forks a helper that opens the env's host paths inside the child's mount namespace and
 /// sends them to the child; returns once it is done.
-fn send_host_fds(pid: Pid, config: &ContainerConfig, fds_tx: &OwnedFd) -> Result<(), SandboxError> {
+fn send_host_fds(
+    pid: Pid,
+    config: &ContainerConfig,
+    layer_ns: Option<&OwnedFd>,
+    fds_tx: &OwnedFd,
+) -> Result<(), SandboxError> {
     let (report, helper_end) = Channel::pair()?;
     let Some(helper) = clone_fork(0).context(|| "fork mount helper".into())? else {
         drop(report);
         child_main(&helper_end, || {
-            mounts::HostFds::open_and_send(pid, &config.rootfs, &config.volumes, fds_tx)?;
+            mounts::HostFds::open_and_send(pid, &config.rootfs, &config.volumes, layer_ns, fds_tx)?;
             // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to the
             // parent.
             unsafe { libc::_exit(0) }

@@ -135,6 +135,7 @@ impl Env {
         ContainerConfig {
             rootfs: Rootfs {
                 lowers: vec![rootfs()],
+                lower_idmap: None,
                 upper: self.path("upper"),
                 work: self.path("work"),
                 mountpoint: self.path("mnt"),
@@ -319,6 +320,66 @@ fn t_writes_land_in_upper() -> TestResult {
     check!(
         !mounts.contains(env.path("mnt").to_str().unwrap()),
         "overlay visible on the host"
+    );
+    Ok(())
+}
+
+/// An env with another host range than the layer's owners sees the layer through an
+/// idmapped mount: image files are its root's, writes land in its range, and the shared
+/// layer is neither written nor re-owned.
+fn t_idmapped_layers() -> TestResult {
+    const OTHER: u32 = HOST_ID + 3 * 65536;
+    let other = IdMap {
+        container_id: 0,
+        host_id: OTHER,
+        size: 65536,
+    };
+    let env = Env::new(&Limits::default());
+    for d in ["upper", "work"] {
+        std::os::unix::fs::chown(env.path(d), Some(OTHER), Some(OTHER)).unwrap();
+    }
+    let mut config = env.config(&[
+        "sh",
+        "-c",
+        "ls -ln /bin/busybox /etc/passwd; echo x >> /etc/motd; rm /etc/hostname; \
+         rm -r /home && mkdir /home && touch /home/new; cat /proc/self/uid_map",
+    ]);
+    config.rootfs.lower_idmap = Some(IdMap {
+        container_id: HOST_ID,
+        host_id: OTHER,
+        size: 65536,
+    });
+    config.uid_map = other;
+    config.gid_map = other;
+    let pid = spawn(config).map_err(|e| format!("spawn: {e}"))?;
+    let st = wait(pid, Duration::from_secs(20));
+    let (out, err) = env.output("init");
+    check!(exited(&st) == Some(0), "status {st:?}: {err}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    check!(
+        lines.len() == 3 && lines[0][2..4] == ["0", "0"] && lines[1][2..4] == ["0", "0"],
+        "image files not owned by the env's root inside:\n{out}"
+    );
+    check!(
+        lines[2] == ["0", &OTHER.to_string(), "65536"],
+        "uid_map {out}"
+    );
+    let owner = |p: &str| {
+        fs::symlink_metadata(env.path(p))
+            .map(|m| (m.uid(), m.gid()))
+            .map_err(|e| format!("{p}: {e}"))
+    };
+    check!(owner("upper/etc/motd")? == (OTHER, OTHER), "copy-up owner");
+    check!(owner("upper/home/new")? == (OTHER, OTHER), "new file owner");
+    check!(owner("upper/etc/hostname")?.0 == OTHER, "whiteout owner");
+    let busybox = fs::metadata(rootfs().join("bin/busybox")).unwrap();
+    check!(busybox.uid() == HOST_ID, "the shared layer was re-owned");
+    check!(
+        rootfs().join("etc/hostname").exists() && rootfs().join("home").exists(),
+        "the shared layer was modified"
     );
     Ok(())
 }
@@ -909,6 +970,7 @@ fn main() -> ExitCode {
         ("cgroup_v2_path", t_cgroup_v2_path),
         ("namespaces", t_namespaces),
         ("writes_land_in_upper", t_writes_land_in_upper),
+        ("idmapped_layers", t_idmapped_layers),
         ("privileged_ops_fail", t_privileged_ops_fail),
         ("volumes", t_volumes),
         ("memory_limit", t_memory_limit),
