@@ -61,6 +61,7 @@ fn doctor(paths: &Paths, json: bool, probe_vm: bool) -> Result<ExitCode> {
     report
         .checks
         .extend(crate::vm_doctor::checks(paths, &exe, probe_vm));
+    report.checks.push(crate::idmap_doctor::idmap_check(paths));
     if json {
         output::json(&report);
     } else {

@@ -5,6 +5,7 @@
 mod audit;
 mod commands;
 mod compose;
+mod idmap_doctor;
 mod images;
 mod lifecycle;
 mod net;

@@ -319,6 +319,15 @@ fn doctor_reports_vm_and_gvisor_needs_and_the_cached_accelerator() {
             "no {name} line in:\n{report}"
         );
     }
+    // Root here: the store's filesystem takes the idmapped mounts container envs need.
+    if nix_is_root() {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with("ok") && l.split_whitespace().nth(1) == Some("idmap")),
+            "no ok idmap line in:\n{report}"
+        );
+    }
     let Ok(kernel) = verse_vm::kernel::Kernel::find() else {
         eprintln!("!!! SKIPPED the cached-decision half: no guest kernel");
         return;
@@ -344,4 +353,9 @@ fn doctor_reports_vm_and_gvisor_needs_and_the_cached_accelerator() {
             && line.contains("a reason the daemon wrote"),
         "{line}"
     );
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
