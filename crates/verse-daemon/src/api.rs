@@ -71,9 +71,18 @@ pub(crate) fn find_env(daemon: &Daemon, name: &str) -> ApiResult<EnvRow> {
     })
 }
 
-async fn list_envs(State(daemon): Shared) -> ApiResult<Json<Vec<EnvInfo>>> {
+async fn list_envs(
+    State(daemon): Shared,
+    scope: Option<Extension<crate::tcp::ReadScope>>,
+) -> ApiResult<Json<Vec<EnvInfo>>> {
     let mut out = Vec::new();
     for row in daemon.db.envs()? {
+        // A token for some envs sees those only (unix socket: every env).
+        if let Some(Extension(scope)) = &scope
+            && !scope.may_read(&row.name)
+        {
+            continue;
+        }
         out.push(lifecycle::info(&daemon, &row).await);
     }
     Ok(Json(out))

@@ -225,6 +225,37 @@ pub fn right_for(method: &str, route: &str, params: &[(&str, &str)]) -> Option<T
     })
 }
 
+/// The listing route that a token for some envs only may call: it gets back
+/// the envs its token may read (see [`ReadScope`]).
+const SCOPED_LIST: (&str, &str) = ("GET", "/v1/envs");
+
+/// Set on a request to [`SCOPED_LIST`] whose token may not read every env:
+/// the handler keeps only the envs [`ReadScope::may_read`] allows.
+#[derive(Clone)]
+pub struct ReadScope {
+    bearer: String,
+    daemon: Arc<Daemon>,
+}
+
+impl ReadScope {
+    /// Whether the token may read env `name` (`env:NAME:read`), checked like
+    /// any route's right.
+    pub fn may_read(&self, name: &str) -> bool {
+        let wanted = TokenRequest {
+            kind: "env".into(),
+            name: name.into(),
+            op: "read".into(),
+        };
+        token::authorize(
+            &self.bearer,
+            self.daemon.token_root.public(),
+            &wanted,
+            |id| self.daemon.db.is_revoked(id).unwrap_or(true),
+        )
+        .is_ok()
+    }
+}
+
 async fn token_only(State(daemon): State<Arc<Daemon>>, request: Request, next: Next) -> Response {
     use axum::extract::FromRequestParts;
     let (mut parts, body) = request.into_parts();
@@ -274,6 +305,17 @@ async fn token_only(State(daemon): State<Arc<Daemon>>, request: Request, next: N
         Ok(ok) => {
             let actor = Actor(format!("token:{}", ok.ids[0]));
             request.extensions_mut().insert(actor);
+            next.run(request).await
+        }
+        // A valid token that may not read every env lists the ones it may.
+        Err(TokenError::Denied(_)) if (method.as_str(), route.as_str()) == SCOPED_LIST => {
+            request
+                .extensions_mut()
+                .insert(Actor("token:scoped".into()));
+            request.extensions_mut().insert(ReadScope {
+                bearer,
+                daemon: Arc::clone(&daemon),
+            });
             next.run(request).await
         }
         Err(e) => {
