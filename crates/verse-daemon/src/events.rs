@@ -85,7 +85,20 @@ pub struct EventQuery {
 pub async fn stream(
     State(daemon): State<Arc<Daemon>>,
     Query(query): Query<EventQuery>,
+    scope: Option<axum::Extension<crate::tcp::ReadScope>>,
 ) -> ApiResult<Response> {
+    // A token for some envs sees their events only; each env's answer is kept.
+    let readable = {
+        let scope = scope.map(|axum::Extension(s)| s);
+        let mut known: std::collections::HashMap<String, bool> = Default::default();
+        move |env: &str| match &scope {
+            None => true,
+            Some(scope) => *known
+                .entry(env.to_string())
+                .or_insert_with(|| scope.may_read(env)),
+        }
+    };
+    let readable = Arc::new(Mutex::new(readable));
     // Subscribe before reading the past, so nothing falls between the two;
     // events seen in both are skipped by id.
     let rx = query.follow.then(|| daemon.watch.tx.subscribe());
@@ -97,7 +110,9 @@ pub async fn stream(
     let last = past.last().map_or(query.after, |e| e.id);
     let mut body = Vec::new();
     for event in &past {
-        body.extend_from_slice(&line(event));
+        if (*lock(&readable))(&event.env) {
+            body.extend_from_slice(&line(event));
+        }
     }
     let first =
         futures_util::stream::once(
@@ -106,12 +121,14 @@ pub async fn stream(
     let env = query.env.clone();
     let live = futures_util::stream::unfold((rx, last), move |(rx, last)| {
         let env = env.clone();
+        let readable = Arc::clone(&readable);
         async move {
             let mut rx = rx?;
             loop {
                 match rx.recv().await {
                     Ok(event) if event.id <= last => continue,
                     Ok(event) if env.as_ref().is_some_and(|e| *e != event.env) => continue,
+                    Ok(event) if !(*lock(&readable))(&event.env) => continue,
                     Ok(event) => {
                         let id = event.id;
                         return Some((Ok(bytes::Bytes::from(line(&event))), (Some(rx), id)));

@@ -225,12 +225,12 @@ pub fn right_for(method: &str, route: &str, params: &[(&str, &str)]) -> Option<T
     })
 }
 
-/// The listing route that a token for some envs only may call: it gets back
-/// the envs its token may read (see [`ReadScope`]).
-const SCOPED_LIST: (&str, &str) = ("GET", "/v1/envs");
+/// The listings that a token for some envs only may call: it gets back the
+/// envs, or the events of the envs, its token may read (see [`ReadScope`]).
+const SCOPED_LISTS: &[(&str, &str)] = &[("GET", "/v1/envs"), ("GET", "/v1/events")];
 
-/// Set on a request to [`SCOPED_LIST`] whose token may not read every env:
-/// the handler keeps only the envs [`ReadScope::may_read`] allows.
+/// Set on a request to one of [`SCOPED_LISTS`] whose token may not read every
+/// env: the handler keeps only what [`ReadScope::may_read`] allows.
 #[derive(Clone)]
 pub struct ReadScope {
     bearer: String,
@@ -308,7 +308,7 @@ async fn token_only(State(daemon): State<Arc<Daemon>>, request: Request, next: N
             next.run(request).await
         }
         // A valid token that may not read every env lists the ones it may.
-        Err(TokenError::Denied(_)) if (method.as_str(), route.as_str()) == SCOPED_LIST => {
+        Err(TokenError::Denied(_)) if SCOPED_LISTS.contains(&(method.as_str(), route.as_str())) => {
             request
                 .extensions_mut()
                 .insert(Actor("token:scoped".into()));
