@@ -186,3 +186,25 @@ fn the_declared_user_runs_the_main_process_and_execs() {
     let (code, out, _) = verse.sh("plain", "yes | head -n 2");
     assert_eq!((code, out.as_str()), (0, "y\ny\n"));
 }
+
+/// /dev/shm is 64 MiB unless the spec's `shm` says (browsers want more).
+#[test]
+fn dev_shm_has_the_declared_size() {
+    if !can_run() {
+        return;
+    }
+    let verse = Verse::start();
+    verse.apply(
+        "[env.small]\nimage = \"busybox\"\n\n[env.big]\nimage = \"busybox\"\nshm = \"256MiB\"\n",
+    );
+    let size_kib = |env: &str| {
+        let (code, out, err) = verse.sh(env, "df -k /dev/shm | tail -1");
+        assert_eq!(code, 0, "{err}");
+        out.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(size_kib("small"), "65536");
+    assert_eq!(size_kib("big"), "262144");
+}

@@ -302,6 +302,7 @@ async fn run(
             clipboard: Default::default(),
             downloads: None,
             log_max: None,
+            shm: None,
             root_user_given: false,
             root_workdir_given: false,
         },

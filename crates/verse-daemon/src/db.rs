@@ -89,6 +89,9 @@ pub struct EnvPlan {
     /// `workdir = "/"` was written in the spec: the image's workdir does not apply.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub root_workdir_given: bool,
+    /// `shm`: the size of /dev/shm; `None` is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm: Option<u64>,
     /// `log_max`: the console log's cap; `None` is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_max: Option<u64>,

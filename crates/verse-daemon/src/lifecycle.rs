@@ -451,6 +451,7 @@ fn start_blocking(
         pids: plan.pids,
         stop_timeout_ms: plan.stop_timeout_ms,
         log_max: plan.log_max.unwrap_or(verse_spec::DEFAULT_LOG_MAX),
+        shm: plan.shm,
         ephemeral: plan.ephemeral,
         remove_on_exit: row.remove_on_exit,
         attach,

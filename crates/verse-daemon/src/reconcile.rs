@@ -53,6 +53,7 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
         clipboard: env.clipboard,
         downloads: env.downloads.clone(),
         log_max: env.log_max,
+        shm: env.shm,
         root_user_given: env.user.as_ref().is_some_and(|u| (u.uid, u.gid) == (0, 0)),
         root_workdir_given: env.workdir.as_deref() == Some("/"),
     }

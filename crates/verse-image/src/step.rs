@@ -94,6 +94,7 @@ fn run_in_container(config: &Path) -> Result<i32, String> {
         // One stream, so a failing step shows its messages in order.
         stderr: std::io::stdout().as_fd_owned()?,
         share_host_network: c.share_host_network,
+        shm_size: None,
     };
     let result = sandbox::spawn(container).map_err(|e| e.to_string());
     let code = match result {

@@ -52,6 +52,9 @@ pub struct ShimConfig {
     pub memory: Option<u64>,
     pub pids: Option<u64>,
     pub stop_timeout_ms: u64,
+    /// Size of the env's `/dev/shm` (`shm`); `None`: the sandbox's default.
+    #[serde(default)]
+    pub shm: Option<u64>,
     /// Most bytes console.log and console.log.1 hold together (`log_max`).
     #[serde(default = "default_log_max")]
     pub log_max: u64,

@@ -374,6 +374,7 @@ impl Shim {
             stdout,
             stderr,
             share_host_network: false,
+            shm_size: c.shm,
         };
         let net = c.net.clone();
         // The network is wired from outside between clone and the env's first step, so its

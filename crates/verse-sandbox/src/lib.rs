@@ -103,7 +103,12 @@ pub struct ContainerConfig {
     /// reconfigure the host network: the network namespace stays owned by the initial user
     /// namespace, where the env holds no capability.
     pub share_host_network: bool,
+    /// Size of the env's `/dev/shm` tmpfs in bytes; `None`: [`DEFAULT_SHM`].
+    pub shm_size: Option<u64>,
 }
+
+/// Size of an env's `/dev/shm` unless its spec says (`shm`): 64 MiB.
+pub const DEFAULT_SHM: u64 = 64 << 20;
 
 /// Everything [`exec`] needs.
 #[derive(Debug)]

@@ -473,6 +473,7 @@ pub(crate) fn setup_rootfs(
     volumes: &[BindMount],
     gid_map: &IdMap,
     share_host_network: bool,
+    shm_size: u64,
 ) -> StepResult<()> {
     // Prevents: our mounts propagating back to the host (or to other envs), and host
     // mount events propagating into the env.
@@ -520,7 +521,7 @@ pub(crate) fn setup_rootfs(
         "mount proc on /proc",
     )?;
 
-    setup_dev(&root, gid_map)?;
+    setup_dev(&root, gid_map, shm_size)?;
 
     // sysfs read-only: shows the env's net namespace devices, no writable host tunables.
     let sys_fd = mkdir_in_root(&root, Path::new("/sys"))?;
@@ -575,7 +576,7 @@ pub(crate) fn setup_rootfs(
 /// A minimal /dev: tmpfs with a few pseudo-devices bound from the host, a private devpts
 /// instance (no access to host terminals), /dev/shm, and the usual symlinks. No block
 /// devices, no /dev/mem, no /dev/kmsg.
-fn setup_dev(root: &OwnedFd, gid_map: &IdMap) -> StepResult<()> {
+fn setup_dev(root: &OwnedFd, gid_map: &IdMap, shm_size: u64) -> StepResult<()> {
     let dev = Path::new("/dev");
     // Owned by the env's root (ids as seen in the env's user namespace, where we mount).
     let owner = "uid=0,gid=0";
@@ -614,7 +615,8 @@ fn setup_dev(root: &OwnedFd, gid_map: &IdMap) -> StepResult<()> {
     )?;
 
     let shm = mkdir_in_root(root, &dev.join("shm"))?;
-    let opts = format!("mode=1777,size=64m,{owner}");
+    // Its pages count against the env's memory cgroup like any other tmpfs page.
+    let opts = format!("mode=1777,size={shm_size},{owner}");
     mount_fd(
         Some("tmpfs"),
         &shm,

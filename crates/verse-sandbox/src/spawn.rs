@@ -262,6 +262,7 @@ fn spawn_child(
         &config.volumes,
         &config.gid_map,
         config.share_host_network,
+        config.shm_size.unwrap_or(crate::DEFAULT_SHM),
     )?;
     sethostname(&config.hostname).step(|| format!("sethostname {}", config.hostname))?;
     if !config.share_host_network {

@@ -154,6 +154,7 @@ impl Env {
             stdout,
             stderr,
             share_host_network: false,
+            shm_size: None,
         }
     }
 

@@ -117,6 +117,10 @@ pub struct EnvSpec {
     /// [`DEFAULT_LOG_MAX`]. Left out of the JSON when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_max: Option<u64>,
+    /// Size of the env's `/dev/shm` in bytes (`shm`, container envs); `None`:
+    /// 64 MiB. Left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm: Option<u64>,
 }
 
 /// `restart = "no" | "on-failure" | "always"`.
@@ -200,6 +204,7 @@ impl EnvSpec {
             clipboard: Clipboard::None,
             downloads: None,
             log_max: None,
+            shm: None,
         }
     }
 

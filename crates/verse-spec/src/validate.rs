@@ -57,6 +57,7 @@ pub const ENV_KEYS: &[&str] = &[
     "release_to",
     "log_max",
     "disk",
+    "shm",
 ];
 
 /// Top-level keys that are planned but not implemented, with what to do meanwhile.
@@ -422,6 +423,7 @@ impl<'s> Validator<'s> {
                     spec.log_max = self.size(k, value, crate::model::MIN_LOG_MAX, "128KiB")
                 }
                 "disk" => spec.disk = self.disk(value),
+                "shm" => spec.shm = self.size(k, value, 1 << 20, "1MiB"),
                 "pids" => spec.pids = self.pids(value),
                 "network" => {
                     if let Some(n) = self.network(name, value) {
@@ -503,6 +505,14 @@ impl<'s> Validator<'s> {
             refuse(
                 "volumes",
                 "the vm backend takes no volumes yet (its guest shares no filesystem with the host); move files in with `verse copy`, or use backend = \"container\" or \"gvisor\"".into(),
+            );
+        }
+        if spec.backend != Backend::Container && spec.shm.is_some() {
+            refuse(
+                "shm",
+                format!(
+                    "vm and gvisor envs size /dev/shm in their own kernel (half their memory); this env's backend is \"{backend}\""
+                ),
             );
         }
         if spec.backend == Backend::Vm && spec.desktop.is_some() {

@@ -4,7 +4,7 @@ mod common;
 
 use common::{errs, lines, one, one_in_env};
 
-const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, clipboard, downloads, hold, release_to, log_max, disk";
+const ALLOWED: &str = "allowed: image, backend, accel, cpu, memory, pids, network, ephemeral, command, env, hostname, volumes, workdir, user, stop_timeout, reach, router, restart, health, snapshots, desktop, autostart, label, clipboard, downloads, hold, release_to, log_max, disk, shm";
 
 #[test]
 fn unknown_key_with_suggestion() {
@@ -680,5 +680,18 @@ fn what_a_backend_cannot_do_yet_is_refused_at_its_key() {
             "[env.g]\nimage = \"busybox\"\nbackend = \"gvisor\"\nnetwork = \"nat\"\nrouter = true\n"
         ),
         "verse.toml:5:10: router: routers run on the container backend only for now; this env's backend is \"gvisor\""
+    );
+}
+
+#[test]
+fn shm_is_a_size_for_container_envs() {
+    assert_eq!(
+        one_in_env("shm = \"512KiB\""),
+        "verse.toml:3:7: shm = \"512KiB\": is 524288 bytes; at least \"1MiB\" (1048576 bytes) is needed"
+    );
+    assert!(
+        one_in_env("backend = \"vm\"\nshm = \"1GiB\"").starts_with(
+            "verse.toml:4:7: shm: vm and gvisor envs size /dev/shm in their own kernel"
+        )
     );
 }

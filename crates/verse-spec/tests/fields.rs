@@ -337,3 +337,9 @@ fn load_reads_a_file() {
         "{e}"
     );
 }
+
+#[test]
+fn shm_size() {
+    assert_eq!(env("").shm, None);
+    assert_eq!(env("shm = \"1GiB\"").shm, Some(1 << 30));
+}
