@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// How often a follower looks for more.
 const FOLLOW_TICK: Duration = Duration::from_millis(100);
@@ -93,6 +93,14 @@ impl Tail {
                 // new file, everything of this one has been read.
                 if rotated(&self.path, file).await {
                     self.current = None;
+                    continue;
+                }
+                // Emptied in place (a gvisor env's log, capped by its shim):
+                // go on from its new start.
+                if let (Ok(meta), Ok(at)) = (file.metadata().await, file.stream_position().await)
+                    && meta.len() < at
+                {
+                    let _ = file.seek(std::io::SeekFrom::Start(0)).await;
                     continue;
                 }
             }

@@ -90,6 +90,35 @@ impl ConsoleLog {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// For a writer the shim cannot put behind a pipe (runsc: this gVisor fails
+    /// its sandbox's writes to a full host pipe with EIO), which appends to
+    /// `console.log` itself: when the file has outgrown its half of the cap, its
+    /// content moves to `console.log.1` and the file is emptied in place (the
+    /// writer's O_APPEND descriptor goes on at the new end). Called on a timer,
+    /// so the cap holds up to what the writer adds between two calls; bytes
+    /// written between the copy and the truncation are lost.
+    pub fn cap_in_place(&mut self) -> std::io::Result<()> {
+        let size = std::fs::metadata(&self.path)?.len();
+        if size <= self.per_file {
+            return Ok(());
+        }
+        let rotated = rotated_path(&self.path);
+        let mut partial = rotated.as_os_str().to_owned();
+        partial.push(".new");
+        let mut from = File::open(&self.path)?;
+        // Keep the newest half-cap of it: the older part would be cut anyway.
+        std::io::Seek::seek(
+            &mut from,
+            std::io::SeekFrom::Start(size.saturating_sub(self.per_file)),
+        )?;
+        let mut to = File::create(&partial)?;
+        std::io::copy(&mut std::io::Read::take(from, self.per_file), &mut to)?;
+        std::fs::rename(&partial, &rotated)?;
+        self.file.set_len(0)?;
+        self.size = 0;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +161,30 @@ mod tests {
         let mut kept = read(&rotated_path(&path));
         kept.extend(read(&path));
         assert_eq!(kept, data[data.len() - 100..]);
+    }
+
+    #[test]
+    fn a_log_written_by_another_process_is_capped_in_place() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut log = ConsoleLog::open(&path, 1000).unwrap();
+        let mut writer = File::options().append(true).open(&path).unwrap();
+        for i in 0..300u32 {
+            writeln!(writer, "line {i}").unwrap();
+            if i % 50 == 49 {
+                log.cap_in_place().unwrap();
+            }
+        }
+        log.cap_in_place().unwrap();
+        let on_disk = read(&path).len() + read(&rotated_path(&path)).len();
+        assert!(on_disk <= 1000, "{on_disk} bytes on disk");
+        writeln!(writer, "after").unwrap();
+        assert!(
+            read(&path).ends_with(b"after\n"),
+            "the writer goes on at the new end"
+        );
+        assert!(read(&path).len() < 100, "and not after a hole");
     }
 
     #[test]

@@ -31,6 +31,8 @@ use verse_sandbox as sandbox;
 
 /// Stop reading a process' output while its client has this much unsent.
 const BACKPRESSURE_BYTES: usize = 1 << 20;
+/// How often a gvisor env's console.log is brought under its cap.
+const LOG_CAP_TICK: Duration = Duration::from_millis(200);
 /// How long an attach-mode shim waits for its client before giving up.
 const ATTACH_WAIT: Duration = Duration::from_secs(30);
 
@@ -211,6 +213,9 @@ struct Shim {
     /// 50 ms) happens after the exit code has been sent, not before the kernel
     /// reports the env's PID 1 as exited.
     held_mount_ns: Option<File>,
+    /// gvisor envs: when to next bring console.log under its cap (runsc
+    /// writes the file itself; see [`ConsoleLog::cap_in_place`]).
+    log_cap_due: Option<Instant>,
 }
 
 impl Shim {
@@ -259,6 +264,7 @@ impl Shim {
             attach_deadline: None,
             terminated,
             held_mount_ns: None,
+            log_cap_due: None,
         };
         if let Some(criu) = shim.config.restore.clone() {
             let (output, output_write) = console_pipe().map_err(|e| e.to_string())?;
@@ -292,6 +298,21 @@ impl Shim {
             }
         } else if attach {
             shim.attach_deadline = Some(Instant::now() + ATTACH_WAIT);
+        } else if shim.config.gvisor.is_some() {
+            // runsc's sandbox fails writes to a full host pipe (EIO in this
+            // gVisor), so it appends to console.log itself and the shim caps
+            // the file on a timer.
+            let stdin = File::open("/dev/null").map_err(|e| e.to_string())?;
+            let out = shim.log.file().try_clone().map_err(|e| e.to_string())?;
+            let err = shim.log.file().try_clone().map_err(|e| e.to_string())?;
+            if let Err(e) = shim.start_init(stdin.into(), out.into(), err.into()) {
+                shim.teardown_cgroup();
+                let _ = std::fs::remove_file(&shim.config.socket);
+                let log = std::fs::read_to_string(shim.config.log_path()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(format!("{e}: {}", tail.join(" | ")));
+            }
+            shim.log_cap_due = Some(Instant::now() + LOG_CAP_TICK);
         } else {
             // PID 1's stdout and stderr: one pipe (so their lines interleave as
             // written) that the shim drains into the capped console.log.
@@ -421,7 +442,7 @@ impl Shim {
     }
 
     fn poll_timeout(&self) -> PollTimeout {
-        let next = [self.stop_deadline, self.attach_deadline]
+        let next = [self.stop_deadline, self.attach_deadline, self.log_cap_due]
             .into_iter()
             .flatten()
             .min();
@@ -1060,6 +1081,12 @@ impl Shim {
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
+        if self.log_cap_due.is_some_and(|d| d <= now) {
+            if let Err(e) = self.log.cap_in_place() {
+                tracing::warn!("capping {}: {e}", self.config.log_path().display());
+            }
+            self.log_cap_due = Some(now + LOG_CAP_TICK);
+        }
         if self.stop_deadline.is_some_and(|d| d <= now) {
             self.stop_deadline = Some(now + Duration::from_secs(3600));
             let _ = self.cgroup.kill_all();
