@@ -2,7 +2,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { Verse, browser, shot, until, requirements } from "./harness.mjs";
+import { spawn } from "node:child_process";
+import { Verse, browser, shot, until, requirements, verseBin } from "./harness.mjs";
 
 let verse, chrome, ok = true;
 
@@ -104,11 +105,17 @@ test("an env's page takes and lists snapshots, and shows why hibernate is refuse
   const listed = JSON.parse(verse.run("snapshots", "alpha", "--json"));
   assert.deepEqual(listed.map((s) => s.label), ["before-upgrade", "from-cli"]);
   await shot(page, "env-snapshots");
-  // Hibernate is refused today (docs/lifecycle.md): the UI says why, and the env keeps running.
+  // Hibernate is refused while a `verse exec` session is open (docs/lifecycle.md): the UI
+  // says why, and the env keeps running.
+  const session = spawn(verseBin, ["exec", "alpha", "--", "sleep", "60"], { env: verse.env, stdio: "ignore" });
+  await until("the exec session", async () => {
+    try { verse.run("exec", "alpha", "--", "sh", "-c", "ps | grep -v grep | grep -q 'sleep 60'"); return true; } catch { return false; }
+  });
   await page.click("#btn-hibernate");
   await until("the refusal is shown", async () => page.isVisible("#msg.error"));
   const message = await page.textContent("#msg-text");
-  assert.match(message, /alpha: hibernate refused: \S.{10,}/, `a reason is given: ${message}`);
+  session.kill();
+  assert.match(message, /alpha: hibernate refused: .*exec/, `the reason is given: ${message}`);
   assert.equal(JSON.parse(verse.run("ls", "--json")).find((e) => e.name === "alpha").state, "running");
   await shot(page, "env-hibernate-refused");
   await page.close();
