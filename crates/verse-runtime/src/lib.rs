@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod config;
+mod conn;
 pub mod console_log;
 pub mod criu;
 mod env_pty;

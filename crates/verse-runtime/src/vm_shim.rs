@@ -9,6 +9,7 @@
 //! connection. Single-threaded, one `poll(2)` loop, like the container shim.
 
 use crate::config::ShimConfig;
+use crate::conn::Received;
 use crate::launch::ReadyLine;
 use crate::protocol::{ShimRequest, ShimResponse, ShimStatus};
 use crate::record::{self, ExitRecord, ShimRecord, now_unix};
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use verse_agent::proto::{self, BootSpec, Control, ExecSpec, GuestNet, Message};
-use verse_api::frame::{Decoder, Frame, Kind};
+use verse_api::frame::{Frame, Kind};
 use verse_sandbox as sandbox;
 use verse_vm::VmConfig;
 use verse_vm::qemu::{DATA_SERIAL, VmFiles, layer_serials};
@@ -81,14 +82,7 @@ enum ConnState {
     Closing,
 }
 
-struct Conn {
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    decoder: Decoder,
-    outbuf: Vec<u8>,
-    state: ConnState,
-    eof: bool,
-}
+type Conn = crate::conn::Conn<ConnState>;
 
 #[derive(Clone, Copy)]
 enum Token {
@@ -379,12 +373,7 @@ impl VmShim {
         let _ = std::fs::remove_file(ExitRecord::path(&env_dir));
         let _ = std::fs::remove_file(&self.config.socket);
         if let Some(conn) = self.conns.get_mut(&id) {
-            let mut line = serde_json::to_vec(&ShimResponse::ok()).expect("serialises");
-            line.push(b'\n');
-            conn.outbuf.extend_from_slice(&line);
-            let _ = conn.stream.set_nonblocking(false);
-            let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(2)));
-            let _ = (&conn.stream).write_all(&conn.outbuf);
+            conn.answer_ok_before_exit();
         }
         std::process::exit(0);
     }
@@ -817,54 +806,23 @@ impl VmShim {
     }
 
     fn accept(&mut self) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            if stream.set_nonblocking(true).is_err() {
-                continue;
-            }
-            let id = self.next_conn;
-            self.next_conn += 1;
-            self.conns.insert(
-                id,
-                Conn {
-                    stream,
-                    inbuf: Vec::new(),
-                    decoder: Decoder::default(),
-                    outbuf: Vec::new(),
-                    state: ConnState::Handshake,
-                    eof: false,
-                },
-            );
-        }
+        crate::conn::accept_all(&self.listener, &mut self.conns, &mut self.next_conn, || {
+            ConnState::Handshake
+        });
     }
 
     fn on_conn_readable(&mut self, id: u64) {
-        let mut buf = vec![0u8; 64 * 1024];
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        match (&conn.stream).read(&mut buf) {
-            Ok(0) => conn.eof = true,
-            Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(_) => conn.eof = true,
-        }
-        if matches!(conn.state, ConnState::Handshake) {
-            if let Some(newline) = conn.inbuf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = conn.inbuf.drain(..=newline).collect();
-                let rest = std::mem::take(&mut conn.inbuf);
-                conn.decoder.feed(&rest);
-                match serde_json::from_slice::<ShimRequest>(&line) {
-                    Ok(request) => self.on_request(id, request),
-                    Err(e) => {
-                        self.respond(id, ShimResponse::error(format!("bad request: {e}")), true)
-                    }
-                }
-            } else if conn.inbuf.len() > 1 << 20 {
-                self.respond(id, ShimResponse::error("request line too long"), true);
+        let handshake = matches!(conn.state, ConnState::Handshake);
+        match conn.receive(handshake) {
+            Received::WouldBlock => return,
+            Received::Request(Ok(request)) => self.on_request(id, request),
+            Received::Request(Err(error)) => {
+                self.respond(id, ShimResponse::error(error), true);
             }
-        } else {
-            let bytes = std::mem::take(&mut conn.inbuf);
-            conn.decoder.feed(&bytes);
+            Received::More => {}
         }
         self.process_frames(id);
         self.on_conn_eof_if_any(id);
