@@ -95,6 +95,14 @@ pub fn fields(draft: &Draft) -> Vec<Field> {
     if draft.desktop {
         env("desktop", "true".into(), None);
     }
+    // Browsers share memory through /dev/shm, and tabs crash in the 64 MiB default; its
+    // pages still count against `memory`. (vm and gvisor envs size it in their kernel.)
+    let browser = ["chromium", "firefox-esr"];
+    if draft.backend == Backend::Container
+        && draft.packages.iter().any(|p| browser.contains(&p.as_str()))
+    {
+        env("shm", toml_string("512MiB"), None);
+    }
     if let Some((color, name)) = label(&draft.labels) {
         env(
             "label",
