@@ -310,3 +310,28 @@ fn addresses_in_allow_lists_become_entries_and_stray_addresses_grant_nothing() {
         allow(&["10.1.2.3:5432"])
     );
 }
+
+/// A container env with a browser gets a /dev/shm browsers can live with; a vm env, whose
+/// kernel sizes it, does not get the key (the spec would refuse it).
+#[test]
+fn browsers_in_containers_get_a_larger_dev_shm() {
+    let banking = compose("a browser for banking, red", &Options::default()).expect("composes");
+    assert!(
+        banking
+            .rendered
+            .toml
+            .lines()
+            .any(|l| l == "shm = \"512MiB\""),
+        "{}",
+        banking.rendered.toml
+    );
+    let vm = compose("a throwaway VM with firefox", &Options::default()).expect("composes");
+    assert!(!vm.rendered.toml.contains("shm"), "{}", vm.rendered.toml);
+    let editor =
+        compose("a writing desktop with libreoffice", &Options::default()).expect("composes");
+    assert!(
+        !editor.rendered.toml.contains("shm"),
+        "{}",
+        editor.rendered.toml
+    );
+}
