@@ -4,8 +4,11 @@
 //! shim exits are the same.
 
 use crate::protocol::{ShimRequest, ShimResponse};
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, send};
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 use verse_api::frame::Decoder;
@@ -62,12 +65,41 @@ impl<S> Conn<S> {
         Received::More
     }
 
+    /// Queues a response line (sent by [`Conn::flush`]).
+    pub fn queue(&mut self, response: &ShimResponse) {
+        let mut line = serde_json::to_vec(response).expect("response serialises");
+        line.push(b'\n');
+        self.outbuf.extend_from_slice(&line);
+    }
+
+    /// Sends what is queued without blocking; true once nothing is left (all
+    /// sent, or the client is gone and the rest dropped).
+    pub fn flush(&mut self) -> bool {
+        while !self.outbuf.is_empty() {
+            // MSG_NOSIGNAL: a vanished client must not kill the shim with SIGPIPE.
+            match send(
+                self.stream.as_raw_fd(),
+                &self.outbuf,
+                MsgFlags::MSG_NOSIGNAL,
+            ) {
+                Ok(n) => {
+                    self.outbuf.drain(..n);
+                }
+                Err(Errno::EAGAIN) => return false,
+                Err(Errno::EINTR) => continue,
+                Err(_) => {
+                    self.outbuf.clear();
+                    self.eof = true;
+                }
+            }
+        }
+        true
+    }
+
     /// The `ok` of a shim about to exit (hibernated): written whole, blocking
     /// for at most 2 s, since no poll loop will flush it afterwards.
     pub fn answer_ok_before_exit(&mut self) {
-        let mut line = serde_json::to_vec(&ShimResponse::ok()).expect("serialises");
-        line.push(b'\n');
-        self.outbuf.extend_from_slice(&line);
+        self.queue(&ShimResponse::ok());
         let _ = self.stream.set_nonblocking(false);
         let _ = self.stream.set_write_timeout(Some(Duration::from_secs(2)));
         let _ = (&self.stream).write_all(&self.outbuf);

@@ -15,7 +15,6 @@ use crate::record::{self, ExitRecord, ShimRecord, now_unix};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::socket::{MsgFlags, send};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -837,9 +836,7 @@ impl Shim {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let mut line = serde_json::to_vec(&response).expect("response serialises");
-        line.push(b'\n');
-        conn.outbuf.extend_from_slice(&line);
+        conn.queue(&response);
         if close {
             conn.state = ConnState::Closing;
         }
@@ -850,25 +847,7 @@ impl Shim {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        while !conn.outbuf.is_empty() {
-            // MSG_NOSIGNAL: a vanished client must not kill the shim with SIGPIPE.
-            match send(
-                conn.stream.as_raw_fd(),
-                &conn.outbuf,
-                MsgFlags::MSG_NOSIGNAL,
-            ) {
-                Ok(n) => {
-                    conn.outbuf.drain(..n);
-                }
-                Err(Errno::EAGAIN) => return,
-                Err(Errno::EINTR) => continue,
-                Err(_) => {
-                    conn.outbuf.clear();
-                    conn.eof = true;
-                }
-            }
-        }
-        if matches!(conn.state, ConnState::Closing) {
+        if conn.flush() && matches!(conn.state, ConnState::Closing) {
             self.conns.remove(&id);
         }
     }

@@ -1008,9 +1008,7 @@ impl VmShim {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let mut line = serde_json::to_vec(&response).expect("response serialises");
-        line.push(b'\n');
-        conn.outbuf.extend_from_slice(&line);
+        conn.queue(&response);
         if close {
             conn.state = ConnState::Closing;
         }
@@ -1021,25 +1019,7 @@ impl VmShim {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        while !conn.outbuf.is_empty() {
-            // MSG_NOSIGNAL: a vanished client must not kill the shim with SIGPIPE.
-            match send(
-                conn.stream.as_raw_fd(),
-                &conn.outbuf,
-                MsgFlags::MSG_NOSIGNAL,
-            ) {
-                Ok(n) => {
-                    conn.outbuf.drain(..n);
-                }
-                Err(Errno::EAGAIN) => return,
-                Err(Errno::EINTR) => continue,
-                Err(_) => {
-                    conn.outbuf.clear();
-                    conn.eof = true;
-                }
-            }
-        }
-        if matches!(conn.state, ConnState::Closing) {
+        if conn.flush() && matches!(conn.state, ConnState::Closing) {
             self.conns.remove(&id);
         }
     }
