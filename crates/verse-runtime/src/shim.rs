@@ -911,7 +911,6 @@ impl Shim {
         }
     }
 
-    /// SIGTERM the env's init now; SIGKILL everything at the deadline.
     /// A process of the env that is not under its PID 1 (left behind by a `verse
     /// exec`, re-parented to the shim): CRIU checkpoints one tree, and would
     /// leave such a process out of the env's pid namespace it must capture whole.
@@ -1005,6 +1004,7 @@ impl Shim {
         std::process::exit(0);
     }
 
+    /// SIGTERM the env's init now; SIGKILL everything at the deadline.
     fn begin_stop(&mut self) {
         let Some(init) = self.init else {
             self.finish(None, None);
