@@ -81,22 +81,7 @@ pub async fn hibernate(
             );
             Ok(())
         }
-        Err(e) => {
-            let reason = match e {
-                ShimClientError::Refused(reason) => reason,
-                other => other.to_string(),
-            };
-            daemon.emit(
-                name,
-                "hibernate-refused",
-                None,
-                format!("criu {version}: {reason}; the env keeps running"),
-            );
-            Err(ApiError::conflict(format!(
-                "cannot hibernate `{name}` with criu {version}: {reason}; the env keeps running"
-            ))
-            .hint("`verse pause` freezes it in place instead (memory stays allocated)"))
-        }
+        Err(e) => Err(refused(daemon, name, Some(&format!("criu {version}")), e)),
     }
 }
 
@@ -122,23 +107,29 @@ async fn hibernate_vm(daemon: &Arc<Daemon>, name: &str) -> ApiResult<()> {
             );
             Ok(())
         }
-        Err(e) => {
-            let reason = match e {
-                ShimClientError::Refused(reason) => reason,
-                other => other.to_string(),
-            };
-            daemon.emit(
-                name,
-                "hibernate-refused",
-                None,
-                format!("{reason}; the env keeps running"),
-            );
-            Err(ApiError::conflict(format!(
-                "cannot hibernate `{name}`: {reason}; the env keeps running"
-            ))
-            .hint("`verse pause` stops it in place instead (memory stays allocated)"))
-        }
+        Err(e) => Err(refused(daemon, name, None, e)),
     }
+}
+
+/// A hibernate the env's shim refused (the env runs on): the event, and the
+/// error for the caller; `with` names the tool, e.g. "criu 4.1.1".
+fn refused(daemon: &Daemon, name: &str, with: Option<&str>, e: ShimClientError) -> ApiError {
+    let reason = match e {
+        ShimClientError::Refused(reason) => reason,
+        other => other.to_string(),
+    };
+    let by = with.map(|w| format!("{w}: ")).unwrap_or_default();
+    daemon.emit(
+        name,
+        "hibernate-refused",
+        None,
+        format!("{by}{reason}; the env keeps running"),
+    );
+    let with = with.map(|w| format!(" with {w}")).unwrap_or_default();
+    ApiError::conflict(format!(
+        "cannot hibernate `{name}`{with}: {reason}; the env keeps running"
+    ))
+    .hint("`verse pause` freezes it in place instead (memory stays allocated)")
 }
 
 /// Drops a hibernated env's saved processes: it becomes a stopped env.
