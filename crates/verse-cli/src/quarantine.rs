@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use std::process::ExitCode;
 use verse_api::Client;
-use verse_daemon::quarantine::{CopyReport, CopyRequest, ReleaseRequest};
+use verse_engine::quarantine::{CopyReport, CopyRequest, ReleaseRequest};
 use verse_guard::quarantine::Item;
 
 #[derive(Subcommand)]

@@ -61,7 +61,7 @@ pub async fn run(command: TokenCommand, client: &Client) -> Result<ExitCode> {
             let minted: Minted = client
                 .post(
                     "/v1/tokens",
-                    &verse_daemon::guard::MintRequest { allow, ttl },
+                    &verse_engine::guard::MintRequest { allow, ttl },
                 )
                 .await?;
             print(&minted, json);
@@ -80,7 +80,7 @@ pub async fn run(command: TokenCommand, client: &Client) -> Result<ExitCode> {
             let _: serde_json::Value = client
                 .post(
                     "/v1/tokens/revoke",
-                    &verse_daemon::guard::RevokeRequest { id: id.clone() },
+                    &verse_engine::guard::RevokeRequest { id: id.clone() },
                 )
                 .await?;
             println!("revoked {id}");

@@ -1,9 +1,12 @@
-//! API errors: a status and a body the CLI can show as it is.
+//! API errors: a status and a body the CLI can show as it is. The engine's errors become
+//! responses here and nowhere else ([`From<EngineError>`]), as Firecracker's `api_server`
+//! turns `VmmActionError`s into responses in one place.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use verse_api::{Diagnostic, ErrorBody, PathChange};
+use verse_engine::{EngineError, ErrorKind};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -55,12 +58,31 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::db::DbError> for ApiError {
-    fn from(e: crate::db::DbError) -> Self {
-        match e {
-            crate::db::DbError::Full(m) => ApiError::conflict(m),
-            e => ApiError::internal(e),
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match e.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: e.message,
+                hint: e.hint,
+                diagnostics: e.diagnostics,
+                changes: e.changes,
+            },
         }
+    }
+}
+
+impl From<verse_engine::db::DbError> for ApiError {
+    fn from(e: verse_engine::db::DbError) -> Self {
+        EngineError::from(e).into()
     }
 }
 

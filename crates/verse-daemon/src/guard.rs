@@ -1,30 +1,23 @@
-//! The daemon's side of the guard: who is calling (peer credentials on the
-//! unix socket), the audit hook every state-changing handler calls, and the
-//! `/v1/audit` routes.
+//! The daemon's side of the guard: who is calling (peer credentials on the unix socket,
+//! checked to be root) and the `/v1/audit` and `/v1/tokens` routes
+//! (`verse_engine::guard`).
 
 use crate::Daemon;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
+use crate::error::ApiResult;
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::{Extension, Json, Router};
 use std::sync::Arc;
-use verse_guard::audit::{self, Checkpoint, Record, VerifyReport};
+use verse_engine::Actor;
+use verse_engine::guard::{self, LogQuery, MintRequest, RevokeRequest, VerifyRequest};
+use verse_guard::audit::{Checkpoint, Record, VerifyReport};
 
-/// Who made a request, as the audit log names them: `local:uid=0` on the
-/// unix socket, `token:ID` over TCP, `daemon` for the daemon's own acts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(pub String);
-
-impl Actor {
-    pub fn daemon() -> Actor {
-        Actor("daemon".into())
-    }
-}
+type Shared = State<Arc<Daemon>>;
 
 /// The peer credentials of a unix-socket connection (`SO_PEERCRED`), taken
 /// by the kernel when the client connected: they cannot be forged by the client.
@@ -72,16 +65,6 @@ pub async fn local_root_only(
     next.run(request).await
 }
 
-impl Daemon {
-    /// Appends one record to the audit log. A record that cannot be written
-    /// is a loud error in the daemon's log; the act has already happened.
-    pub fn audit(&self, actor: &Actor, action: &str, env: Option<&str>, detail: impl AsRef<str>) {
-        if let Err(e) = self.audit.append(&actor.0, action, env, detail.as_ref()) {
-            tracing::error!(action, ?env, "AUDIT RECORD LOST: {e}");
-        }
-    }
-}
-
 pub fn routes() -> Router<Arc<Daemon>> {
     Router::new()
         .route("/v1/audit/log", get(audit_log))
@@ -91,111 +74,40 @@ pub fn routes() -> Router<Arc<Daemon>> {
         .route("/v1/tokens/revoke", post(revoke_token))
 }
 
-/// `POST /v1/tokens`: mint a token.
-#[derive(Debug, Deserialize, serde::Serialize)]
-pub struct MintRequest {
-    /// Rights, `KIND:NAME:OPS` separated by `;` or spaces.
-    pub allow: String,
-    /// How long it is valid, e.g. `1h` (default: until revoked).
-    pub ttl: Option<String>,
-}
-
-/// `POST /v1/tokens/revoke`.
-#[derive(Debug, Deserialize, serde::Serialize)]
-pub struct RevokeRequest {
-    pub id: String,
-}
-
-fn token_error(e: verse_guard::token::TokenError) -> ApiError {
-    ApiError::bad_request(e.to_string())
-}
-
 async fn mint_token(
-    State(daemon): State<Arc<Daemon>>,
-    axum::Extension(actor): axum::Extension<Actor>,
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<MintRequest>,
 ) -> ApiResult<Json<verse_guard::token::Minted>> {
-    use verse_guard::token;
-    let rights = token::parse_rights(&request.allow).map_err(token_error)?;
-    let ttl = request
-        .ttl
-        .as_deref()
-        .map(token::parse_ttl)
-        .transpose()
-        .map_err(token_error)?;
-    let minted = token::mint(&daemon.token_root, &rights, ttl).map_err(token_error)?;
-    let detail = format!(
-        "id={} rights={} expires={}",
-        minted.id,
-        minted.rights.join(";"),
-        minted.expires.as_deref().unwrap_or("never")
-    );
-    daemon.audit(&actor, "token-mint", None, detail);
-    Ok(Json(minted))
+    Ok(Json(
+        guard::mint_token(&daemon.engine, &actor, request).await?,
+    ))
 }
 
 async fn revoke_token(
-    State(daemon): State<Arc<Daemon>>,
-    axum::Extension(actor): axum::Extension<Actor>,
+    State(daemon): Shared,
+    Extension(actor): Extension<Actor>,
     Json(request): Json<RevokeRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let id = request.id.trim().to_ascii_lowercase();
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(
-            ApiError::bad_request(format!("`{}` is not a token id (hex)", request.id))
-                .hint("`verse token mint` prints the id of each token it makes"),
-        );
-    }
-    daemon.db.revoke_token(&id)?;
-    daemon.audit(&actor, "token-revoke", None, format!("id={id}"));
-    Ok(Json(serde_json::json!({ "revoked": id })))
-}
-
-#[derive(Deserialize)]
-struct LogQuery {
-    env: Option<String>,
+    Ok(Json(
+        guard::revoke_token(&daemon.engine, &actor, request).await?,
+    ))
 }
 
 async fn audit_log(
-    State(daemon): State<Arc<Daemon>>,
+    State(daemon): Shared,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Json<Vec<Record>>> {
-    let dir = daemon.audit.dir().to_path_buf();
-    let records =
-        tokio::task::spawn_blocking(move || audit::read_records(&dir, query.env.as_deref()))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-    Ok(Json(records))
-}
-
-/// The body of `POST /v1/audit/verify`: an exported checkpoint to check
-/// the log against, besides the ones the daemon keeps.
-#[derive(Debug, Default, Deserialize, serde::Serialize)]
-pub struct VerifyRequest {
-    pub checkpoint: Option<Checkpoint>,
+    Ok(Json(guard::audit_log(&daemon.engine, query).await?))
 }
 
 async fn audit_verify(
-    State(daemon): State<Arc<Daemon>>,
+    State(daemon): Shared,
     Json(request): Json<VerifyRequest>,
 ) -> ApiResult<Json<VerifyReport>> {
-    let dir = daemon.audit.dir().to_path_buf();
-    let key = daemon.audit.verifying_key();
-    let report = tokio::task::spawn_blocking(move || {
-        audit::verify(&dir, Some(&key), request.checkpoint.as_ref())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    Ok(Json(report))
+    Ok(Json(guard::audit_verify(&daemon.engine, request).await?))
 }
 
-async fn audit_checkpoint(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Checkpoint>> {
-    match daemon.audit.checkpoint().map_err(ApiError::internal)? {
-        Some(checkpoint) => Ok(Json(checkpoint)),
-        None => Err(ApiError::conflict(
-            "the audit log is empty: there is nothing to sign yet",
-        )),
-    }
+async fn audit_checkpoint(State(daemon): Shared) -> ApiResult<Json<Checkpoint>> {
+    Ok(Json(guard::audit_checkpoint(&daemon.engine).await?))
 }

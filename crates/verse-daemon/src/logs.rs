@@ -8,7 +8,6 @@
 
 use crate::Daemon;
 use crate::error::{ApiError, ApiResult};
-use crate::lifecycle;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -19,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use verse_engine::lifecycle;
 
 /// How often a follower looks for more.
 const FOLLOW_TICK: Duration = Duration::from_millis(100);
@@ -122,7 +122,7 @@ pub async fn logs(
     Path(name): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    crate::api::find_env(&daemon, &name)?;
+    verse_engine::actions::find_env(&daemon, &name)?;
     let path = daemon.paths.env_dir(&name).join("console.log");
     let rotated_out = verse_runtime::console_log::rotated_path(&path);
     // The rotated-out file first: opened before the current one, so a

@@ -32,7 +32,7 @@ fn line(event: &ProgressEvent) -> Bytes {
 /// it emits; the last event carries its result or error.
 pub fn stream<F>(daemon: Arc<Daemon>, work: F) -> Response
 where
-    F: FnOnce(&Daemon, &mut dyn FnMut(ProgressEvent)) -> ApiResult<serde_json::Value>
+    F: FnOnce(&verse_engine::Engine, &mut dyn FnMut(ProgressEvent)) -> ApiResult<serde_json::Value>
         + Send
         + 'static,
 {
@@ -63,28 +63,4 @@ where
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(body))
         .expect("static response parts are valid")
-}
-
-/// Turns a store's per-file progress into `count` events, a few per second at most.
-pub struct Counts<'a> {
-    pub emit: &'a mut dyn FnMut(ProgressEvent),
-    pub last: std::time::Instant,
-}
-
-impl<'a> Counts<'a> {
-    pub fn new(emit: &'a mut dyn FnMut(ProgressEvent)) -> Self {
-        Counts {
-            emit,
-            last: std::time::Instant::now(),
-        }
-    }
-}
-
-impl verse_store::Progress for Counts<'_> {
-    fn update(&mut self, files: u64, bytes: u64) {
-        if self.last.elapsed().as_millis() >= 100 {
-            self.last = std::time::Instant::now();
-            (self.emit)(ProgressEvent::Count { files, bytes });
-        }
-    }
 }

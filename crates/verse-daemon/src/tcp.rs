@@ -5,7 +5,6 @@
 
 use crate::Daemon;
 use crate::error::ApiError;
-use crate::guard::Actor;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -16,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_rustls::rustls;
+use verse_engine::Actor;
 use verse_guard::token::{self, Request as TokenRequest, TokenError};
 
 /// The right each route needs: (method, route, kind, name, operation). A

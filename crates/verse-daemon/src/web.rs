@@ -4,7 +4,7 @@
 //! per-daemon secret that `verse web` prints).
 
 use crate::error::{ApiError, ApiResult};
-use crate::{Daemon, DaemonError, api, lifecycle};
+use crate::{Daemon, DaemonError, api};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use verse_api::{ExecRequest, WebInfo};
+use verse_engine::lifecycle;
 use verse_runtime::ShimRequest;
 use verse_web::bridge::{self, Options};
 use verse_web::rfb::Policy;
@@ -125,7 +126,7 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
             // for the root user who printed it with `verse web`).
             request
                 .extensions_mut()
-                .insert(crate::guard::Actor("web:local".into()));
+                .insert(verse_engine::Actor("web:local".into()));
             let mut response = next.run(request).await;
             if let Some(cookie) = set_cookie
                 && let Ok(value) = HeaderValue::from_str(&cookie)
@@ -235,7 +236,7 @@ async fn desktop(
         to_env: clipboard.allows_in(),
         to_browser: clipboard.allows_out(),
     };
-    let socket = crate::desktop::vnc_socket(&daemon.paths, &name);
+    let socket = verse_engine::desktop::vnc_socket(&daemon.paths, &name);
     Ok(upgrade
         .protocols(["binary"])
         .on_upgrade(move |ws| async move {

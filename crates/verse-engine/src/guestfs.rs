@@ -9,7 +9,7 @@
 //! is given up on after [`SILENCE`]. No guest-supplied name or path is ever
 //! used on the host: the host writes only to files it names itself.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -44,11 +44,11 @@ impl GuestFs {
         }
     }
 
-    fn error(&self, what: impl std::fmt::Display) -> ApiError {
-        ApiError::bad_request(format!("env `{}`: {what}", self.env))
+    fn error(&self, what: impl std::fmt::Display) -> EngineError {
+        EngineError::invalid(format!("env `{}`: {what}", self.env))
     }
 
-    async fn start(&self, op: FileOp) -> ApiResult<Op<'_>> {
+    async fn start(&self, op: FileOp) -> EngineResult<Op<'_>> {
         let client = verse_runtime::ShimClient::new(&self.socket);
         let (_, stream) = client
             .request(&ShimRequest::GuestFile(op))
@@ -63,7 +63,7 @@ impl GuestFs {
 
     /// The regular files directly in `dir`, with the names that are plain
     /// file names (what the host may name back).
-    pub async fn list(&self, dir: &str) -> ApiResult<Vec<GuestFile>> {
+    pub async fn list(&self, dir: &str) -> EngineResult<Vec<GuestFile>> {
         let mut op = self.start(list_op(dir)).await?;
         match op.next().await? {
             Message::Control {
@@ -87,7 +87,7 @@ impl GuestFs {
         nofollow: bool,
         max_bytes: u64,
         out: &mut std::fs::File,
-    ) -> ApiResult<Stamp> {
+    ) -> EngineResult<Stamp> {
         let mut op = self
             .start(FileOp::Read {
                 path: path.into(),
@@ -108,7 +108,7 @@ impl GuestFs {
                         )));
                     }
                     out.write_all(&frame.payload)
-                        .map_err(|e| ApiError::internal(format!("staging {path}: {e}")))?;
+                        .map_err(|e| EngineError::internal(format!("staging {path}: {e}")))?;
                 }
                 Message::Control {
                     control: Control::ReadDone { stamp },
@@ -129,7 +129,7 @@ impl GuestFs {
     }
 
     /// Removes `path` in the guest if it is still the file `stamp` describes.
-    pub async fn unlink(&self, path: &str, stamp: Stamp) -> ApiResult<()> {
+    pub async fn unlink(&self, path: &str, stamp: Stamp) -> EngineResult<()> {
         let mut op = self
             .start(FileOp::Unlink {
                 path: path.into(),
@@ -159,10 +159,10 @@ impl GuestFs {
     ) -> Result<String, verse_guard::quarantine::QuarantineError> {
         use verse_guard::quarantine::{QuarantineError, nth_name};
         let shown = |name: &str| format!("{}:{}/{name}", self.env, dir.trim_end_matches('/'));
-        let failed = |name: &str, e: ApiError| QuarantineError::Io {
+        let failed = |name: &str, e: EngineError| QuarantineError::Io {
             what: "writing",
             path: shown(name),
-            source: std::io::Error::other(e.body.error),
+            source: std::io::Error::other(e.message),
         };
         for n in 0..1000 {
             let candidate = nth_name(name, n);
@@ -221,7 +221,7 @@ fn list_op(dir: &str) -> FileOp {
 impl Op<'_> {
     /// The agent's next message on this operation; an error when it says
     /// Failed, goes away, or stays silent too long.
-    async fn next(&mut self) -> ApiResult<Message> {
+    async fn next(&mut self) -> EngineResult<Message> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match self.decoder.next_message() {
@@ -251,7 +251,7 @@ impl Op<'_> {
         }
     }
 
-    fn unexpected(&self, message: Message) -> ApiError {
+    fn unexpected(&self, message: Message) -> EngineError {
         let what = match message {
             Message::Stream { frame, .. } => format!("a {:?} frame", frame.kind),
             Message::Control { control, .. } => {
@@ -262,14 +262,14 @@ impl Op<'_> {
     }
 
     /// Streams all of `input` as stdin frames, then stdin eof.
-    async fn send_file(&mut self, input: &mut std::fs::File) -> ApiResult<u64> {
+    async fn send_file(&mut self, input: &mut std::fs::File) -> EngineResult<u64> {
         use std::io::Read;
         let mut buf = vec![0u8; verse_api::frame::MAX_PAYLOAD];
         let mut sent = 0u64;
         loop {
             let n = input
                 .read(&mut buf)
-                .map_err(|e| ApiError::internal(format!("reading the file to send: {e}")))?;
+                .map_err(|e| EngineError::internal(format!("reading the file to send: {e}")))?;
             let frame = if n == 0 {
                 Frame::new(Kind::StdinEof, Vec::new())
             } else {

@@ -7,30 +7,30 @@
 //! (`verse snapshot --volumes`): each host directory is read into the store
 //! with its host ids as they are, and a restore swaps it back by renames.
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::EnvRow;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use crate::{control, lifecycle};
 use std::path::Path;
 use std::sync::Arc;
 use verse_api::{EnvState, SnapshotInfo, VolumeSnapshot};
 
-fn upper(daemon: &Daemon, name: &str) -> std::path::PathBuf {
+fn upper(daemon: &Engine, name: &str) -> std::path::PathBuf {
     verse_disk::layer_dir(&daemon.paths.env_dir(name)).join("upper")
 }
 
 /// Takes a snapshot. A running env is frozen while its writable layer is read
 /// (so the copy is consistent) and thawed after, unless it was paused already.
 pub async fn take(
-    daemon: &Arc<Daemon>,
+    daemon: &Arc<Engine>,
     row: &EnvRow,
     label: Option<String>,
     origin: &str,
     with_volumes: bool,
-) -> ApiResult<SnapshotInfo> {
+) -> EngineResult<SnapshotInfo> {
     let name = row.name.clone();
     if row.plan.backend == "vm" {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "cannot snapshot `{name}`: a vm env keeps its writes in a disk image its guest has mounted, not in an overlay layer; snapshots of vm envs are not built"
         ))
         .hint(format!(
@@ -42,7 +42,7 @@ pub async fn take(
     let id_base = lifecycle::layer_owner_base(daemon, row)?;
     let upper = upper(daemon, &name);
     if !upper.is_dir() {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "env `{name}` has no writable layer yet (it never started)"
         ))
         .hint(format!("start it with `verse up {name}` first")));
@@ -59,14 +59,14 @@ pub async fn take(
         Vec::new()
     };
     if with_volumes && volumes.is_empty() {
-        return Err(ApiError::bad_request(format!(
+        return Err(EngineError::invalid(format!(
             "env `{name}` has no read-write volumes to snapshot"
         ))
         .hint(format!("leave out --volumes: `verse snapshot {name}`")));
     }
     for (path, host) in &volumes {
         if !Path::new(host).is_dir() {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::conflict(format!(
                 "volume {path} of `{name}`: host directory {host} does not exist"
             )));
         }
@@ -85,7 +85,7 @@ pub async fn take(
             && !was_frozen
         {
             c.freeze()
-                .map_err(|e| ApiError::internal(format!("freezing `{name}`: {e}")))?;
+                .map_err(|e| EngineError::internal(format!("freezing `{name}`: {e}")))?;
         }
         let mut progress = verse_store::NoProgress;
         let layer = worker
@@ -126,12 +126,12 @@ pub async fn take(
             0
         };
         let (layer, taken) = layer.map_err(|e| {
-            ApiError::internal(e).hint("the env keeps running; nothing was recorded")
+            EngineError::internal(e).hint("the env keeps running; nothing was recorded")
         })?;
-        Ok::<_, ApiError>((layer, taken, frozen_ms))
+        Ok::<_, EngineError>((layer, taken, frozen_ms))
     })
     .await
-    .map_err(ApiError::internal)??;
+    .map_err(EngineError::internal)??;
     let info = SnapshotInfo {
         id: daemon.db.next_snapshot_id(&row.name)?,
         env: row.name.clone(),
@@ -170,14 +170,14 @@ pub async fn take(
     Ok(info)
 }
 
-pub fn find(daemon: &Daemon, env: &str, id: &str) -> ApiResult<SnapshotInfo> {
+pub fn find(daemon: &Engine, env: &str, id: &str) -> EngineResult<SnapshotInfo> {
     let all = daemon.db.snapshots(Some(env))?;
     all.iter()
         .find(|s| s.id == id || s.label.as_deref() == Some(id))
         .cloned()
         .ok_or_else(|| {
             let known: Vec<String> = all.iter().map(|s| s.id.clone()).collect();
-            ApiError::not_found(format!(
+            EngineError::not_found(format!(
                 "env `{env}` has no snapshot `{id}` (it has: {})",
                 if known.is_empty() {
                     "none".into()
@@ -192,14 +192,14 @@ pub fn find(daemon: &Daemon, env: &str, id: &str) -> ApiResult<SnapshotInfo> {
 /// Stops the env, replaces its writable layer with the snapshot's, and starts it
 /// again if it was running. The old layer is swapped out by renames, so a crash
 /// at any point leaves either the old or the new layer in place (see [`recover`]).
-pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<()> {
+pub async fn restore(daemon: &Arc<Engine>, row: &EnvRow, id: &str) -> EngineResult<()> {
     let snapshot = find(daemon, &row.name, id)?;
     let root: verse_store::Hash = snapshot
         .root
         .parse()
-        .map_err(|e| ApiError::internal(format!("snapshot {id} has a bad root: {e}")))?;
+        .map_err(|e| EngineError::internal(format!("snapshot {id} has a bad root: {e}")))?;
     if crate::hibernate::is_hibernated(daemon, &row.name) {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "env `{}` is hibernated; restoring a snapshot would throw its saved processes away",
             row.name
         ))
@@ -253,9 +253,9 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
         Ok(written)
     })
     .await
-    .map_err(ApiError::internal)?
+    .map_err(EngineError::internal)?
     .map_err(|e| {
-        ApiError::internal(format!("writing snapshot {id}: {e}")).hint("the env was not changed")
+        EngineError::internal(format!("writing snapshot {id}: {e}")).hint("the env was not changed")
     })?;
     lifecycle::stop_because(
         daemon,
@@ -265,10 +265,10 @@ pub async fn restore(daemon: &Arc<Daemon>, row: &EnvRow, id: &str) -> ApiResult<
     )
     .await?;
     swap_in(&env_dir, &tmp, id_base)
-        .map_err(|e| ApiError::internal(format!("replacing the writable layer: {e}")))?;
+        .map_err(|e| EngineError::internal(format!("replacing the writable layer: {e}")))?;
     for (volume, fresh) in snapshot.volumes.iter().zip(&written) {
         swap_volume(Path::new(&volume.host), fresh).map_err(|e| {
-            ApiError::internal(format!(
+            EngineError::internal(format!(
                 "replacing volume {} ({}): {e}",
                 volume.path, volume.host
             ))
@@ -339,7 +339,7 @@ fn swap_volume(host: &Path, fresh: &Path) -> std::io::Result<()> {
 }
 
 /// At daemon start: finish or undo a restore a crash interrupted.
-pub fn recover(daemon: &Daemon) {
+pub fn recover(daemon: &Engine) {
     let Ok(rows) = daemon.db.envs() else {
         return;
     };
@@ -372,7 +372,7 @@ pub fn recover(daemon: &Daemon) {
 }
 
 /// Takes a scheduled snapshot when one is due and prunes the oldest scheduled ones.
-pub async fn scheduled_if_due(daemon: &Arc<Daemon>, row: &EnvRow, started_at: Option<i64>) {
+pub async fn scheduled_if_due(daemon: &Arc<Engine>, row: &EnvRow, started_at: Option<i64>) {
     let Some(schedule) = row.plan.snapshots else {
         return;
     };
@@ -410,7 +410,7 @@ pub async fn scheduled_if_due(daemon: &Arc<Daemon>, row: &EnvRow, started_at: Op
             &row.name,
             "snapshot-failed",
             None,
-            format!("scheduled snapshot: {}", e.body.error),
+            format!("scheduled snapshot: {}", e.message),
         ),
     }
 }

@@ -8,9 +8,9 @@ use verse_api::{Diagnostic, NetInfo};
 use verse_net::{EnvPolicy, Mode};
 use verse_spec::{DestHost, Network, Spec};
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::EnvRow;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 
 /// One rule swap at a time (apply, start, rm and the name refresher all sync).
 static SYNC: Mutex<()> = Mutex::new(());
@@ -71,7 +71,7 @@ fn locate(source: &str, env: &str, needle: &str) -> (usize, usize) {
 
 /// Apply-time check of what the spec parser cannot know: every name in `allow` and `proxy`
 /// resolves. Nothing is changed when one does not.
-pub async fn check_names(spec: &Spec, file_name: &str, source: &str) -> ApiResult<()> {
+pub async fn check_names(spec: &Spec, file_name: &str, source: &str) -> EngineResult<()> {
     let mut wanted = Vec::new();
     for (env, e) in &spec.envs {
         match &e.network {
@@ -106,7 +106,7 @@ pub async fn check_names(spec: &Spec, file_name: &str, source: &str) -> ApiResul
             .collect::<Vec<_>>()
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(EngineError::internal)?;
     if failures.is_empty() {
         return Ok(());
     }
@@ -127,12 +127,12 @@ pub async fn check_names(spec: &Spec, file_name: &str, source: &str) -> ApiResul
     Err(crate::reconcile::rejected(diagnostics))
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("network: {e}"))
+fn internal(e: impl std::fmt::Display) -> EngineError {
+    EngineError::internal(format!("network: {e}"))
 }
 
 /// Every networked env's policy, resolved to addresses (names resolved now).
-fn policies(daemon: &Daemon, rows: &[EnvRow]) -> ApiResult<Vec<EnvPolicy>> {
+fn policies(daemon: &Engine, rows: &[EnvRow]) -> EngineResult<Vec<EnvPolicy>> {
     let networked: Vec<&EnvRow> = rows
         .iter()
         .filter(|r| r.plan.network != Network::None)
@@ -220,7 +220,7 @@ fn policies(daemon: &Daemon, rows: &[EnvRow]) -> ApiResult<Vec<EnvPolicy>> {
 
 /// Makes the host's rules match every env's plan; starts the DNS forwarder when envs have
 /// a network. Blocking (runs `nft` and `ip`).
-pub fn sync_blocking(daemon: &Daemon) -> ApiResult<()> {
+pub fn sync_blocking(daemon: &Engine) -> EngineResult<()> {
     let _guard = SYNC.lock().unwrap_or_else(|e| e.into_inner());
     let rows = daemon.db.envs()?;
     let policies = policies(daemon, &rows)?;
@@ -240,7 +240,7 @@ pub fn sync_blocking(daemon: &Daemon) -> ApiResult<()> {
 }
 
 /// [`sync_blocking`] from async code.
-pub async fn sync(daemon: &Daemon) -> ApiResult<()> {
+pub async fn sync(daemon: &Engine) -> EngineResult<()> {
     tokio::task::block_in_place(|| sync_blocking(daemon))
 }
 
@@ -280,10 +280,10 @@ fn write_resolv_conf(path: &Path, text: &str) -> std::io::Result<()> {
 /// What the shim needs for env `row`, the resolv.conf to give it and extra environment
 /// variables; `None` for loopback-only envs.
 pub fn prepare_env(
-    daemon: &Daemon,
+    daemon: &Engine,
     row: &EnvRow,
     env_dir: &Path,
-) -> ApiResult<Option<PreparedNet>> {
+) -> EngineResult<Option<PreparedNet>> {
     if row.plan.network == Network::None {
         return Ok(None);
     }
@@ -321,7 +321,7 @@ pub fn prepare_env(
 }
 
 /// `verse net show NAME`.
-pub fn show(daemon: &Daemon, row: &EnvRow) -> NetInfo {
+pub fn show(daemon: &Engine, row: &EnvRow) -> NetInfo {
     let mode = row.plan.network.mode().to_string();
     let mut info = NetInfo {
         env: row.name.clone(),
@@ -380,10 +380,10 @@ fn describe(row: &EnvRow) -> Vec<String> {
     out
 }
 
-/// Daemon shutdown: with no networked env left running, everything of Verse's leaves the
+/// Engine shutdown: with no networked env left running, everything of Verse's leaves the
 /// host. Envs that keep running (they outlive the daemon) keep their rules: removing them
 /// would leave their interfaces unfiltered.
-pub async fn shutdown(daemon: &Daemon) {
+pub async fn shutdown(daemon: &Engine) {
     *daemon.dns.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let rows = daemon.db.envs().unwrap_or_default();
     for row in rows.iter().filter(|r| r.plan.network != Network::None) {

@@ -2,37 +2,39 @@
 //! (container and gvisor backends) or QMP `stop`/`cont`, asked of the env's
 //! shim (vm backend: the guest's vCPUs stop, its clock with them).
 
-use crate::Daemon;
-use crate::error::{ApiError, ApiResult};
+use crate::Engine;
+use crate::error::{EngineError, EngineResult};
 use crate::lifecycle;
 use std::sync::Arc;
 use verse_api::EnvState;
 
 /// The env's cgroup, when it exists on the host.
-pub fn cgroup_of(daemon: &Daemon, name: &str) -> Option<verse_sandbox::Cgroup> {
+pub fn cgroup_of(daemon: &Engine, name: &str) -> Option<verse_sandbox::Cgroup> {
     verse_sandbox::Cgroup::open(&lifecycle::cgroup_path(daemon, name))
         .ok()
         .flatten()
 }
 
-pub fn is_paused(daemon: &Daemon, name: &str) -> bool {
+pub fn is_paused(daemon: &Engine, name: &str) -> bool {
     cgroup_of(daemon, name).is_some_and(|c| c.is_frozen())
 }
 
-async fn running_cgroup(daemon: &Daemon, name: &str) -> ApiResult<verse_sandbox::Cgroup> {
+async fn running_cgroup(daemon: &Engine, name: &str) -> EngineResult<verse_sandbox::Cgroup> {
     if !lifecycle::is_running(daemon, name).await {
-        return Err(ApiError::conflict(format!("env `{name}` is not running"))
-            .hint(format!("start it with `verse up {name}`")));
+        return Err(
+            EngineError::conflict(format!("env `{name}` is not running"))
+                .hint(format!("start it with `verse up {name}`")),
+        );
     }
     cgroup_of(daemon, name).ok_or_else(|| {
-        ApiError::internal(format!(
+        EngineError::internal(format!(
             "env `{name}` runs but its cgroup {} is missing",
             lifecycle::cgroup_path(daemon, name)
         ))
     })
 }
 
-fn is_vm(daemon: &Daemon, name: &str) -> bool {
+fn is_vm(daemon: &Engine, name: &str) -> bool {
     daemon
         .db
         .env(name)
@@ -42,7 +44,7 @@ fn is_vm(daemon: &Daemon, name: &str) -> bool {
 }
 
 /// Whether the env is paused right now, by either mechanism (asks a vm env's shim).
-pub async fn is_paused_now(daemon: &Daemon, name: &str) -> bool {
+pub async fn is_paused_now(daemon: &Engine, name: &str) -> bool {
     if is_vm(daemon, name) {
         return matches!(
             crate::lifecycle::shim_client(daemon, name)
@@ -55,7 +57,7 @@ pub async fn is_paused_now(daemon: &Daemon, name: &str) -> bool {
 }
 
 /// QMP `stop` (pause) or `cont` through a vm env's shim; returns the microseconds it took.
-async fn vm_pause(daemon: &Arc<Daemon>, name: &str, pause: bool, cause: &str) -> ApiResult<u64> {
+async fn vm_pause(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) -> EngineResult<u64> {
     let request = if pause {
         verse_runtime::ShimRequest::Pause
     } else {
@@ -68,16 +70,18 @@ async fn vm_pause(daemon: &Arc<Daemon>, name: &str, pause: bool, cause: &str) ->
     {
         Ok(_) => {}
         Err(verse_runtime::ShimClientError::Gone(_)) => {
-            return Err(ApiError::conflict(format!("env `{name}` is not running"))
-                .hint(format!("start it with `verse up {name}`")));
+            return Err(
+                EngineError::conflict(format!("env `{name}` is not running"))
+                    .hint(format!("start it with `verse up {name}`")),
+            );
         }
         Err(verse_runtime::ShimClientError::Refused(reason)) => {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::conflict(format!(
                 "cannot {} `{name}`: {reason}",
                 if pause { "pause" } else { "unpause" }
             )));
         }
-        Err(e) => return Err(ApiError::internal(format!("pausing `{name}`: {e}"))),
+        Err(e) => return Err(EngineError::internal(format!("pausing `{name}`: {e}"))),
     }
     let micros = started.elapsed().as_micros() as u64;
     if pause {
@@ -89,40 +93,40 @@ async fn vm_pause(daemon: &Arc<Daemon>, name: &str, pause: bool, cause: &str) ->
 }
 
 /// Freezes every process of the env; returns how long the freeze took.
-pub async fn pause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+pub async fn pause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineResult<u64> {
     if is_vm(daemon, name) {
         return vm_pause(daemon, name, true, cause).await;
     }
     let cgroup = running_cgroup(daemon, name).await?;
     if cgroup.is_frozen() {
         return Err(
-            ApiError::conflict(format!("env `{name}` is already paused"))
+            EngineError::conflict(format!("env `{name}` is already paused"))
                 .hint(format!("`verse unpause {name}` lets it run again")),
         );
     }
     let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || cgroup.freeze())
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("pausing `{name}`: {e}")))?;
+        .map_err(EngineError::internal)?
+        .map_err(|e| EngineError::internal(format!("pausing `{name}`: {e}")))?;
     let micros = started.elapsed().as_micros() as u64;
     daemon.emit(name, "paused", Some(EnvState::Paused), cause);
     Ok(micros)
 }
 
-pub async fn unpause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+pub async fn unpause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineResult<u64> {
     if is_vm(daemon, name) {
         return vm_pause(daemon, name, false, cause).await;
     }
     let cgroup = running_cgroup(daemon, name).await?;
     if !cgroup.is_frozen() {
-        return Err(ApiError::conflict(format!("env `{name}` is not paused")));
+        return Err(EngineError::conflict(format!("env `{name}` is not paused")));
     }
     let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || cgroup.thaw())
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("unpausing `{name}`: {e}")))?;
+        .map_err(EngineError::internal)?
+        .map_err(|e| EngineError::internal(format!("unpausing `{name}`: {e}")))?;
     let micros = started.elapsed().as_micros() as u64;
     daemon.emit(name, "unpaused", Some(EnvState::Running), cause);
     Ok(micros)
@@ -131,7 +135,7 @@ pub async fn unpause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult
 /// Thaws a paused env so it can receive its stop signal (a frozen process
 /// cannot act on SIGTERM). Returns whether it was paused. (A paused vm
 /// env's shim lets the guest run again itself when asked to stop.)
-pub fn thaw_for_stop(daemon: &Daemon, name: &str) -> bool {
+pub fn thaw_for_stop(daemon: &Engine, name: &str) -> bool {
     match cgroup_of(daemon, name) {
         Some(c) if c.is_frozen() => c.thaw().is_ok(),
         _ => false,

@@ -1,8 +1,8 @@
 //! Starting, stopping, removing and observing envs.
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::{EnvRow, now};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use std::path::PathBuf;
 use std::sync::Arc;
 use verse_api::{EnvInfo, EnvState, PathChange};
@@ -14,7 +14,7 @@ use verse_runtime::{
 /// waits and ends cleanly on SIGTERM (PID 1 ignores signals it has no handler for).
 pub const IDLE_COMMAND: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
 
-pub fn shim_client(daemon: &Daemon, name: &str) -> ShimClient {
+pub fn shim_client(daemon: &Engine, name: &str) -> ShimClient {
     ShimClient::new(&daemon.paths.shim_socket(name))
 }
 
@@ -22,18 +22,18 @@ pub fn shim_client(daemon: &Daemon, name: &str) -> ShimClient {
 /// id range, from the slot the database gave it (ID_BASE for envs made before
 /// ranges were per env). The image checkouts stay owned by ID_BASE's range and
 /// are idmapped into this one (see docs/security.md).
-pub fn env_id_base(daemon: &Daemon, name: &str) -> ApiResult<u32> {
+pub fn env_id_base(daemon: &Engine, name: &str) -> EngineResult<u32> {
     let slot = daemon
         .db
         .id_slot(name)?
-        .ok_or_else(|| ApiError::not_found(format!("no env named `{name}`")))?;
+        .ok_or_else(|| EngineError::not_found(format!("no env named `{name}`")))?;
     Ok(verse_runtime::id_base_of_slot(slot))
 }
 
 /// Host id of the root that owns `row`'s writable layer and the host directories
 /// mounted into it: the env's own base for a container env, ID_BASE for gvisor envs
 /// (as before ranges were per env).
-pub fn layer_owner_base(daemon: &Daemon, row: &EnvRow) -> ApiResult<u32> {
+pub fn layer_owner_base(daemon: &Engine, row: &EnvRow) -> EngineResult<u32> {
     if row.plan.backend == "container" {
         env_id_base(daemon, &row.name)
     } else {
@@ -41,12 +41,12 @@ pub fn layer_owner_base(daemon: &Daemon, row: &EnvRow) -> ApiResult<u32> {
     }
 }
 
-pub fn cgroup_path(daemon: &Daemon, name: &str) -> String {
+pub fn cgroup_path(daemon: &Engine, name: &str) -> String {
     format!("{}/{}", daemon.paths.instance_tag(), name)
 }
 
 /// What `verse ls` shows for one env.
-pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
+pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
     let mut info = EnvInfo {
         name: row.name.clone(),
         state: EnvState::Created,
@@ -150,7 +150,7 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
     info
 }
 
-pub async fn is_running(daemon: &Daemon, name: &str) -> bool {
+pub async fn is_running(daemon: &Engine, name: &str) -> bool {
     match shim_client(daemon, name).call(&ShimRequest::Status).await {
         Ok(response) => response.status.is_some_and(|s| s.init_pid.is_some()),
         Err(_) => false,
@@ -159,17 +159,17 @@ pub async fn is_running(daemon: &Daemon, name: &str) -> bool {
 
 /// Starts an env. In attach mode the env waits for a client to attach
 /// (`verse run`) before its command starts.
-pub async fn start(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResult<Launched> {
+pub async fn start(daemon: &Arc<Engine>, row: &EnvRow, attach: bool) -> EngineResult<Launched> {
     start_because(daemon, row, attach, "requested").await
 }
 
 /// [`start`], recording `cause` in the event log.
 pub async fn start_because(
-    daemon: &Arc<Daemon>,
+    daemon: &Arc<Engine>,
     row: &EnvRow,
     attach: bool,
     cause: &str,
-) -> ApiResult<Launched> {
+) -> EngineResult<Launched> {
     match start_unlogged(daemon, row, attach).await {
         Ok(launched) => {
             daemon.emit(&row.name, "started", Some(EnvState::Running), cause);
@@ -180,16 +180,20 @@ pub async fn start_because(
                 &row.name,
                 "failed",
                 Some(EnvState::Failed),
-                format!("{cause}: could not start: {}", e.body.error),
+                format!("{cause}: could not start: {}", e.message),
             );
             Err(e)
         }
     }
 }
 
-async fn start_unlogged(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> ApiResult<Launched> {
+async fn start_unlogged(
+    daemon: &Arc<Engine>,
+    row: &EnvRow,
+    attach: bool,
+) -> EngineResult<Launched> {
     if crate::hibernate::is_hibernated(daemon, &row.name) {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "env `{}` is hibernated; starting it afresh would lose its saved processes",
             row.name
         ))
@@ -199,13 +203,13 @@ async fn start_unlogged(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> Api
         )));
     }
     if is_running(daemon, &row.name).await {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "env `{}` is already running",
             row.name
         )));
     }
     let image = daemon.db.image(&row.plan.image)?.ok_or_else(|| {
-        ApiError::not_found(format!(
+        EngineError::not_found(format!(
             "env `{}` uses image `{}`, which is not in the store",
             row.name, row.plan.image
         ))
@@ -218,11 +222,15 @@ async fn start_unlogged(daemon: &Arc<Daemon>, row: &EnvRow, attach: bool) -> Api
     let row = row.clone();
     tokio::task::spawn_blocking(move || start_blocking(&daemon, &row, &image, attach))
         .await
-        .map_err(ApiError::internal)?
+        .map_err(EngineError::internal)?
 }
 
 /// Verifies layer `root`'s existing checkout (quick check) or makes one; the path to mount.
-fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> ApiResult<PathBuf> {
+fn checked_checkout(
+    daemon: &Engine,
+    row: &EnvRow,
+    root: &verse_store::Hash,
+) -> EngineResult<PathBuf> {
     let plan = &row.plan;
     let root = *root;
     // Tampering with any file of a layer is caught here, before an env runs
@@ -242,7 +250,7 @@ fn checked_checkout(daemon: &Daemon, row: &EnvRow, root: &verse_store::Hash) -> 
         }
     }
     daemon.store.checkout(&root, check_base).map_err(|e| {
-        ApiError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
+        EngineError::internal(format!("checking out image `{}`: {e}", plan.image)).hint(format!(
             "`verse image verify {}` names what is wrong",
             plan.image
         ))
@@ -254,12 +262,12 @@ fn verification_failed(
     root: &verse_store::Hash,
     env: &str,
     changes: Vec<verse_store::Change>,
-) -> ApiError {
+) -> EngineError {
     let first = changes
         .first()
         .map(|c| format!("{} ({})", c.path, c.detail))
         .unwrap_or_default();
-    ApiError::conflict(format!(
+    EngineError::conflict(format!(
             "image `{}` failed verification: layer {root}: {} path(s) changed on disk, first {first}; refusing to start `{env}` on it",
             plan.image,
             changes.len(),
@@ -272,11 +280,11 @@ fn verification_failed(
 }
 
 fn start_blocking(
-    daemon: &Daemon,
+    daemon: &Engine,
     row: &EnvRow,
     image: &verse_api::ImageInfo,
     attach: bool,
-) -> ApiResult<Launched> {
+) -> EngineResult<Launched> {
     let plan = &row.plan;
     let (manifest_hash, manifest) = crate::images::manifest_of(daemon, image)?;
     if let Some(keys) = &plan.trusted_keys {
@@ -298,7 +306,7 @@ fn start_blocking(
 
     let env_dir = daemon.paths.env_dir(&row.name);
     std::fs::create_dir_all(&env_dir)
-        .map_err(|e| ApiError::internal(format!("creating {}: {e}", env_dir.display())))?;
+        .map_err(|e| EngineError::internal(format!("creating {}: {e}", env_dir.display())))?;
     crate::disk::prepare(&row.name, &env_dir, plan)?;
     let owner_base = layer_owner_base(daemon, row)?;
     // vm and gvisor envs see the image's own ids: their kernel, not a user
@@ -309,12 +317,12 @@ fn start_blocking(
         0
     };
     prepare_env_dir(&env_dir, owner_base)
-        .map_err(|e| ApiError::internal(format!("preparing {}: {e}", env_dir.display())))?;
+        .map_err(|e| EngineError::internal(format!("preparing {}: {e}", env_dir.display())))?;
     let mut volumes = Vec::new();
     for (path, host, readonly) in &plan.volumes {
         let host = PathBuf::from(host);
         if !host.is_dir() {
-            return Err(ApiError::bad_request(format!(
+            return Err(EngineError::invalid(format!(
                 "env `{}`: volume source {} is not a directory on this host",
                 row.name,
                 host.display()
@@ -348,7 +356,7 @@ fn start_blocking(
         let dir =
             crate::quarantine::prepare_downloads(&daemon.paths, &row.name, owner_base, uid, gid)
                 .map_err(|e| {
-                    ApiError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
+                    EngineError::internal(format!("env `{}`: preparing /downloads: {e}", row.name))
                 })?;
         volumes.push(VolumeMount {
             host: dir,
@@ -369,7 +377,7 @@ fn start_blocking(
         let dir =
             crate::desktop::prepare_socket_dir(&daemon.paths, &row.name, owner_base, uid, gid)
                 .map_err(|e| {
-                    ApiError::internal(format!("env `{}`: preparing its desktop: {e}", row.name))
+                    EngineError::internal(format!("env `{}`: preparing its desktop: {e}", row.name))
                 })?;
         volumes.push(VolumeMount {
             host: dir,
@@ -422,13 +430,13 @@ fn start_blocking(
         _ => (None, None),
     };
     if vm.is_some() && !volumes.is_empty() {
-        return Err(ApiError::bad_request(format!(
+        return Err(EngineError::invalid(format!(
             "env `{}`: volumes are not supported on the {} backend yet",
             row.name, plan.backend
         )));
     }
     if vm.is_some() && attach {
-        return Err(ApiError::bad_request(
+        return Err(EngineError::invalid(
             "`verse run` starts container envs only; declare a vm env in a spec",
         ));
     }
@@ -464,7 +472,7 @@ fn start_blocking(
     };
     let networked = config.net.is_some();
     let launched = verse_runtime::launch(&daemon.exe, &config).map_err(|e| {
-        ApiError::internal(format!("starting env `{}`: {e}", row.name)).hint(format!(
+        EngineError::internal(format!("starting env `{}`: {e}", row.name)).hint(format!(
             "the shim's own log is {}",
             env_dir.join("shim.log").display()
         ))
@@ -506,17 +514,17 @@ fn prepare_env_dir(env_dir: &std::path::Path, id_base: u32) -> std::io::Result<(
 
 /// Stops an env: SIGTERM, then SIGKILL after `timeout_ms`. Returns once it
 /// has stopped; a stopped env is left as it is.
-pub async fn stop(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResult<()> {
+pub async fn stop(daemon: &Engine, name: &str, timeout_ms: u64) -> EngineResult<()> {
     stop_because(daemon, name, timeout_ms, "requested").await
 }
 
 /// [`stop`], recording `cause` in the event log when the env was running.
 pub async fn stop_because(
-    daemon: &Daemon,
+    daemon: &Engine,
     name: &str,
     timeout_ms: u64,
     cause: &str,
-) -> ApiResult<()> {
+) -> EngineResult<()> {
     let was_running = is_running(daemon, name).await;
     // A frozen process cannot act on its stop signal: thaw a paused env first.
     crate::control::thaw_for_stop(daemon, name);
@@ -527,13 +535,13 @@ pub async fn stop_because(
     Ok(())
 }
 
-async fn stop_unlogged(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResult<()> {
+async fn stop_unlogged(daemon: &Engine, name: &str, timeout_ms: u64) -> EngineResult<()> {
     match shim_client(daemon, name)
         .call(&ShimRequest::Stop { timeout_ms })
         .await
     {
         Ok(_) | Err(verse_runtime::ShimClientError::Gone(_)) => {}
-        Err(e) => return Err(ApiError::internal(format!("stopping env `{name}`: {e}"))),
+        Err(e) => return Err(EngineError::internal(format!("stopping env `{name}`: {e}"))),
     }
     // The shim answers after its cleanup; wait for its socket to go, so a
     // caller that looks next sees no trace of the running env.
@@ -548,7 +556,7 @@ async fn stop_unlogged(daemon: &Daemon, name: &str, timeout_ms: u64) -> ApiResul
 }
 
 /// Stops and deletes an env: its writable layer, records, cgroup and row.
-pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
+pub async fn remove(daemon: &Engine, row: &EnvRow) -> EngineResult<()> {
     if row.plan.downloads.is_some() && row.plan.backend == "vm" {
         // A vm env's /downloads is inside the guest: taken while it runs.
         crate::quarantine::take_all(daemon, &row.name).await;
@@ -570,7 +578,7 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
     verse_disk::unmount_under(&env_dir);
     if env_dir.exists() {
         std::fs::remove_dir_all(&env_dir)
-            .map_err(|e| ApiError::internal(format!("removing {}: {e}", env_dir.display())))?;
+            .map_err(|e| EngineError::internal(format!("removing {}: {e}", env_dir.display())))?;
     }
     let _ = std::fs::remove_file(daemon.paths.shim_socket(&row.name));
     crate::desktop::remove_socket_dir(&daemon.paths, &row.name);
@@ -601,7 +609,7 @@ pub async fn remove(daemon: &Daemon, row: &EnvRow) -> ApiResult<()> {
 
 /// At daemon start: find the shims of running envs again and tidy what a
 /// crash left behind.
-pub async fn reattach(daemon: &Daemon) {
+pub async fn reattach(daemon: &Engine) {
     // Directories finished envs left for deletion, if their shim died first.
     let trash = verse_runtime::config::trash_dir(&daemon.paths.state_dir());
     if let Ok(entries) = std::fs::read_dir(&trash) {
@@ -630,7 +638,7 @@ pub async fn reattach(daemon: &Daemon) {
     // Reconcile the host's rules with the specs: the table is rebuilt whole, so a restart
     // never duplicates anything.
     if let Err(e) = crate::net::sync(daemon).await {
-        tracing::error!("reconciling network rules: {}", e.body.error);
+        tracing::error!("reconciling network rules: {}", e.message);
     }
 }
 

@@ -4,10 +4,10 @@
 //! applied change fails its health check within its grace period, and takes
 //! scheduled snapshots.
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::EnvRow;
 use crate::db_lifecycle::PendingFallback;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use crate::events::{lock, now_ms};
 use crate::{control, diff, lifecycle};
 use std::collections::HashMap;
@@ -49,16 +49,16 @@ pub struct Supervisor {
 }
 
 /// Runs forever in the daemon.
-pub async fn run(daemon: Arc<Daemon>) {
+pub async fn run(daemon: Arc<Engine>) {
     loop {
         tokio::time::sleep(TICK).await;
         if let Err(e) = tick(&daemon).await {
-            tracing::warn!("supervisor: {}", e.body.error);
+            tracing::warn!("supervisor: {}", e.message);
         }
     }
 }
 
-async fn tick(daemon: &Arc<Daemon>) -> ApiResult<()> {
+async fn tick(daemon: &Arc<Engine>) -> EngineResult<()> {
     for name in daemon.db.envs()?.into_iter().map(|r| r.name) {
         let _changes = daemon.changes.lock().await;
         // Re-read under the lock: the env may have changed or gone meanwhile.
@@ -80,7 +80,7 @@ async fn tick(daemon: &Arc<Daemon>) -> ApiResult<()> {
 }
 
 /// Records a transition the daemon did not make itself.
-fn observe(daemon: &Daemon, row: &EnvRow, info: &verse_api::EnvInfo) {
+fn observe(daemon: &Engine, row: &EnvRow, info: &verse_api::EnvInfo) {
     let previous = lock(&daemon.watch.observed).get(&row.name).copied();
     if previous == Some(info.state) {
         return;
@@ -119,7 +119,7 @@ fn policy_applies(policy: Restart, info: &verse_api::EnvInfo) -> bool {
     )
 }
 
-async fn restart_if_due(daemon: &Arc<Daemon>, row: &EnvRow, info: &verse_api::EnvInfo) {
+async fn restart_if_due(daemon: &Arc<Engine>, row: &EnvRow, info: &verse_api::EnvInfo) {
     let now = Instant::now();
     {
         let mut backoff = lock(&daemon.supervisor.backoff);
@@ -181,7 +181,7 @@ fn policy_word(policy: Restart) -> &'static str {
     }
 }
 
-fn health_if_due(daemon: &Arc<Daemon>, row: &EnvRow, info: &verse_api::EnvInfo) {
+fn health_if_due(daemon: &Arc<Engine>, row: &EnvRow, info: &verse_api::EnvInfo) {
     let Some(health) = row.plan.health.clone() else {
         return;
     };
@@ -249,7 +249,7 @@ fn health_if_due(daemon: &Arc<Daemon>, row: &EnvRow, info: &verse_api::EnvInfo) 
 
 /// Runs the health command in the env; Ok when it exits 0 within the timeout.
 async fn check(
-    daemon: &Daemon,
+    daemon: &Engine,
     name: &str,
     argv: &[String],
     timeout_ms: u64,
@@ -293,7 +293,7 @@ async fn check(
 
 /// Applies an updated definition: in place when every change is live,
 /// otherwise by a restart under a pending fallback (when it declares health).
-pub async fn update(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
+pub async fn update(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
     let Some(old) = daemon.db.env(&row.name)? else {
         daemon.db.put_env(row)?;
         return lifecycle::start_because(daemon, row, false, "verse apply")
@@ -315,7 +315,7 @@ pub async fn update(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
                 pids: row.plan.pids,
             };
             cgroup.set_limits(&limits).map_err(|e| {
-                ApiError::bad_request(format!(
+                EngineError::invalid(format!(
                     "env `{}`: applying the new limits live: {e}",
                     row.name
                 ))
@@ -354,7 +354,7 @@ pub async fn update(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
             fall_back(
                 daemon,
                 &row.name,
-                &format!("the new definition did not start: {}", e.body.error),
+                &format!("the new definition did not start: {}", e.message),
             )
             .await?;
             Err(e)
@@ -364,7 +364,7 @@ pub async fn update(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
 }
 
 /// The generation active before the newest one, whose definitions a fallback returns to.
-fn previous_generation(daemon: &Daemon) -> Option<u64> {
+fn previous_generation(daemon: &Engine) -> Option<u64> {
     let all = daemon.db.generations().ok()?;
     let active = all.iter().find(|g| g.active)?.id;
     all.iter().rev().map(|g| g.id).find(|id| *id < active)
@@ -373,10 +373,10 @@ fn previous_generation(daemon: &Daemon) -> Option<u64> {
 /// Falls back when an applied change failed within its grace period; clears
 /// the pending fallback once the grace period passed. True when it fell back.
 async fn fallback_due(
-    daemon: &Arc<Daemon>,
+    daemon: &Arc<Engine>,
     row: &EnvRow,
     info: &verse_api::EnvInfo,
-) -> ApiResult<bool> {
+) -> EngineResult<bool> {
     let Some(pending) = daemon
         .db
         .fallbacks()?
@@ -421,7 +421,7 @@ async fn fallback_due(
 }
 
 /// Returns the env to the definition it had before the failed change.
-pub async fn fall_back(daemon: &Arc<Daemon>, name: &str, reason: &str) -> ApiResult<()> {
+pub async fn fall_back(daemon: &Arc<Engine>, name: &str, reason: &str) -> EngineResult<()> {
     let Some(pending) = daemon.db.fallbacks()?.into_iter().find(|f| f.name == name) else {
         return Ok(());
     };

@@ -18,48 +18,50 @@
 //! the same command line plus `-incoming "exec:cat checkpoint/vm.state"` and
 //! `cont`s it once loaded.
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::EnvRow;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use std::sync::Arc;
 use verse_runtime::{ShimClientError, ShimConfig, ShimRequest};
 
 /// Where a hibernated env's checkpoint lives.
-pub fn images_dir(daemon: &Daemon, name: &str) -> std::path::PathBuf {
+pub fn images_dir(daemon: &Engine, name: &str) -> std::path::PathBuf {
     daemon.paths.env_dir(name).join("checkpoint")
 }
 
 /// A complete checkpoint exists (the marker is written last).
-pub fn is_hibernated(daemon: &Daemon, name: &str) -> bool {
+pub fn is_hibernated(daemon: &Engine, name: &str) -> bool {
     images_dir(daemon, name).join("complete").exists()
 }
 
 pub async fn hibernate(
-    daemon: &Arc<Daemon>,
+    daemon: &Arc<Engine>,
     row: &EnvRow,
     timeout_ms: Option<u64>,
-) -> ApiResult<()> {
+) -> EngineResult<()> {
     let name = &row.name;
     let info = crate::lifecycle::info(daemon, row).await;
     if info.state == verse_api::EnvState::Paused {
-        return Err(ApiError::conflict(format!("env `{name}` is paused"))
+        return Err(EngineError::conflict(format!("env `{name}` is paused"))
             .hint(format!("`verse unpause {name}` first")));
     }
     if info.pid.is_none() {
-        return Err(ApiError::conflict(format!("env `{name}` is not running")));
+        return Err(EngineError::conflict(format!(
+            "env `{name}` is not running"
+        )));
     }
     if row.plan.backend == "vm" {
         return hibernate_vm(daemon, name).await;
     }
     if row.plan.backend != "container" {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "cannot hibernate `{name}`: the {} backend has no hibernate yet; the env keeps running",
             row.plan.backend
         ))
         .hint("`verse pause` freezes it in place instead (memory stays allocated)"));
     }
     let (criu, version) = verse_doctor::criu::locate().ok_or_else(|| {
-        ApiError::conflict(format!(
+        EngineError::conflict(format!(
             "cannot hibernate `{name}`: no CRIU found; the env keeps running"
         ))
         .hint("install one with scripts/install-criu.sh; `verse doctor` reports it")
@@ -85,7 +87,7 @@ pub async fn hibernate(
     }
 }
 
-async fn hibernate_vm(daemon: &Arc<Daemon>, name: &str) -> ApiResult<()> {
+async fn hibernate_vm(daemon: &Arc<Engine>, name: &str) -> EngineResult<()> {
     let started = std::time::Instant::now();
     let answer = crate::lifecycle::shim_client(daemon, name)
         .call(&ShimRequest::HibernateVm)
@@ -113,7 +115,7 @@ async fn hibernate_vm(daemon: &Arc<Daemon>, name: &str) -> ApiResult<()> {
 
 /// A hibernate the env's shim refused (the env runs on): the event, and the
 /// error for the caller; `with` names the tool, e.g. "criu 4.1.1".
-fn refused(daemon: &Daemon, name: &str, with: Option<&str>, e: ShimClientError) -> ApiError {
+fn refused(daemon: &Engine, name: &str, with: Option<&str>, e: ShimClientError) -> EngineError {
     let reason = match e {
         ShimClientError::Refused(reason) => reason,
         other => other.to_string(),
@@ -126,16 +128,16 @@ fn refused(daemon: &Daemon, name: &str, with: Option<&str>, e: ShimClientError) 
         format!("{by}{reason}; the env keeps running"),
     );
     let with = with.map(|w| format!(" with {w}")).unwrap_or_default();
-    ApiError::conflict(format!(
+    EngineError::conflict(format!(
         "cannot hibernate `{name}`{with}: {reason}; the env keeps running"
     ))
     .hint("`verse pause` freezes it in place instead (memory stays allocated)")
 }
 
 /// Drops a hibernated env's saved processes: it becomes a stopped env.
-pub fn discard(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
+pub fn discard(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
     if !is_hibernated(daemon, &row.name) {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "env `{}` is not hibernated",
             row.name
         )));
@@ -152,8 +154,8 @@ pub fn discard(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
             error: None,
         },
     )
-    .map_err(ApiError::internal)?;
-    std::fs::remove_file(dir.join("complete")).map_err(ApiError::internal)?;
+    .map_err(EngineError::internal)?;
+    std::fs::remove_file(dir.join("complete")).map_err(EngineError::internal)?;
     let _ = std::fs::remove_dir_all(&dir);
     daemon.emit(
         &row.name,
@@ -164,11 +166,11 @@ pub fn discard(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
+pub async fn resume(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
     let name = row.name.clone();
     if !is_hibernated(daemon, &name) {
         return Err(
-            ApiError::conflict(format!("env `{name}` is not hibernated"))
+            EngineError::conflict(format!("env `{name}` is not hibernated"))
                 .hint(format!("`verse up {name}` starts a stopped env")),
         );
     }
@@ -177,7 +179,7 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
         (None, "QMP migration".to_string())
     } else {
         let (criu, version) = verse_doctor::criu::locate().ok_or_else(|| {
-            ApiError::conflict(format!("cannot resume `{name}`: no CRIU found"))
+            EngineError::conflict(format!("cannot resume `{name}`: no CRIU found"))
                 .hint("install one with scripts/install-criu.sh; `verse doctor` reports it")
         })?;
         (Some(criu), format!("criu {version}"))
@@ -186,7 +188,7 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     crate::disk::mount_if_any(daemon, &name, &row.plan)?;
     let env_dir = daemon.paths.env_dir(&name);
     let mut config = ShimConfig::load(&env_dir).map_err(|e| {
-        ApiError::internal(format!(
+        EngineError::internal(format!(
             "env `{name}`: its saved shim config is missing or unreadable: {e}"
         ))
     })?;
@@ -200,7 +202,7 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
     let exe = daemon.exe.clone();
     let launched = tokio::task::spawn_blocking(move || verse_runtime::launch(&exe, &config))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(EngineError::internal)?;
     match launched {
         Ok(_) => {
             daemon.emit(
@@ -214,7 +216,7 @@ pub async fn resume(daemon: &Arc<Daemon>, row: &EnvRow) -> ApiResult<()> {
             );
             Ok(())
         }
-        Err(e) => Err(ApiError::conflict(format!(
+        Err(e) => Err(EngineError::conflict(format!(
             "cannot resume `{name}` ({version}): {e}; it stays hibernated"
         ))
         .hint(format!(

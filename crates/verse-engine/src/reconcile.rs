@@ -1,10 +1,9 @@
 //! Bringing envs to a spec's declared state, and generations.
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::{EnvPlan, EnvRow, now};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use crate::lifecycle;
-use axum::http::StatusCode;
 use std::sync::Arc;
 use verse_api::{ApplyReport, Diagnostic, Origin, PlannedAction};
 use verse_spec::{EnvSpec, Spec};
@@ -60,7 +59,12 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
 }
 
 /// Checks what the spec parser cannot: that every image it names exists.
-pub fn check_images(daemon: &Daemon, spec: &Spec, file_name: &str, source: &str) -> ApiResult<()> {
+pub fn check_images(
+    daemon: &Engine,
+    spec: &Spec,
+    file_name: &str,
+    source: &str,
+) -> EngineResult<()> {
     let known: Vec<String> = daemon.db.images()?.into_iter().map(|i| i.name).collect();
     let mut diagnostics = Vec::new();
     for (name, env) in &spec.envs {
@@ -89,13 +93,29 @@ pub fn check_images(daemon: &Daemon, spec: &Spec, file_name: &str, source: &str)
 }
 
 /// A spec refused at apply time for these positioned problems; nothing was changed.
-pub fn rejected(diagnostics: Vec<Diagnostic>) -> ApiError {
+pub fn rejected(diagnostics: Vec<Diagnostic>) -> EngineError {
     let summary = diagnostics
         .iter()
         .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
         .collect::<Vec<_>>()
         .join("\n");
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, summary)
+    EngineError::rejected(summary)
+        .hint("nothing was changed")
+        .diagnostics(diagnostics)
+}
+
+/// A spec that did not parse or validate; nothing was changed.
+pub fn spec_errors(errors: verse_spec::SpecErrors) -> EngineError {
+    let diagnostics: Vec<Diagnostic> = errors
+        .iter()
+        .map(|e| Diagnostic {
+            file: e.file.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message.clone(),
+        })
+        .collect();
+    EngineError::rejected(errors.to_string())
         .hint("nothing was changed")
         .diagnostics(diagnostics)
 }
@@ -122,7 +142,10 @@ fn locate_image(source: &str, env: &str, image: &str) -> (usize, usize) {
 }
 
 /// Computes what must change to reach `spec`.
-pub async fn plan(daemon: &Daemon, spec: &Spec) -> ApiResult<Vec<(PlannedAction, Option<EnvRow>)>> {
+pub async fn plan(
+    daemon: &Engine,
+    spec: &Spec,
+) -> EngineResult<Vec<(PlannedAction, Option<EnvRow>)>> {
     let rows = daemon.db.envs()?;
     let mut actions = Vec::new();
     for (name, env) in &spec.envs {
@@ -142,7 +165,7 @@ pub async fn plan(daemon: &Daemon, spec: &Spec) -> ApiResult<Vec<(PlannedAction,
         let (action, detail) = match existing {
             None => ("create", format!("new env on image `{}`", plan.image)),
             Some(old) if old.origin == Origin::Run => {
-                return Err(ApiError::conflict(format!(
+                return Err(EngineError::conflict(format!(
                     "the spec declares env `{name}`, but a one-off env from `verse run` has that name"
                 ))
                 .hint(format!("remove it with `verse rm {name}`, or rename the env in the spec")));
@@ -207,10 +230,10 @@ fn describe_change(old: &EnvPlan, new: &EnvPlan) -> String {
 
 /// Carries out a plan. Every env is attempted; failures are reported, not fatal.
 pub async fn execute(
-    daemon: &Arc<Daemon>,
+    daemon: &Arc<Engine>,
     actor: &crate::guard::Actor,
     actions: Vec<(PlannedAction, Option<EnvRow>)>,
-) -> ApiResult<ApplyReport> {
+) -> EngineResult<ApplyReport> {
     let mut report = ApplyReport {
         generation: None,
         actions: Vec::new(),
@@ -244,7 +267,7 @@ pub async fn execute(
                 report.actions.push(action)
             }
             Err(e) => report.failures.push(PlannedAction {
-                detail: e.body.error,
+                detail: e.message,
                 ..action
             }),
         }
@@ -254,7 +277,7 @@ pub async fn execute(
         report.failures.push(PlannedAction {
             env: "*".into(),
             action: "network".into(),
-            detail: e.body.error,
+            detail: e.message,
         });
     }
     Ok(report)

@@ -1,9 +1,9 @@
 //! What the vm and gvisor backends need before their shim starts: disks,
 //! kernel, initramfs and accelerator for a VM; the runsc binary for gVisor.
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::EnvRow;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use std::path::Path;
 use verse_runtime::GvisorConfig;
 use verse_vm::{AccelChoice, VmConfig};
@@ -13,7 +13,7 @@ const MIB: u64 = 1 << 20;
 pub const DEFAULT_VM_MEMORY: u64 = 256 * MIB;
 
 /// Cache of erofs layer images, initramfs and the accelerator decision.
-pub fn vm_cache(daemon: &Daemon) -> std::path::PathBuf {
+pub fn vm_cache(daemon: &Engine) -> std::path::PathBuf {
     daemon.paths.state_dir().join("vm")
 }
 
@@ -25,15 +25,15 @@ pub const MAX_VM_LAYERS: usize = 16;
 /// (checked out at `checkouts`, top-most first): one read-only erofs disk per layer, built
 /// once per layer hash and shared by every env, stacked by the agent as overlay lowers.
 pub fn prepare_vm(
-    daemon: &Daemon,
+    daemon: &Engine,
     row: &EnvRow,
     roots: &[verse_store::Hash],
     checkouts: &[std::path::PathBuf],
     env_dir: &Path,
-) -> ApiResult<VmConfig> {
+) -> EngineResult<VmConfig> {
     let plan = &row.plan;
     if roots.len() > MAX_VM_LAYERS {
-        return Err(ApiError::bad_request(format!(
+        return Err(EngineError::invalid(format!(
             "env `{}`: image `{}` has {} layers, and the vm backend takes at most {MAX_VM_LAYERS} (one disk each)",
             row.name,
             plan.image,
@@ -42,11 +42,11 @@ pub fn prepare_vm(
         .hint("build the image with fewer steps (e.g. merge its `run` commands)"));
     }
     let vm_err = |e: verse_vm::VmError| {
-        ApiError::internal(format!("preparing the microVM of env `{}`: {e}", row.name))
+        EngineError::internal(format!("preparing the microVM of env `{}`: {e}", row.name))
             .hint("`verse doctor` tells what this host lacks for vm envs")
     };
     let qemu = verse_vm::find_qemu().ok_or_else(|| {
-        ApiError::internal(format!(
+        EngineError::internal(format!(
             "env `{}` needs QEMU, and {} is not installed",
             row.name,
             verse_vm::qemu::QEMU
@@ -91,7 +91,7 @@ pub fn prepare_vm(
 
 /// runsc for a gvisor env; `networked`: host networking inside the namespace the shim
 /// prepares and wires (`--network=host`), else no NIC (`--network=none`).
-pub fn prepare_gvisor(networked: bool) -> ApiResult<GvisorConfig> {
+pub fn prepare_gvisor(networked: bool) -> EngineResult<GvisorConfig> {
     let runsc = std::env::var_os("PATH")
         .and_then(|path| {
             std::env::split_paths(&path)
@@ -99,7 +99,7 @@ pub fn prepare_gvisor(networked: bool) -> ApiResult<GvisorConfig> {
                 .find(|p| p.is_file())
         })
         .ok_or_else(|| {
-            ApiError::internal("gvisor envs need runsc, which is not installed")
+            EngineError::internal("gvisor envs need runsc, which is not installed")
                 .hint("install Debian's runsc (scripts/install-deps.sh does)")
         })?;
     Ok(GvisorConfig {

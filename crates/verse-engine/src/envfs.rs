@@ -6,8 +6,8 @@
 //! and can never name a host file. The env's mounts (volumes, /downloads)
 //! are seen as the env sees them.
 
-use crate::Daemon;
-use crate::error::{ApiError, ApiResult};
+use crate::Engine;
+use crate::error::{EngineError, EngineResult};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use verse_runtime::ShimRequest;
@@ -55,13 +55,13 @@ fn openat2(dir: BorrowedFd<'_>, path: &str, flags: i32) -> std::io::Result<Owned
 
 impl EnvRoot {
     /// The root of `env`, which must be a running container env.
-    pub async fn open(daemon: &Daemon, env: &str) -> ApiResult<EnvRoot> {
+    pub async fn open(daemon: &Engine, env: &str) -> EngineResult<EnvRoot> {
         let row = daemon.db.env(env)?.ok_or_else(|| {
-            ApiError::not_found(format!("no env named `{env}`"))
+            EngineError::not_found(format!("no env named `{env}`"))
                 .hint("`verse ls` lists the envs this daemon knows")
         })?;
         if row.plan.backend != "container" {
-            return Err(ApiError::bad_request(format!(
+            return Err(EngineError::invalid(format!(
                 "env `{env}` is a {} env; files move only into and out of container envs for now",
                 row.plan.backend
             )));
@@ -72,15 +72,15 @@ impl EnvRoot {
             .ok()
             .and_then(|r| r.status);
         let Some(pid) = status.and_then(|s| s.init_pid) else {
-            return Err(ApiError::conflict(format!("env `{env}` is not running"))
+            return Err(EngineError::conflict(format!("env `{env}` is not running"))
                 .hint(format!("start it with `verse up {env}`; nothing was moved")));
         };
         let proc_root = format!("/proc/{pid}/root");
         let root = std::fs::File::open(&proc_root)
-            .map_err(|e| ApiError::internal(format!("opening {proc_root}: {e}")))?;
+            .map_err(|e| EngineError::internal(format!("opening {proc_root}: {e}")))?;
         // The ids the env runs as: the spec's user, or else the image's.
         let config = verse_runtime::ShimConfig::load(&daemon.paths.env_dir(env))
-            .map_err(|e| ApiError::internal(format!("env `{env}`: its shim config: {e}")))?;
+            .map_err(|e| EngineError::internal(format!("env `{env}`: its shim config: {e}")))?;
         Ok(EnvRoot {
             env: env.to_string(),
             root: root.into(),
@@ -96,16 +96,16 @@ impl EnvRoot {
 
     /// Opens a regular file for reading; a symlink is followed only within
     /// the env's root. Refuses anything but a regular file.
-    pub fn open_file(&self, path: &str) -> ApiResult<std::fs::File> {
+    pub fn open_file(&self, path: &str) -> EngineResult<std::fs::File> {
         let fd = openat2(self.root(), path, libc::O_RDONLY | libc::O_NONBLOCK).map_err(|e| {
-            ApiError::bad_request(format!("env `{}`: cannot open {path}: {e}", self.env))
+            EngineError::invalid(format!("env `{}`: cannot open {path}: {e}", self.env))
         })?;
         let file = std::fs::File::from(fd);
         let meta = file
             .metadata()
-            .map_err(|e| ApiError::internal(format!("env `{}`: {path}: {e}", self.env)))?;
+            .map_err(|e| EngineError::internal(format!("env `{}`: {path}: {e}", self.env)))?;
         if !meta.is_file() {
-            return Err(ApiError::bad_request(format!(
+            return Err(EngineError::invalid(format!(
                 "env `{}`: {path} is not a regular file; `verse copy` moves one file at a time",
                 self.env
             )));
@@ -115,10 +115,10 @@ impl EnvRoot {
 
     /// Opens the directory `path`, creating it and missing parents (owned by
     /// the env's user, mode 0755).
-    pub fn open_dir(&self, path: &str) -> ApiResult<OwnedFd> {
+    pub fn open_dir(&self, path: &str) -> EngineResult<OwnedFd> {
         let _as_owner = verse_guard::quarantine::AsOwner::new(self.owner);
         self.dir(path, 0).map_err(|e| {
-            ApiError::bad_request(format!(
+            EngineError::invalid(format!(
                 "env `{}`: cannot open or create the directory {path}: {e}",
                 self.env
             ))
@@ -172,16 +172,16 @@ pub enum EnvFiles {
 
 impl EnvFiles {
     /// The files of `env`, which must be a running container or vm env.
-    pub async fn open(daemon: &Daemon, env: &str) -> ApiResult<EnvFiles> {
+    pub async fn open(daemon: &Engine, env: &str) -> EngineResult<EnvFiles> {
         let row = daemon.db.env(env)?.ok_or_else(|| {
-            ApiError::not_found(format!("no env named `{env}`"))
+            EngineError::not_found(format!("no env named `{env}`"))
                 .hint("`verse ls` lists the envs this daemon knows")
         })?;
         if row.plan.backend != "vm" {
             return EnvRoot::open(daemon, env).await.map(EnvFiles::Container);
         }
         if !crate::lifecycle::is_running(daemon, env).await {
-            return Err(ApiError::conflict(format!("env `{env}` is not running"))
+            return Err(EngineError::conflict(format!("env `{env}` is not running"))
                 .hint(format!("start it with `verse up {env}`; nothing was moved")));
         }
         Ok(EnvFiles::Vm(crate::guestfs::GuestFs::new(
@@ -196,7 +196,7 @@ impl EnvFiles {
         &self,
         path: &str,
         staging: &std::path::Path,
-    ) -> ApiResult<std::fs::File> {
+    ) -> EngineResult<std::fs::File> {
         match self {
             EnvFiles::Container(root) => root.open_file(path),
             EnvFiles::Vm(guest) => {
@@ -205,7 +205,7 @@ impl EnvFiles {
                 guest
                     .read_into(path, false, crate::guestfs::MAX_FILE_BYTES, &mut file)
                     .await?;
-                file.rewind().map_err(ApiError::internal)?;
+                file.rewind().map_err(EngineError::internal)?;
                 Ok(file)
             }
         }
@@ -230,7 +230,7 @@ impl EnvFiles {
                     verse_guard::quarantine::QuarantineError::Io {
                         what: "opening",
                         path: format!("{}:{dir}", root.env),
-                        source: std::io::Error::other(e.body.error),
+                        source: std::io::Error::other(e.message),
                     }
                 })?;
                 use std::os::fd::AsFd;
@@ -249,15 +249,15 @@ impl EnvFiles {
 }
 
 /// A new file with no name in `dir` (O_TMPFILE): gone when closed.
-fn anonymous_file(dir: &std::path::Path) -> ApiResult<std::fs::File> {
+fn anonymous_file(dir: &std::path::Path) -> EngineResult<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)
-        .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+        .map_err(|e| EngineError::internal(format!("creating {}: {e}", dir.display())))?;
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_TMPFILE)
         .mode(0o600)
         .open(dir)
-        .map_err(|e| ApiError::internal(format!("a staging file in {}: {e}", dir.display())))
+        .map_err(|e| EngineError::internal(format!("a staging file in {}: {e}", dir.display())))
 }

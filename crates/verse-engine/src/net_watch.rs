@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use verse_spec::Network;
 
-use crate::Daemon;
+use crate::Engine;
 
 /// How often the drop counters are read (`VERSE_NET_WATCH_MS` overrides).
 const WATCH_EVERY: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ struct Reported {
     at: Option<Instant>,
 }
 
-pub async fn run(daemon: Arc<Daemon>) {
+pub async fn run(daemon: Arc<Engine>) {
     let watch = from_env("VERSE_NET_WATCH_MS", Duration::from_millis, WATCH_EVERY);
     let refresh = from_env("VERSE_NET_REFRESH_SECS", Duration::from_secs, REFRESH_EVERY);
     let rate = watch.max(DROP_EVENT_EVERY.min(watch * 6));
@@ -48,7 +48,7 @@ pub async fn run(daemon: Arc<Daemon>) {
             let d = Arc::clone(&daemon);
             match tokio::task::spawn_blocking(move || crate::net::sync_blocking(&d)).await {
                 Ok(Ok(())) => tracing::debug!("allow-list names resolved again"),
-                Ok(Err(e)) => tracing::warn!("re-resolving allow-list names: {}", e.body.error),
+                Ok(Err(e)) => tracing::warn!("re-resolving allow-list names: {}", e.message),
                 Err(e) => tracing::warn!("re-resolving allow-list names: {e}"),
             }
         }

@@ -7,9 +7,9 @@
 //! writable layer on the host is still empty (never started, or ephemeral)
 //! can gain one. Growing works; shrinking works while what is in use fits.
 
-use crate::Daemon;
+use crate::Engine;
 use crate::db::EnvPlan;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{EngineError, EngineResult};
 use std::path::Path;
 
 /// Whether `plan` puts the writable layer on a disk of its own.
@@ -25,7 +25,7 @@ fn host_layer_in_use(env_dir: &Path) -> bool {
 
 /// Before an env is stopped for a new definition: refuses a disk change that
 /// cannot be made, so a refusal changes nothing.
-pub fn check_change(daemon: &Daemon, name: &str, old: &EnvPlan, new: &EnvPlan) -> ApiResult<()> {
+pub fn check_change(daemon: &Engine, name: &str, old: &EnvPlan, new: &EnvPlan) -> EngineResult<()> {
     if old.disk == new.disk || new.backend == "vm" {
         return Ok(());
     }
@@ -38,10 +38,10 @@ pub fn check_change(daemon: &Daemon, name: &str, old: &EnvPlan, new: &EnvPlan) -
 }
 
 /// The env's writable layer agrees with `plan` (disk or none), or can be made to.
-fn check_layout(name: &str, env_dir: &Path, plan: &EnvPlan) -> ApiResult<()> {
+fn check_layout(name: &str, env_dir: &Path, plan: &EnvPlan) -> EngineResult<()> {
     let has_disk = verse_disk::has_disk(env_dir);
     if uses_layer_disk(plan) && !has_disk && host_layer_in_use(env_dir) {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "env `{name}` already keeps its writes on the host's filesystem; adding `disk` to it is not supported (its files would have to move)"
         ))
         .hint(format!(
@@ -49,7 +49,7 @@ fn check_layout(name: &str, env_dir: &Path, plan: &EnvPlan) -> ApiResult<()> {
         )));
     }
     if !uses_layer_disk(plan) && has_disk {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::conflict(format!(
             "env `{name}` keeps its writes on a disk of its own; removing `disk` from it is not supported (its files would have to move)"
         ))
         .hint(format!(
@@ -61,7 +61,7 @@ fn check_layout(name: &str, env_dir: &Path, plan: &EnvPlan) -> ApiResult<()> {
 
 /// At start, with the env stopped: mounts the env's disk (made the first time,
 /// resized when the size changed). Envs without `disk` do nothing here.
-pub fn prepare(name: &str, env_dir: &Path, plan: &EnvPlan) -> ApiResult<()> {
+pub fn prepare(name: &str, env_dir: &Path, plan: &EnvPlan) -> EngineResult<()> {
     if !uses_layer_disk(plan) {
         if plan.backend != "vm" && verse_disk::has_disk(env_dir) {
             return check_layout(name, env_dir, plan);
@@ -82,7 +82,7 @@ pub fn prepare(name: &str, env_dir: &Path, plan: &EnvPlan) -> ApiResult<()> {
 
 /// Mounts the disk of an env that has one, e.g. to snapshot or restore it
 /// while stopped after a reboot.
-pub fn mount_if_any(daemon: &Daemon, name: &str, plan: &EnvPlan) -> ApiResult<()> {
+pub fn mount_if_any(daemon: &Engine, name: &str, plan: &EnvPlan) -> EngineResult<()> {
     let env_dir = daemon.paths.env_dir(name);
     if uses_layer_disk(plan) && verse_disk::has_disk(&env_dir) {
         return prepare(name, &env_dir, plan);
@@ -90,13 +90,13 @@ pub fn mount_if_any(daemon: &Daemon, name: &str, plan: &EnvPlan) -> ApiResult<()
     Ok(())
 }
 
-pub fn disk_error(name: &str, e: verse_disk::DiskError) -> ApiError {
+pub fn disk_error(name: &str, e: verse_disk::DiskError) -> EngineError {
     match e {
-        verse_disk::DiskError::NoLoop(_) => ApiError::conflict(format!("env `{name}`: {e}"))
+        verse_disk::DiskError::NoLoop(_) => EngineError::conflict(format!("env `{name}`: {e}"))
             .hint("`disk` needs loop devices (`verse doctor` checks them); remove `disk` from the spec to run without a limit"),
-        verse_disk::DiskError::Shrink { .. } => ApiError::conflict(format!("env `{name}`: {e}"))
+        verse_disk::DiskError::Shrink { .. } => EngineError::conflict(format!("env `{name}`: {e}"))
             .hint("nothing was changed; delete files in the env first, or keep the size"),
-        e => ApiError::internal(format!("env `{name}`: its disk: {e}"))
+        e => EngineError::internal(format!("env `{name}`: its disk: {e}"))
             .hint("nothing of a new disk is left behind; `verse doctor` checks loop devices and e2fsprogs"),
     }
 }
