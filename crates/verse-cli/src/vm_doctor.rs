@@ -14,7 +14,7 @@ fn on_path(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// Where the daemon caches the accelerator decision (see `verse_engine::backends::vm_cache`).
+/// Where the daemon caches the accelerator decision (see `verse_engine::backend::vm_cache`).
 pub fn accel_cache(paths: &Paths) -> PathBuf {
     paths.state_dir().join("vm").join("accel.json")
 }

@@ -160,7 +160,7 @@ pub async fn run(
         origin: Origin::Run,
         plan: EnvPlan {
             image: request.image.clone(),
-            backend: "container".into(),
+            backend: verse_spec::Backend::Container,
             accel: String::new(),
             cpu: None,
             memory: None,

@@ -40,7 +40,7 @@ fn is_vm(daemon: &Engine, name: &str) -> bool {
         .env(name)
         .ok()
         .flatten()
-        .is_some_and(|row| row.plan.backend == "vm")
+        .is_some_and(|row| row.plan.backend == verse_spec::Backend::Vm)
 }
 
 /// Whether the env is paused right now, by either mechanism (asks a vm env's shim).

@@ -29,7 +29,7 @@ pub enum DbError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvPlan {
     pub image: String,
-    pub backend: String,
+    pub backend: verse_spec::Backend,
     /// vm envs: "auto", "kvm" or "tcg"; empty for other backends.
     #[serde(default)]
     pub accel: String,

@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// Whether `plan` puts the writable layer on a disk of its own.
 fn uses_layer_disk(plan: &EnvPlan) -> bool {
-    plan.disk.is_some() && plan.backend != "vm"
+    plan.disk.is_some() && crate::backend::of(plan.backend).host_mounts()
 }
 
 /// Whether the env's directory holds a writable layer with files in it on the
@@ -26,7 +26,7 @@ fn host_layer_in_use(env_dir: &Path) -> bool {
 /// Before an env is stopped for a new definition: refuses a disk change that
 /// cannot be made, so a refusal changes nothing.
 pub fn check_change(daemon: &Engine, name: &str, old: &EnvPlan, new: &EnvPlan) -> EngineResult<()> {
-    if old.disk == new.disk || new.backend == "vm" {
+    if old.disk == new.disk || !crate::backend::of(new.backend).host_mounts() {
         return Ok(());
     }
     let env_dir = daemon.paths.env_dir(name);
@@ -63,7 +63,7 @@ fn check_layout(name: &str, env_dir: &Path, plan: &EnvPlan) -> EngineResult<()> 
 /// resized when the size changed). Envs without `disk` do nothing here.
 pub fn prepare(name: &str, env_dir: &Path, plan: &EnvPlan) -> EngineResult<()> {
     if !uses_layer_disk(plan) {
-        if plan.backend != "vm" && verse_disk::has_disk(env_dir) {
+        if crate::backend::of(plan.backend).host_mounts() && verse_disk::has_disk(env_dir) {
             return check_layout(name, env_dir, plan);
         }
         return Ok(());

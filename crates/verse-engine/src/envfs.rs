@@ -7,6 +7,7 @@
 //! are seen as the env sees them.
 
 use crate::Engine;
+use crate::backend::Files;
 use crate::error::{EngineError, EngineResult};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -60,10 +61,10 @@ impl EnvRoot {
             EngineError::not_found(format!("no env named `{env}`"))
                 .hint("`verse ls` lists the envs this daemon knows")
         })?;
-        if row.plan.backend != "container" {
+        if crate::backend::of(row.plan.backend).files() != Files::HostRoot {
             return Err(EngineError::invalid(format!(
                 "env `{env}` is a {} env; files move only into and out of container envs for now",
-                row.plan.backend
+                row.plan.backend.as_str()
             )));
         }
         let status = crate::lifecycle::shim_client(daemon, env)
@@ -177,7 +178,7 @@ impl EnvFiles {
             EngineError::not_found(format!("no env named `{env}`"))
                 .hint("`verse ls` lists the envs this daemon knows")
         })?;
-        if row.plan.backend != "vm" {
+        if crate::backend::of(row.plan.backend).files() != Files::Guest {
             return EnvRoot::open(daemon, env).await.map(EnvFiles::Container);
         }
         if !crate::lifecycle::is_running(daemon, env).await {

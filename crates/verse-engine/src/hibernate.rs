@@ -19,6 +19,7 @@
 //! `cont`s it once loaded.
 
 use crate::Engine;
+use crate::backend::HibernateWith;
 use crate::db::EnvRow;
 use crate::error::{EngineError, EngineResult};
 use std::sync::Arc;
@@ -50,15 +51,16 @@ pub async fn hibernate(
             "env `{name}` is not running"
         )));
     }
-    if row.plan.backend == "vm" {
-        return hibernate_vm(daemon, name).await;
-    }
-    if row.plan.backend != "container" {
-        return Err(EngineError::conflict(format!(
-            "cannot hibernate `{name}`: the {} backend has no hibernate yet; the env keeps running",
-            row.plan.backend
-        ))
-        .hint("`verse pause` freezes it in place instead (memory stays allocated)"));
+    match crate::backend::of(row.plan.backend).hibernate() {
+        HibernateWith::QemuMigration => return hibernate_vm(daemon, name).await,
+        HibernateWith::Criu => {}
+        HibernateWith::Unsupported => {
+            return Err(EngineError::conflict(format!(
+                "cannot hibernate `{name}`: the {} backend has no hibernate yet; the env keeps running",
+                row.plan.backend.as_str()
+            ))
+            .hint("`verse pause` freezes it in place instead (memory stays allocated)"));
+        }
     }
     let (criu, version) = verse_doctor::criu::locate().ok_or_else(|| {
         EngineError::conflict(format!(
@@ -174,7 +176,7 @@ pub async fn resume(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
                 .hint(format!("`verse up {name}` starts a stopped env")),
         );
     }
-    let vm = row.plan.backend == "vm";
+    let vm = crate::backend::of(row.plan.backend).hibernate() == HibernateWith::QemuMigration;
     let (criu, version) = if vm {
         (None, "QMP migration".to_string())
     } else {

@@ -5,7 +5,7 @@
 //! `verse-daemon` serves it over HTTP and maps those errors to responses in one place.
 
 pub mod actions;
-pub mod backends;
+pub mod backend;
 pub mod compose;
 pub mod control;
 pub mod db;

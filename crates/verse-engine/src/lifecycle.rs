@@ -1,6 +1,7 @@
 //! Starting, stopping, removing and observing envs.
 
 use crate::Engine;
+use crate::backend::Launch;
 use crate::db::{EnvRow, now};
 use crate::error::{EngineError, EngineResult};
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use verse_api::{EnvInfo, EnvState, PathChange};
 use verse_runtime::{
     ExitRecord, ID_BASE, Launched, ShimClient, ShimConfig, ShimRecord, ShimRequest, VolumeMount,
 };
+use verse_spec::caps::Feature;
 
 /// The main process of an env whose spec names no command: a shell that
 /// waits and ends cleanly on SIGTERM (PID 1 ignores signals it has no handler for).
@@ -34,7 +36,7 @@ pub fn env_id_base(daemon: &Engine, name: &str) -> EngineResult<u32> {
 /// mounted into it: the env's own base for a container env, ID_BASE for gvisor envs
 /// (as before ranges were per env).
 pub fn layer_owner_base(daemon: &Engine, row: &EnvRow) -> EngineResult<u32> {
-    if row.plan.backend == "container" {
+    if crate::backend::of(row.plan.backend).own_id_range() {
         env_id_base(daemon, &row.name)
     } else {
         Ok(ID_BASE)
@@ -50,7 +52,7 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
     let mut info = EnvInfo {
         name: row.name.clone(),
         state: EnvState::Created,
-        backend: row.plan.backend.clone(),
+        backend: row.plan.backend.as_str().into(),
         image: row.plan.image.clone(),
         origin: row.origin,
         ephemeral: row.plan.ephemeral,
@@ -90,7 +92,8 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
                 hold_ms: d.hold_ms,
                 release_to: d.release_to.as_ref().map(|t| t.to_string()),
             }),
-        host_id_base: (row.plan.backend == "container")
+        host_id_base: crate::backend::of(row.plan.backend)
+            .own_id_range()
             .then(|| env_id_base(daemon, &row.name).ok())
             .flatten(),
     };
@@ -236,7 +239,7 @@ fn checked_checkout(
     // Tampering with any file of a layer is caught here, before an env runs
     // on it. An existing checkout is checked, never silently rebuilt: the
     // user learns what changed and repairs it by re-importing the image.
-    let check_base = if plan.backend == "container" {
+    let check_base = if crate::backend::of(plan.backend).own_id_range() {
         ID_BASE
     } else {
         0
@@ -311,7 +314,8 @@ fn start_blocking(
     let owner_base = layer_owner_base(daemon, row)?;
     // vm and gvisor envs see the image's own ids: their kernel, not a user
     // namespace, separates them from the host.
-    let id_base = if plan.backend == "container" {
+    let backend = crate::backend::of(plan.backend);
+    let id_base = if backend.own_id_range() {
         owner_base
     } else {
         0
@@ -351,7 +355,7 @@ fn start_blocking(
     };
     // A vm env's downloads directory is in the guest (its agent makes it);
     // a container env's is a host directory mounted in.
-    let guest_downloads = plan.downloads.is_some() && plan.backend == "vm";
+    let guest_downloads = plan.downloads.is_some() && !backend.host_mounts();
     if plan.downloads.is_some() && !guest_downloads {
         let dir =
             crate::quarantine::prepare_downloads(&daemon.paths, &row.name, owner_base, uid, gid)
@@ -404,7 +408,7 @@ fn start_blocking(
             env.push((key.clone(), value.clone()));
         }
         // A vm env's agent writes the guest's own /etc/resolv.conf from this file.
-        if plan.backend != "vm" {
+        if backend.host_mounts() {
             volumes.push(VolumeMount {
                 host: crate::net::resolv_conf(&daemon.paths, &row.name),
                 path: "/etc/resolv.conf".into(),
@@ -419,22 +423,24 @@ fn start_blocking(
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
-    let (vm, gvisor) = match plan.backend.as_str() {
-        "vm" => (
-            Some(crate::backends::prepare_vm(
-                daemon, row, &roots, &lowers, &env_dir,
-            )?),
-            None,
-        ),
-        "gvisor" => (None, Some(crate::backends::prepare_gvisor(net.is_some())?)),
-        _ => (None, None),
-    };
-    if vm.is_some() && !volumes.is_empty() {
-        return Err(EngineError::invalid(format!(
-            "env `{}`: volumes are not supported on the {} backend yet",
-            row.name, plan.backend
-        )));
+    if !plan.volumes.is_empty() {
+        backend
+            .require(Feature::Volumes, &format!("env `{}`: volumes", row.name))
+            .map_err(|e| EngineError::invalid(e.message))?;
     }
+    let launch = backend.launch(&crate::backend::LaunchCtx {
+        engine: daemon,
+        row,
+        roots: &roots,
+        lowers: &lowers,
+        env_dir: &env_dir,
+        networked: net.is_some(),
+    })?;
+    let (vm, gvisor) = match launch {
+        Launch::Container => (None, None),
+        Launch::Vm(vm) => (Some(vm), None),
+        Launch::Gvisor(gvisor) => (None, Some(gvisor)),
+    };
     if vm.is_some() && attach {
         return Err(EngineError::invalid(
             "`verse run` starts container envs only; declare a vm env in a spec",
@@ -557,7 +563,8 @@ async fn stop_unlogged(daemon: &Engine, name: &str, timeout_ms: u64) -> EngineRe
 
 /// Stops and deletes an env: its writable layer, records, cgroup and row.
 pub async fn remove(daemon: &Engine, row: &EnvRow) -> EngineResult<()> {
-    if row.plan.downloads.is_some() && row.plan.backend == "vm" {
+    let guest_downloads = !crate::backend::of(row.plan.backend).host_mounts();
+    if row.plan.downloads.is_some() && guest_downloads {
         // A vm env's /downloads is inside the guest: taken while it runs.
         crate::quarantine::take_all(daemon, &row.name).await;
     }
@@ -568,7 +575,7 @@ pub async fn remove(daemon: &Engine, row: &EnvRow) -> EngineResult<()> {
         let _ = cgroup.remove();
     }
     let env_dir = daemon.paths.env_dir(&row.name);
-    if row.plan.downloads.is_some() && row.plan.backend != "vm" {
+    if row.plan.downloads.is_some() && !guest_downloads {
         // Nothing is lost: what is still in /downloads goes to quarantine
         // before the env's directory goes.
         crate::quarantine::take_all(daemon, &row.name).await;

@@ -213,7 +213,7 @@ pub async fn run(daemon: Arc<Engine>) {
 async fn tick(daemon: &Arc<Engine>) -> EngineResult<()> {
     for row in daemon.db.envs()? {
         if let Some(downloads) = &row.plan.downloads {
-            if row.plan.backend == "vm" {
+            if !crate::backend::of(row.plan.backend).host_mounts() {
                 take_from_guest(daemon, &row.name, downloads.hold_ms, false).await;
                 continue;
             }
@@ -240,7 +240,7 @@ pub async fn take_all(daemon: &Engine, env: &str) {
         .as_ref()
         .and_then(|r| r.plan.downloads.as_ref())
         .map_or(verse_spec::guard::DEFAULT_HOLD_MS, |d| d.hold_ms);
-    if row.is_some_and(|r| r.plan.backend == "vm") {
+    if row.is_some_and(|r| !crate::backend::of(r.plan.backend).host_mounts()) {
         take_from_guest(daemon, env, hold_ms, true).await;
         return;
     }

@@ -13,7 +13,7 @@ pub fn plan_from_spec(env: &EnvSpec) -> EnvPlan {
     let (uid, gid) = env.user.as_ref().map_or((0, 0), |u| (u.uid, u.gid));
     EnvPlan {
         image: env.image.clone(),
-        backend: env.backend.as_str().into(),
+        backend: env.backend,
         accel: match env.backend {
             verse_spec::Backend::Vm => env.accel.as_str().into(),
             _ => String::new(),

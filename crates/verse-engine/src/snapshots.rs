@@ -14,6 +14,7 @@ use crate::{control, lifecycle};
 use std::path::Path;
 use std::sync::Arc;
 use verse_api::{EnvState, SnapshotInfo, VolumeSnapshot};
+use verse_spec::caps::{Feature, Support};
 
 fn upper(daemon: &Engine, name: &str) -> std::path::PathBuf {
     verse_disk::layer_dir(&daemon.paths.env_dir(name)).join("upper")
@@ -29,13 +30,12 @@ pub async fn take(
     with_volumes: bool,
 ) -> EngineResult<SnapshotInfo> {
     let name = row.name.clone();
-    if row.plan.backend == "vm" {
-        return Err(EngineError::conflict(format!(
-            "cannot snapshot `{name}`: a vm env keeps its writes in a disk image its guest has mounted, not in an overlay layer; snapshots of vm envs are not built"
-        ))
-        .hint(format!(
-            "`verse hibernate {name}` saves the whole VM (memory and devices) instead"
-        )));
+    if let Support::Refused(why) = row.plan.backend.takes(Feature::Snapshots) {
+        return Err(
+            EngineError::conflict(format!("cannot snapshot `{name}`: {why}")).hint(format!(
+                "`verse hibernate {name}` saves the whole VM (memory and devices) instead"
+            )),
+        );
     }
     crate::disk::mount_if_any(daemon, &name, &row.plan)?;
     // The layer's owners are the env's range: shifted back to 0.. in the snapshot.

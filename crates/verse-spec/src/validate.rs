@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::caps::{Feature, Support};
 use crate::error::Diagnostics;
 use crate::model::{
     Accel, Backend, EnvSpec, Health, Network, Reach, Restart, SnapshotSchedule, Spec, UserSpec,
@@ -317,8 +318,14 @@ impl<'s> Validator<'s> {
                 continue;
             };
             if kind == RefKind::ReleaseTo || kind == RefKind::Copy {
-                if !matches!(other.backend, Backend::Container | Backend::Vm) {
-                    self.diags.error(offset, format!("{what} names `{target}`, a {} env; files move only between container and vm envs for now", other.backend.as_str()));
+                if let Support::Refused(why) = other.backend.takes(Feature::Files) {
+                    self.diags.error(
+                        offset,
+                        format!(
+                            "{what} names `{target}`, a {} env; {why}",
+                            other.backend.as_str()
+                        ),
+                    );
                 }
                 continue;
             }
@@ -495,55 +502,38 @@ impl<'s> Validator<'s> {
     /// Keys a backend cannot honour yet: refused here, at the key, rather than
     /// by a start that fails after `verse apply` has recorded the generation.
     fn backend_limits(&mut self, spec: &EnvSpec, table: &DeTable<'_>) {
-        let backend = spec.backend.as_str();
-        let mut refuse = |key: &str, why: String| {
-            if let Some(item) = table.get(key) {
-                self.diags.error(item.span().start, format!("{key}: {why}"));
-            }
-        };
-        if spec.backend == Backend::Vm && !spec.volumes.is_empty() {
-            refuse(
-                "volumes",
-                "the vm backend takes no volumes yet (its guest shares no filesystem with the host); move files in with `verse copy`, or use backend = \"container\" or \"gvisor\"".into(),
-            );
-        }
-        if spec.backend != Backend::Container && spec.shm.is_some() {
-            refuse(
-                "shm",
-                format!(
-                    "vm and gvisor envs size /dev/shm in their own kernel (half their memory); this env's backend is \"{backend}\""
-                ),
-            );
-        }
-        if spec.backend == Backend::Vm && spec.desktop.is_some() {
-            refuse(
-                "desktop",
-                "the vm backend has no desktop yet (the display's socket is a volume); use backend = \"container\"".into(),
-            );
-        }
-        if spec.backend != Backend::Vm && !spec.accel.is_auto() {
-            refuse(
-                "accel",
-                format!("only vm envs run on an accelerator; this env's backend is \"{backend}\""),
-            );
-        }
         // (A `network` that failed to parse left the default; its error is enough.)
         let network_unset_or_none = table
             .get("network")
             .is_none_or(|v| matches!(v.get_ref(), DeValue::String(s) if s == "none"));
+        let takes = |feature| spec.backend.takes(feature);
+        let mut refuse = |key: &str, support: Support| {
+            if let (Some(item), Support::Refused(why)) = (table.get(key), support) {
+                self.diags.error(item.span().start, format!("{key}: {why}"));
+            }
+        };
+        if !spec.volumes.is_empty() {
+            refuse("volumes", takes(Feature::Volumes));
+        }
+        if spec.shm.is_some() {
+            refuse("shm", takes(Feature::Shm));
+        }
+        if spec.desktop.is_some() {
+            refuse("desktop", takes(Feature::Desktop));
+        }
+        if !spec.accel.is_auto() {
+            refuse("accel", takes(Feature::Accel));
+        }
         if spec.router && network_unset_or_none {
             refuse(
                 "router",
-                "a router needs a way out itself; give it network = \"nat\", an allow list, or via another router".into(),
-            );
-        }
-        if spec.router && spec.backend != Backend::Container {
-            refuse(
-                "router",
-                format!(
-                    "routers run on the container backend only for now; this env's backend is \"{backend}\""
+                Support::Refused(
+                    "a router needs a way out itself; give it network = \"nat\", an allow list, or via another router",
                 ),
             );
+        }
+        if spec.router {
+            refuse("router", takes(Feature::Router));
         }
     }
 

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use toml::de::DeValue;
 
 use super::{Item, RefKind, Validator, closest, is_env_name};
+use crate::caps::{Feature, Support};
 use crate::guard::{CopyAction, DEFAULT_HOLD_MS, Downloads, MAX_HOLD_MS, Target};
-use crate::model::{Backend, EnvSpec};
+use crate::model::EnvSpec;
 
 /// The three keys as they were found, checked together once the env is read.
 #[derive(Default)]
@@ -87,14 +88,8 @@ impl Validator<'_> {
             }
             return None;
         };
-        if !matches!(spec.backend, Backend::Container | Backend::Vm) {
-            self.diags.error(
-                at,
-                format!(
-                    "downloads = \"quarantine\" works on container and vm envs only for now; this env's backend is \"{}\"",
-                    spec.backend.as_str()
-                ),
-            );
+        if let Support::Refused(why) = spec.backend.takes(Feature::Downloads) {
+            self.diags.error(at, why);
             return None;
         }
         Some(Downloads {

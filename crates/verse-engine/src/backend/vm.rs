@@ -1,11 +1,15 @@
-//! What the vm and gvisor backends need before their shim starts: disks,
-//! kernel, initramfs and accelerator for a VM; the runsc binary for gVisor.
+//! The vm backend: each env boots in its own QEMU microVM. Before its shim starts it needs
+//! disks (one read-only erofs image per layer, a writable ext4 disk), the guest kernel, the
+//! initramfs with the agent, and an accelerator decision. The guest has its own kernel and
+//! filesystems, so the host mounts nothing into it: files, /downloads and resolv.conf go
+//! through the agent.
 
+use super::{EnvBackend, Files, HibernateWith, Launch, LaunchCtx};
 use crate::Engine;
 use crate::db::EnvRow;
 use crate::error::{EngineError, EngineResult};
 use std::path::Path;
-use verse_runtime::GvisorConfig;
+use verse_spec::Backend;
 use verse_vm::{AccelChoice, VmConfig};
 
 const MIB: u64 = 1 << 20;
@@ -89,23 +93,23 @@ pub fn prepare_vm(
     })
 }
 
-/// runsc for a gvisor env; `networked`: host networking inside the namespace the shim
-/// prepares and wires (`--network=host`), else no NIC (`--network=none`).
-pub fn prepare_gvisor(networked: bool) -> EngineResult<GvisorConfig> {
-    let runsc = std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("runsc"))
-                .find(|p| p.is_file())
-        })
-        .ok_or_else(|| {
-            EngineError::internal("gvisor envs need runsc, which is not installed")
-                .hint("install Debian's runsc (scripts/install-deps.sh does)")
-        })?;
-    Ok(GvisorConfig {
-        runsc,
-        // gVisor's kvm platform hangs on nested-KVM hosts; ptrace works anywhere.
-        platform: "ptrace".into(),
-        network: networked,
-    })
+/// A QEMU microVM per env.
+pub struct Vm;
+
+impl EnvBackend for Vm {
+    fn kind(&self) -> Backend {
+        Backend::Vm
+    }
+    fn host_mounts(&self) -> bool {
+        false
+    }
+    fn files(&self) -> Files {
+        Files::Guest
+    }
+    fn hibernate(&self) -> HibernateWith {
+        HibernateWith::QemuMigration
+    }
+    fn launch(&self, ctx: &LaunchCtx<'_>) -> EngineResult<Launch> {
+        prepare_vm(ctx.engine, ctx.row, ctx.roots, ctx.lowers, ctx.env_dir).map(Launch::Vm)
+    }
 }
