@@ -220,3 +220,247 @@ pub(crate) fn table(t: &TableInput<'_>) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod golden {
+    //! The rendered table of representative policies, compared byte for byte with the
+    //! committed files in `tests/golden/`. A change to the firewall shows up as a diff of
+    //! those files in review. After an intended change, rewrite them with
+    //! `UPDATE_GOLDEN=1 cargo test -p verse-net golden` and read the diff before committing.
+    //! As root, each file is also checked by `nft --check`, so the text is one the kernel takes.
+
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+
+    const TABLE: &str = "verse_1a2b";
+    const PREFIX: &str = "vs1a2b";
+    const SUBNET: Ipv4Addr = Ipv4Addr::new(10, 213, 7, 0);
+
+    fn addr(index: u16) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, 7, index as u8)
+    }
+
+    fn env(name: &str, index: u16, mode: Mode) -> EnvPolicy {
+        EnvPolicy {
+            name: name.into(),
+            index,
+            ifname: format!("{PREFIX}{index}"),
+            address: addr(index),
+            mode,
+            reach: Vec::new(),
+            router: false,
+        }
+    }
+
+    fn render(envs: &[EnvPolicy], counters: &[(&str, u64, u64)], uplinks: &[&str]) -> String {
+        let counters: BTreeMap<String, (u64, u64)> = counters
+            .iter()
+            .map(|(n, p, b)| (n.to_string(), (*p, *b)))
+            .collect();
+        let uplinks: Vec<String> = uplinks.iter().map(|u| u.to_string()).collect();
+        table(&TableInput {
+            name: TABLE,
+            ifprefix: PREFIX,
+            subnet: (SUBNET, 24),
+            gateway: addr(1),
+            envs,
+            counters: &counters,
+            uplinks: &uplinks,
+        })
+    }
+
+    fn golden_path(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(format!("{name}.nft"))
+    }
+
+    /// Compares `text` with `tests/golden/NAME.nft` (or rewrites it under UPDATE_GOLDEN=1),
+    /// then has nft check it when it can.
+    fn assert_golden(name: &str, text: &str) {
+        let path = golden_path(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+        } else {
+            let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; write it with UPDATE_GOLDEN=1 cargo test -p verse-net golden",
+                    path.display()
+                )
+            });
+            if want != text {
+                panic!(
+                    "the rendered table differs from {}\n--- golden\n{want}\n--- rendered\n{text}\n\
+                     If the change is intended: UPDATE_GOLDEN=1 cargo test -p verse-net golden",
+                    path.display()
+                );
+            }
+        }
+        nft_check(name, text);
+    }
+
+    /// `nft --check`: parses and validates the transaction in the kernel without committing
+    /// it. Needs root (CAP_NET_ADMIN) and nft; skips loudly without them, fails under CI=true.
+    fn nft_check(name: &str, text: &str) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let nft = Command::new("nft").arg("--version").output().is_ok();
+        if !(root && nft) {
+            let why = if root {
+                "nft is not installed"
+            } else {
+                "not root"
+            };
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true and `nft --check` cannot run: {why}");
+            }
+            eprintln!("\n!!! SKIPPED nft --check of {name}.nft: {why} !!!\n");
+            return;
+        }
+        let mut child = Command::new("nft")
+            .args(["--check", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nft runs");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft refuses {name}.nft: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Envs with `network = "none"` have no policy, so a root where no env is networked
+    /// renders a table that lets nothing in or out of an env interface.
+    #[test]
+    fn golden_no_networked_env() {
+        assert_golden("none", &render(&[], &[], &[]));
+    }
+
+    /// `"nat"`: anything outside the subnet; counters carried over from the previous table.
+    #[test]
+    fn golden_nat() {
+        let text = render(
+            &[env("web", 2, Mode::Nat)],
+            &[("ok_2", 12, 3400), ("drop_2", 1, 60), ("spoofed", 2, 120)],
+            &["eth0"],
+        );
+        assert!(text.contains("counter ok_2 { packets 12 bytes 3400 }"));
+        assert_golden("nat", &text);
+    }
+
+    /// `{ allow = [...] }` with a network (`10.1.2.0/24:*`), a host (`192.0.2.7:443`), a port
+    /// range (`198.51.100.9:8000-8080`), and `reach` to another env's port.
+    #[test]
+    fn golden_allow_list_with_reach() {
+        let mut api = env(
+            "api",
+            3,
+            Mode::Allow(vec![
+                (Ipv4Addr::new(10, 1, 2, 0), 24, 1, 65535),
+                (Ipv4Addr::new(192, 0, 2, 7), 32, 443, 443),
+                (Ipv4Addr::new(198, 51, 100, 9), 32, 8000, 8080),
+            ]),
+        );
+        api.reach = vec![(addr(4), 5432)];
+        let db = env("db", 4, Mode::Nat);
+        let text = render(&[api, db], &[], &["eth0", "wlan0"]);
+        assert!(text.contains("10.1.2.0/24 . 1-65535, 192.0.2.7/32 . 443"));
+        assert_golden("allow", &text);
+    }
+
+    /// An allow list that resolved to nothing: the env reaches nothing but the DNS forwarder.
+    #[test]
+    fn golden_empty_allow_list() {
+        assert_golden(
+            "allow-empty",
+            &render(&[env("cut", 2, Mode::Allow(Vec::new()))], &[], &["eth0"]),
+        );
+    }
+
+    /// `{ proxy = "socks5://10.0.0.5:1080" }`: one TCP endpoint only.
+    #[test]
+    fn golden_proxy() {
+        let text = render(
+            &[env(
+                "browser",
+                5,
+                Mode::Proxy(Ipv4Addr::new(10, 0, 0, 5), 1080),
+            )],
+            &[],
+            &["eth0"],
+        );
+        assert_golden("proxy", &text);
+    }
+
+    /// `{ via = "tor" }`: the client sends everything to its router and gets no DNS from the
+    /// host; the router (a `router = true` env on `"nat"`) relays the replies.
+    #[test]
+    fn golden_via_router() {
+        let mut tor = env("tor", 2, Mode::Nat);
+        tor.router = true;
+        let work = env(
+            "work",
+            3,
+            Mode::Via {
+                ifname: format!("{PREFIX}2"),
+                address: addr(2),
+            },
+        );
+        let text = render(&[tor, work], &[], &["eth0"]);
+        let line = |set: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("set {set} ")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(line("dns_clients").contains("\"vs1a2b2\""));
+        assert!(!line("dns_clients").contains("\"vs1a2b3\""));
+        assert!(line("routers").contains("\"vs1a2b2\""));
+        assert_golden("via", &text);
+    }
+
+    /// A router whose own way out is an allow list, with no client yet.
+    #[test]
+    fn golden_router_side() {
+        let mut vpn = env(
+            "vpn",
+            6,
+            Mode::Allow(vec![(Ipv4Addr::new(203, 0, 113, 10), 32, 51820, 51820)]),
+        );
+        vpn.router = true;
+        assert_golden("router", &render(&[vpn], &[], &["eth0"]));
+    }
+
+    /// Chaining: a client via a router that is itself routed via another router.
+    #[test]
+    fn golden_via_a_chain_of_routers() {
+        let mut outer = env("outer", 2, Mode::Nat);
+        outer.router = true;
+        let mut inner = env(
+            "inner",
+            3,
+            Mode::Via {
+                ifname: format!("{PREFIX}2"),
+                address: addr(2),
+            },
+        );
+        inner.router = true;
+        let client = env(
+            "client",
+            4,
+            Mode::Via {
+                ifname: format!("{PREFIX}3"),
+                address: addr(3),
+            },
+        );
+        assert_golden(
+            "via-chain",
+            &render(&[outer, inner, client], &[], &["eth0"]),
+        );
+    }
+}
