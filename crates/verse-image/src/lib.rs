@@ -606,3 +606,207 @@ fn which(program: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
 }
+
+#[cfg(test)]
+mod tests {
+    //! What the builder decides before it runs anything: cache keys, the run config and user
+    //! lookups, against a real store in a temporary directory (no root, no debootstrap).
+
+    use super::*;
+
+    fn builder(store: &Store) -> Builder<'_> {
+        Builder {
+            store,
+            exe: PathBuf::from("/nonexistent/verse"),
+            id_base: 0,
+            mirror: DEFAULT_MIRROR.into(),
+            debootstrap_cache: None,
+            spec_dir: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    fn layer(byte: u8, input: &str) -> ManifestLayer {
+        ManifestLayer {
+            root: Hash([byte; 32]),
+            input: input.into(),
+        }
+    }
+
+    fn manifest(layers: Vec<ManifestLayer>) -> Manifest {
+        Manifest {
+            layers,
+            config: RunConfig::default(),
+        }
+    }
+
+    fn spec(source: &str) -> Spec {
+        verse_spec::parse_str(source, "verse.toml").expect("test spec parses")
+    }
+
+    #[test]
+    fn cache_keys_do_not_confuse_where_one_part_ends_and_the_next_begins() {
+        assert_ne!(cache_key(&[b"ab", b"c"]), cache_key(&[b"a", b"bc"]));
+        assert_ne!(cache_key(&[b"abc"]), cache_key(&[b"abc", b""]));
+        assert_eq!(cache_key(&[b"ab", b"c"]), cache_key(&[b"ab", b"c"]));
+        // Tagged with the key scheme's version: not the plain hash of the bytes.
+        assert_ne!(cache_key(&[b"abc"]), Hash::from(blake3::hash(b"abc")));
+    }
+
+    #[test]
+    fn a_step_key_changes_with_any_layer_below_its_kind_or_its_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let b = builder(&store);
+        let below = manifest(vec![layer(1, "debootstrap"), layer(2, "run: a")]);
+        let key = b.key(&below, "run", b"useradd -m writer");
+        assert_eq!(
+            key,
+            b.key(&below, "run", b"useradd -m writer"),
+            "rebuild hits"
+        );
+        let mut other_base = below.clone();
+        other_base.layers[0].root = Hash([9; 32]);
+        assert_ne!(key, b.key(&other_base, "run", b"useradd -m writer"));
+        assert_ne!(key, b.key(&below, "packages", b"useradd -m writer"));
+        assert_ne!(key, b.key(&below, "run", b"useradd -m reader"));
+        // What produced a layer is a description; only its content names it.
+        let mut relabelled = below.clone();
+        relabelled.layers[1].input = "run: something else".into();
+        assert_eq!(key, b.key(&relabelled, "run", b"useradd -m writer"));
+    }
+
+    #[test]
+    fn a_remembered_layer_is_reused_only_while_the_store_still_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let b = builder(&store);
+        let key = cache_key(&[b"step"]);
+        assert_eq!(b.cached(&key), None);
+        let gone = Hash([7; 32]);
+        b.remember(&key, &gone).unwrap();
+        assert_eq!(
+            b.cached(&key),
+            None,
+            "a layer no longer in the store is rebuilt"
+        );
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("hello"), "hi\n").unwrap();
+        let root = store
+            .import_dir(src.path(), &mut verse_store::NoProgress)
+            .unwrap()
+            .root;
+        b.remember(&key, &root).unwrap();
+        assert_eq!(b.cached(&key), Some(root));
+    }
+
+    #[test]
+    fn the_recipe_env_overrides_the_base_env_and_sets_the_workdir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let spec = spec(
+            "[image.app]\nbase = \"debian:bookworm\"\nworkdir = \"/srv\"\nenv = { LANG = \"C.UTF-8\", MODE = \"prod\" }\n",
+        );
+        let mut config = RunConfig {
+            env: vec![("PATH".into(), "/bin".into()), ("LANG".into(), "C".into())],
+            ..RunConfig::default()
+        };
+        builder(&store)
+            .apply_config(&mut config, &spec.images["app"])
+            .unwrap();
+        assert_eq!(config.workdir.as_deref(), Some("/srv"));
+        assert_eq!(
+            config.env,
+            [
+                ("LANG".to_string(), "C.UTF-8".to_string()),
+                ("MODE".to_string(), "prod".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn users_given_as_root_or_numbers_need_no_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let b = builder(&store);
+        let empty = manifest(Vec::new());
+        assert_eq!(b.resolve_user(&empty, "app", "root").unwrap(), "0:0");
+        assert_eq!(b.resolve_user(&empty, "app", "1000").unwrap(), "1000:1000");
+        assert_eq!(
+            b.resolve_user(&empty, "app", "1000:100").unwrap(),
+            "1000:100"
+        );
+    }
+
+    #[test]
+    fn a_user_name_is_looked_up_in_the_top_most_passwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let b = builder(&store);
+        let import = |passwd: &str| {
+            let src = tempfile::tempdir().unwrap();
+            fs::create_dir(src.path().join("etc")).unwrap();
+            fs::write(src.path().join("etc/passwd"), passwd).unwrap();
+            let root = store
+                .import_dir(src.path(), &mut verse_store::NoProgress)
+                .unwrap()
+                .root;
+            ManifestLayer {
+                root,
+                input: "test".into(),
+            }
+        };
+        let base = import("root:x:0:0:root:/root:/bin/sh\n");
+        let top =
+            import("root:x:0:0:root:/root:/bin/sh\nwriter:x:1001:1002::/home/writer:/bin/sh\n");
+        let image = manifest(vec![base.clone(), top]);
+        assert_eq!(
+            b.resolve_user(&image, "app", "writer").unwrap(),
+            "1001:1002"
+        );
+        let error = b
+            .resolve_user(&manifest(vec![base]), "app", "writer")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "image `app`: user `writer` is not in the image's /etc/passwd; add a run step such as \"useradd -m writer\""
+        );
+    }
+
+    #[test]
+    fn a_user_name_in_an_image_without_passwd_is_refused_with_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let error = builder(&store)
+            .resolve_user(&manifest(Vec::new()), "app", "writer")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "image `app`: it has no /etc/passwd to look user `writer` up in; give a uid such as \"1000\""
+        );
+    }
+
+    #[test]
+    fn a_base_neither_declared_nor_stored_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let spec = spec("[image.app]\nbase = \"missing\"\nrun = [\"true\"]\n");
+        let mut lines = Vec::new();
+        let error = builder(&store)
+            .build("app", &spec, &|_| None, &mut |l| lines.push(l.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "image `app`: its base `missing` is neither declared in the spec nor in the store; import it with `verse image import missing FILE` or declare [image.missing]"
+        );
+        assert!(lines.is_empty(), "nothing ran: {lines:?}");
+        let error = builder(&store)
+            .build("other", &spec, &|_| None, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "the spec declares no image `other`");
+    }
+}
