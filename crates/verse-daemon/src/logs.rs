@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use verse_engine::lifecycle;
+use verse_engine::envs;
 
 /// How often a follower looks for more.
 const FOLLOW_TICK: Duration = Duration::from_millis(100);
@@ -107,7 +107,7 @@ impl Tail {
             if !self.follow {
                 return None;
             }
-            if !lifecycle::is_running(&self.daemon, &self.name).await {
+            if !envs::is_running(&self.daemon, &self.name).await {
                 // One last pass catches what the env wrote as it stopped.
                 self.follow = false;
                 continue;
@@ -122,7 +122,7 @@ pub async fn logs(
     Path(name): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    verse_engine::actions::find_env(&daemon, &name)?;
+    envs::find_env(&daemon, &name)?;
     let path = daemon.paths.env_dir(&name).join("console.log");
     let rotated_out = verse_runtime::console_log::rotated_path(&path);
     // The rotated-out file first: opened before the current one, so a

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use verse_api::{ExecRequest, WebInfo};
-use verse_engine::lifecycle;
+use verse_engine::envs;
 use verse_runtime::ShimRequest;
 use verse_web::bridge::{self, Options};
 use verse_web::rfb::Policy;
@@ -201,7 +201,7 @@ async fn terminal(
     };
     Ok(upgrade.on_upgrade(move |socket| async move {
         let what = format!("env `{name}`");
-        let shim = lifecycle::shim_client(&daemon, &name)
+        let shim = envs::shim_client(&daemon, &name)
             .request(&ShimRequest::Exec(request))
             .await;
         match shim {

@@ -4,6 +4,7 @@
 
 use crate::Engine;
 use crate::db::{EnvPlan, EnvRow, now};
+use crate::envs::find_env;
 use crate::error::{EngineError, EngineResult};
 use crate::guard::Actor;
 use crate::{control, diff, lifecycle, reconcile, snapshots};
@@ -19,13 +20,6 @@ use verse_runtime::ShimRequest;
 /// A connection to an env's shim that carries an exec or run session's frames.
 pub type ShimStream = tokio::io::BufReader<tokio::net::UnixStream>;
 
-pub fn find_env(daemon: &Engine, name: &str) -> EngineResult<EnvRow> {
-    daemon.db.env(name)?.ok_or_else(|| {
-        EngineError::not_found(format!("no env named `{name}`"))
-            .hint("`verse ls` lists the envs this daemon knows")
-    })
-}
-
 pub async fn show_env(daemon: &Arc<Engine>, name: String) -> EngineResult<EnvInfo> {
     let row = find_env(daemon, &name)?;
     Ok(lifecycle::info(daemon, &row).await)
@@ -35,7 +29,7 @@ pub async fn up(daemon: &Arc<Engine>, actor: &Actor, name: String) -> EngineResu
     let _changes = daemon.changes.lock().await;
     let row = find_env(daemon, &name)?;
     daemon.db.set_desired(&name, "running")?;
-    if !lifecycle::is_running(daemon, &name).await {
+    if !crate::envs::is_running(daemon, &name).await {
         lifecycle::start_because(daemon, &row, false, "verse up").await?;
         daemon.audit(actor, "start", Some(&name), "up");
     }
@@ -83,7 +77,7 @@ pub async fn exec(
             .hint(format!("`verse unpause {name}` lets it run again")));
     }
     let detail = argv_detail(&request.argv);
-    let (_, shim) = lifecycle::shim_client(daemon, &name)
+    let (_, shim) = crate::envs::shim_client(daemon, &name)
         .request(&ShimRequest::Exec(request))
         .await
         .map_err(|e| match e {
@@ -225,7 +219,10 @@ pub async fn run(
         rows: request.rows,
         cols: request.cols,
     };
-    let shim = match lifecycle::shim_client(daemon, &name).request(&attach).await {
+    let shim = match crate::envs::shim_client(daemon, &name)
+        .request(&attach)
+        .await
+    {
         Ok((_, shim)) => shim,
         Err(e) => {
             let _ = lifecycle::remove(daemon, &row).await;

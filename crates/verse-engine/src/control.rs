@@ -3,24 +3,13 @@
 //! shim (vm backend: the guest's vCPUs stop, its clock with them).
 
 use crate::Engine;
+use crate::envs::{cgroup_of, is_paused};
 use crate::error::{EngineError, EngineResult};
-use crate::lifecycle;
 use std::sync::Arc;
 use verse_api::EnvState;
 
-/// The env's cgroup, when it exists on the host.
-pub fn cgroup_of(daemon: &Engine, name: &str) -> Option<verse_sandbox::Cgroup> {
-    verse_sandbox::Cgroup::open(&lifecycle::cgroup_path(daemon, name))
-        .ok()
-        .flatten()
-}
-
-pub fn is_paused(daemon: &Engine, name: &str) -> bool {
-    cgroup_of(daemon, name).is_some_and(|c| c.is_frozen())
-}
-
 async fn running_cgroup(daemon: &Engine, name: &str) -> EngineResult<verse_sandbox::Cgroup> {
-    if !lifecycle::is_running(daemon, name).await {
+    if !crate::envs::is_running(daemon, name).await {
         return Err(
             EngineError::conflict(format!("env `{name}` is not running"))
                 .hint(format!("start it with `verse up {name}`")),
@@ -29,7 +18,7 @@ async fn running_cgroup(daemon: &Engine, name: &str) -> EngineResult<verse_sandb
     cgroup_of(daemon, name).ok_or_else(|| {
         EngineError::internal(format!(
             "env `{name}` runs but its cgroup {} is missing",
-            lifecycle::cgroup_path(daemon, name)
+            crate::envs::cgroup_path(daemon, name)
         ))
     })
 }
@@ -47,7 +36,7 @@ fn is_vm(daemon: &Engine, name: &str) -> bool {
 pub async fn is_paused_now(daemon: &Engine, name: &str) -> bool {
     if is_vm(daemon, name) {
         return matches!(
-            crate::lifecycle::shim_client(daemon, name)
+            crate::envs::shim_client(daemon, name)
                 .call(&verse_runtime::ShimRequest::Status)
                 .await,
             Ok(response) if response.status.as_ref().is_some_and(|s| s.paused)
@@ -64,10 +53,7 @@ async fn vm_pause(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) ->
         verse_runtime::ShimRequest::Unpause
     };
     let started = std::time::Instant::now();
-    match crate::lifecycle::shim_client(daemon, name)
-        .call(&request)
-        .await
-    {
+    match crate::envs::shim_client(daemon, name).call(&request).await {
         Ok(_) => {}
         Err(verse_runtime::ShimClientError::Gone(_)) => {
             return Err(

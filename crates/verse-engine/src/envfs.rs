@@ -67,7 +67,7 @@ impl EnvRoot {
                 row.plan.backend.as_str()
             )));
         }
-        let status = crate::lifecycle::shim_client(daemon, env)
+        let status = crate::envs::shim_client(daemon, env)
             .call(&ShimRequest::Status)
             .await
             .ok()
@@ -181,7 +181,7 @@ impl EnvFiles {
         if crate::backend::of(row.plan.backend).files() != Files::Guest {
             return EnvRoot::open(daemon, env).await.map(EnvFiles::Container);
         }
-        if !crate::lifecycle::is_running(daemon, env).await {
+        if !crate::envs::is_running(daemon, env).await {
             return Err(EngineError::conflict(format!("env `{env}` is not running"))
                 .hint(format!("start it with `verse up {env}`; nothing was moved")));
         }

@@ -85,3 +85,15 @@ impl From<crate::db::DbError> for EngineError {
 }
 
 pub type EngineResult<T> = Result<T, EngineError>;
+
+/// A spec refused at apply time for these positioned problems; nothing was changed.
+pub fn rejected(diagnostics: Vec<Diagnostic>) -> EngineError {
+    let summary = diagnostics
+        .iter()
+        .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
+        .collect::<Vec<_>>()
+        .join("\n");
+    EngineError::rejected(summary)
+        .hint("nothing was changed")
+        .diagnostics(diagnostics)
+}

@@ -21,19 +21,10 @@
 use crate::Engine;
 use crate::backend::HibernateWith;
 use crate::db::EnvRow;
+use crate::envs::{images_dir, is_hibernated};
 use crate::error::{EngineError, EngineResult};
 use std::sync::Arc;
 use verse_runtime::{ShimClientError, ShimConfig, ShimRequest};
-
-/// Where a hibernated env's checkpoint lives.
-pub fn images_dir(daemon: &Engine, name: &str) -> std::path::PathBuf {
-    daemon.paths.env_dir(name).join("checkpoint")
-}
-
-/// A complete checkpoint exists (the marker is written last).
-pub fn is_hibernated(daemon: &Engine, name: &str) -> bool {
-    images_dir(daemon, name).join("complete").exists()
-}
 
 pub async fn hibernate(
     daemon: &Arc<Engine>,
@@ -69,7 +60,7 @@ pub async fn hibernate(
         .hint("install one with scripts/install-criu.sh; `verse doctor` reports it")
     })?;
     let started = std::time::Instant::now();
-    let answer = crate::lifecycle::shim_client(daemon, name)
+    let answer = crate::envs::shim_client(daemon, name)
         .call(&ShimRequest::Hibernate { criu, timeout_ms })
         .await;
     match answer {
@@ -91,7 +82,7 @@ pub async fn hibernate(
 
 async fn hibernate_vm(daemon: &Arc<Engine>, name: &str) -> EngineResult<()> {
     let started = std::time::Instant::now();
-    let answer = crate::lifecycle::shim_client(daemon, name)
+    let answer = crate::envs::shim_client(daemon, name)
         .call(&ShimRequest::HibernateVm)
         .await;
     match answer {

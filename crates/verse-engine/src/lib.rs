@@ -14,6 +14,7 @@ pub mod desktop;
 pub mod diff;
 pub mod disk;
 pub mod envfs;
+pub mod envs;
 pub mod error;
 pub mod events;
 pub mod guard;

@@ -3,34 +3,19 @@
 use crate::Engine;
 use crate::backend::Launch;
 use crate::db::{EnvRow, now};
+use crate::envs::{cgroup_path, env_id_base, is_running, shim_client};
 use crate::error::{EngineError, EngineResult};
 use std::path::PathBuf;
 use std::sync::Arc;
 use verse_api::{EnvInfo, EnvState, PathChange};
 use verse_runtime::{
-    ExitRecord, ID_BASE, Launched, ShimClient, ShimConfig, ShimRecord, ShimRequest, VolumeMount,
+    ExitRecord, ID_BASE, Launched, ShimConfig, ShimRecord, ShimRequest, VolumeMount,
 };
 use verse_spec::caps::Feature;
 
 /// The main process of an env whose spec names no command: a shell that
 /// waits and ends cleanly on SIGTERM (PID 1 ignores signals it has no handler for).
 pub const IDLE_COMMAND: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
-
-pub fn shim_client(daemon: &Engine, name: &str) -> ShimClient {
-    ShimClient::new(&daemon.paths.shim_socket(name))
-}
-
-/// Host uid (and gid) of the root of container env `name`: the start of its own
-/// id range, from the slot the database gave it (ID_BASE for envs made before
-/// ranges were per env). The image checkouts stay owned by ID_BASE's range and
-/// are idmapped into this one (see docs/security.md).
-pub fn env_id_base(daemon: &Engine, name: &str) -> EngineResult<u32> {
-    let slot = daemon
-        .db
-        .id_slot(name)?
-        .ok_or_else(|| EngineError::not_found(format!("no env named `{name}`")))?;
-    Ok(verse_runtime::id_base_of_slot(slot))
-}
 
 /// Host id of the root that owns `row`'s writable layer and the host directories
 /// mounted into it: the env's own base for a container env, ID_BASE for gvisor envs
@@ -41,10 +26,6 @@ pub fn layer_owner_base(daemon: &Engine, row: &EnvRow) -> EngineResult<u32> {
     } else {
         Ok(ID_BASE)
     }
-}
-
-pub fn cgroup_path(daemon: &Engine, name: &str) -> String {
-    format!("{}/{}", daemon.paths.instance_tag(), name)
 }
 
 /// What `verse ls` shows for one env.
@@ -111,7 +92,7 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
                 info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
                 info.cpu_usage_ns = status.cpu_usage_ns;
                 info.memory_bytes = status.memory_bytes;
-                if status.paused || crate::control::is_paused(daemon, &row.name) {
+                if status.paused || crate::envs::is_paused(daemon, &row.name) {
                     info.state = EnvState::Paused;
                 }
                 if row.plan.health.is_some() {
@@ -146,18 +127,11 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
     }
     if info.state != EnvState::Running
         && info.state != EnvState::Paused
-        && crate::hibernate::is_hibernated(daemon, &row.name)
+        && crate::envs::is_hibernated(daemon, &row.name)
     {
         info.state = EnvState::Hibernated;
     }
     info
-}
-
-pub async fn is_running(daemon: &Engine, name: &str) -> bool {
-    match shim_client(daemon, name).call(&ShimRequest::Status).await {
-        Ok(response) => response.status.is_some_and(|s| s.init_pid.is_some()),
-        Err(_) => false,
-    }
 }
 
 /// Starts an env. In attach mode the env waits for a client to attach
@@ -195,7 +169,7 @@ async fn start_unlogged(
     row: &EnvRow,
     attach: bool,
 ) -> EngineResult<Launched> {
-    if crate::hibernate::is_hibernated(daemon, &row.name) {
+    if crate::envs::is_hibernated(daemon, &row.name) {
         return Err(EngineError::conflict(format!(
             "env `{}` is hibernated; starting it afresh would lose its saved processes",
             row.name

@@ -124,7 +124,7 @@ pub async fn check_names(spec: &Spec, file_name: &str, source: &str) -> EngineRe
             }
         })
         .collect();
-    Err(crate::reconcile::rejected(diagnostics))
+    Err(crate::error::rejected(diagnostics))
 }
 
 fn internal(e: impl std::fmt::Display) -> EngineError {
@@ -387,7 +387,7 @@ pub async fn shutdown(daemon: &Engine) {
     *daemon.dns.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let rows = daemon.db.envs().unwrap_or_default();
     for row in rows.iter().filter(|r| r.plan.network != Network::None) {
-        if crate::lifecycle::is_running(daemon, &row.name).await {
+        if crate::envs::is_running(daemon, &row.name).await {
             tracing::info!(env = %row.name, "networked env still running; its rules stay");
             return;
         }

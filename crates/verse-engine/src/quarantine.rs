@@ -249,7 +249,7 @@ pub async fn take_all(daemon: &Engine, env: &str) {
 
 /// Takes ready files of a running vm env's `/downloads` into quarantine.
 async fn take_from_guest(daemon: &Engine, env: &str, hold_ms: u64, everything: bool) {
-    if !crate::lifecycle::is_running(daemon, env).await {
+    if !crate::envs::is_running(daemon, env).await {
         return;
     }
     let guest = GuestFs::new(env, daemon.paths.shim_socket(env));
@@ -337,7 +337,7 @@ fn new_staging_file(path: &Path) -> std::io::Result<std::fs::File> {
 
 fn take_ready(daemon: &Engine, env: &str, hold_ms: u64, everything: bool) {
     let dir = downloads_dir(&daemon.paths, env);
-    let cgroup = crate::lifecycle::cgroup_path(daemon, env);
+    let cgroup = crate::envs::cgroup_path(daemon, env);
     let state = &daemon.quarantine;
     for (path, name) in ready_files(state, &dir, &cgroup, everything) {
         ingest_download(daemon, &path, env, &name, hold_ms);

@@ -6,7 +6,7 @@
 
 use crate::Engine;
 use crate::db::{EnvPlan, EnvRow, now};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult, rejected};
 use crate::lifecycle;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -97,18 +97,6 @@ pub fn check_images(
     Err(rejected(diagnostics))
 }
 
-/// A spec refused at apply time for these positioned problems; nothing was changed.
-pub fn rejected(diagnostics: Vec<Diagnostic>) -> EngineError {
-    let summary = diagnostics
-        .iter()
-        .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
-        .collect::<Vec<_>>()
-        .join("\n");
-    EngineError::rejected(summary)
-        .hint("nothing was changed")
-        .diagnostics(diagnostics)
-}
-
 /// A spec that did not parse or validate; nothing was changed.
 pub fn spec_errors(errors: verse_spec::SpecErrors) -> EngineError {
     let diagnostics: Vec<Diagnostic> = errors
@@ -175,7 +163,7 @@ pub async fn plan(daemon: &Engine, spec: &Spec) -> EngineResult<Vec<Planned>> {
     let rows = daemon.db.envs()?;
     let mut running = HashSet::new();
     for row in rows.iter().filter(|r| spec.envs.contains_key(&r.name)) {
-        if lifecycle::is_running(daemon, &row.name).await {
+        if crate::envs::is_running(daemon, &row.name).await {
             running.insert(row.name.clone());
         }
     }

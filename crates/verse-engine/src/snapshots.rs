@@ -10,7 +10,7 @@
 use crate::Engine;
 use crate::db::EnvRow;
 use crate::error::{EngineError, EngineResult};
-use crate::{control, lifecycle};
+use crate::lifecycle;
 use std::path::Path;
 use std::sync::Arc;
 use verse_api::{EnvState, SnapshotInfo, VolumeSnapshot};
@@ -71,9 +71,9 @@ pub async fn take(
             )));
         }
     }
-    let running = lifecycle::is_running(daemon, &name).await;
+    let running = crate::envs::is_running(daemon, &name).await;
     let cgroup = if running {
-        control::cgroup_of(daemon, &name)
+        crate::envs::cgroup_of(daemon, &name)
     } else {
         None
     };
@@ -198,14 +198,14 @@ pub async fn restore(daemon: &Arc<Engine>, row: &EnvRow, id: &str) -> EngineResu
         .root
         .parse()
         .map_err(|e| EngineError::internal(format!("snapshot {id} has a bad root: {e}")))?;
-    if crate::hibernate::is_hibernated(daemon, &row.name) {
+    if crate::envs::is_hibernated(daemon, &row.name) {
         return Err(EngineError::conflict(format!(
             "env `{}` is hibernated; restoring a snapshot would throw its saved processes away",
             row.name
         ))
         .hint("resume it first, or discard the hibernation"));
     }
-    let was_running = lifecycle::is_running(daemon, &row.name).await;
+    let was_running = crate::envs::is_running(daemon, &row.name).await;
     crate::disk::mount_if_any(daemon, &row.name, &row.plan)?;
     // The env's disk, if it has one: the new layer is written there, so the swap
     // is renames on one filesystem (and the disk must have room for both a moment).

@@ -9,7 +9,7 @@ use crate::db::EnvRow;
 use crate::db_lifecycle::PendingFallback;
 use crate::error::{EngineError, EngineResult};
 use crate::events::{lock, now_ms};
-use crate::{control, diff, lifecycle};
+use crate::{diff, lifecycle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -259,7 +259,7 @@ async fn check(
         ..ExecRequest::default()
     });
     let run = async {
-        let (_, mut stream) = lifecycle::shim_client(daemon, name)
+        let (_, mut stream) = crate::envs::shim_client(daemon, name)
             .request(&request)
             .await
             .map_err(|e| e.to_string())?;
@@ -307,8 +307,8 @@ pub async fn update(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
         .map(|c| c.field.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    if lifecycle::is_running(daemon, &row.name).await && diff::all_live(&changes) {
-        if let Some(cgroup) = control::cgroup_of(daemon, &row.name) {
+    if crate::envs::is_running(daemon, &row.name).await && diff::all_live(&changes) {
+        if let Some(cgroup) = crate::envs::cgroup_of(daemon, &row.name) {
             let limits = verse_sandbox::Limits {
                 cpu: row.plan.cpu,
                 memory: row.plan.memory,
