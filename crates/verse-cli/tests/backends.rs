@@ -1,6 +1,8 @@
-//! The behaviours users rely on, on the vm backend (QEMU microvm, TCG here)
-//! and the gvisor backend (runsc, ptrace platform). One booted guest serves
-//! every read-only check, to keep the suite fast.
+//! The backend contract: the behaviours users rely on, checked the same way on every
+//! backend (container: verse-sandbox; vm: QEMU microvm, TCG here; gvisor: runsc, ptrace
+//! platform). A new backend gets its `*_backend_behaves_like_an_env` test and passes it; where
+//! backends differ by design (whose kernel runs the env) the contract says which way each goes.
+//! One started env serves every read-only check, to keep the suite fast.
 
 mod common;
 use common::*;
@@ -96,35 +98,37 @@ fn behaves_like_an_env(backend: &str) {
         "a network device besides lo"
     );
 
-    // Its own kernel.
+    // A vm or gvisor env runs its own kernel (QEMU's guest, gVisor's Sentry); a container
+    // env shares the host's.
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let (_, guest, _) = verse.sh("keep", "uname -r");
-    assert_ne!(
-        guest.trim(),
-        host.trim(),
-        "the env runs on the host's kernel"
-    );
-
-    if backend == "vm" {
-        let out = verse.run(&[
-            "exec",
-            "-t",
-            "keep",
-            "--",
-            "/bin/sh",
-            "-c",
-            "[ -t 0 ] && [ -t 1 ] && echo tty",
-        ]);
-        assert!(
-            stdout(&out).contains("tty"),
-            "-t gave no terminal: {}",
-            stdout(&out)
+    if backend == "container" {
+        assert_eq!(
+            guest.trim(),
+            host.trim(),
+            "a container env on another kernel"
         );
-        // A memory hog is killed inside the 128 MiB guest; the env lives on.
+    } else {
+        assert_ne!(
+            guest.trim(),
+            host.trim(),
+            "the env runs on the host's kernel"
+        );
+    }
+
+    // Two gaps of the gvisor backend this suite found, left out for it until they close:
+    // - exec -t: `runsc exec` hands the Sentry the host pty as a plain file, so the process
+    //   inside sees no terminal (a terminal there needs runsc's `--console-socket`);
+    // - memory: a 300 MiB hog completes in a gvisor env with memory = "128MiB".
+    if backend != "gvisor" {
+        exec_t_gives_a_terminal(&verse);
+        // A memory hog is killed inside the 128 MiB env; the env lives on.
         let (code, _, _) = verse.sh("keep", "head -c 300m /dev/zero | tail > /dev/null");
-        assert_ne!(code, 0, "a 300 MiB hog completed in a 128 MiB guest");
+        assert_ne!(code, 0, "a 300 MiB hog completed in a 128 MiB env");
         let (code, out, _) = verse.sh("keep", "echo still here");
         assert_eq!((code, out.trim()), (0, "still here"));
+    }
+    if backend == "vm" {
         vm_pauses_and_hibernates(&verse);
     }
 
@@ -152,7 +156,8 @@ fn behaves_like_an_env(backend: &str) {
     let (code, _, _) = verse.sh("scratch", "cat /root/note");
     assert_ne!(code, 0, "an ephemeral env kept its writes across down/up");
 
-    // The VMM or sandbox killed from outside: the env is failed, not running.
+    // The env's main process (VMM, sandbox or container init) killed from outside: the env
+    // is failed, not running.
     let pid = verse.env("scratch")["pid"]
         .as_u64()
         .expect("a running env has a pid");
@@ -179,7 +184,7 @@ fn behaves_like_an_env(backend: &str) {
         let left = verse.cgroup_dirs(env);
         assert!(left.is_empty(), "{env}: cgroup left behind: {left:?}");
     }
-    assert!(!pid_alive(keep_pid), "the VMM/sandbox outlived rm");
+    assert!(!pid_alive(keep_pid), "the VMM/sandbox/init outlived rm");
     let shims = std::fs::read_dir(verse.root().join("run/verse/shims"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -188,6 +193,24 @@ fn behaves_like_an_env(backend: &str) {
         verse.host_mounts().is_empty(),
         "mounts left: {:?}",
         verse.host_mounts()
+    );
+}
+
+/// `verse exec -t`: the command's stdin and stdout are a terminal.
+fn exec_t_gives_a_terminal(verse: &Verse) {
+    let out = verse.run(&[
+        "exec",
+        "-t",
+        "keep",
+        "--",
+        "/bin/sh",
+        "-c",
+        "[ -t 0 ] && [ -t 1 ] && echo tty",
+    ]);
+    assert!(
+        stdout(&out).contains("tty"),
+        "-t gave no terminal: {}",
+        stdout(&out)
     );
 }
 
@@ -278,6 +301,14 @@ fn nix_kill(pid: u64) {
 }
 
 #[test]
+fn container_backend_behaves_like_an_env() {
+    if !can_run() {
+        return;
+    }
+    behaves_like_an_env("container");
+}
+
+#[test]
 fn vm_backend_behaves_like_an_env() {
     if !can_run() || !backend_available("vm") {
         return;
@@ -357,9 +388,4 @@ fn doctor_reports_vm_and_gvisor_needs_and_the_cached_accelerator() {
             && line.contains("a reason the daemon wrote"),
         "{line}"
     );
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }

@@ -64,7 +64,8 @@ pub fn loops_usable() -> bool {
     }
 }
 
-fn nix_is_root() -> bool {
+/// Whether the test runs as root (effective uid 0).
+pub fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
