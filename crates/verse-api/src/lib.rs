@@ -5,6 +5,8 @@
 //! Interactive streams (exec, run) upgrade the HTTP connection to a raw byte
 //! stream carrying [`frame`]s.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "client")]
 pub mod client;
 pub mod frame;

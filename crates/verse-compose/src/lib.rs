@@ -14,6 +14,8 @@
 //! Output is rendered for the spec crate of this build ([`render`]): fields it does not accept
 //! yet are carried as comments, so the fragment always parses.
 
+#![forbid(unsafe_code)]
+
 pub mod catalog;
 pub mod draft;
 pub mod model;

@@ -1,6 +1,8 @@
 //! The Verse daemon: owns state, brings envs to their declared state, and
 //! serves the HTTP API on `$VERSE_ROOT/run/verse/verse.sock`.
 
+#![forbid(unsafe_code)]
+
 //! The Verse daemon: the transport around [`verse_engine::Engine`]. It serves the HTTP API
 //! on `$VERSE_ROOT/run/verse/verse.sock` (root only), the token-only API over TLS, and the
 //! web UI; each handler is a thin call into the engine, and engine errors become responses

@@ -18,6 +18,8 @@
 //! Envs without a disk pay nothing: [`layer_dir`] is one `stat` of a file
 //! that does not exist.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

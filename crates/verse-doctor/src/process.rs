@@ -143,7 +143,7 @@ fn overlay_in(dir: &Path) -> io::Result<()> {
     let root = c"/";
 
     let outcome = in_child(|| {
-        // SAFETY (whole block): every pointer is a NUL-terminated string owned by the parent's
+        // SAFETY: for the whole block: every pointer is a NUL-terminated string owned by the parent's
         // stack frame, which the forked child shares a copy of; the calls only affect the
         // child's own, fresh mount namespace, made private first so nothing propagates back.
         unsafe {

@@ -9,6 +9,8 @@
 //! and Verse wired and filters (see [`GvisorConfig::network`]); and the ptrace
 //! platform: the kvm platform hangs under nested KVM. Volumes are OCI bind mounts.
 
+#![forbid(unsafe_code)]
+
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
     LinuxResourcesBuilder, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,

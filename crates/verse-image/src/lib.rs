@@ -15,6 +15,8 @@
 //! below it (`<store>/build-cache/<key>` holds the layer root), so a rebuild with nothing
 //! changed runs nothing, and editing one step rebuilds from that step on.
 
+#![forbid(unsafe_code)]
+
 mod export;
 mod oci;
 pub mod step;

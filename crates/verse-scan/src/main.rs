@@ -15,6 +15,8 @@
 //! namespaces, module and key syscalls, and every way to open or change a
 //! file. The daemon also starts it in an empty network namespace.
 
+#![forbid(unsafe_code)]
+
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

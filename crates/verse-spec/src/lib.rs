@@ -60,6 +60,8 @@
 //! volumes cannot be mounted over `/`, `/proc`, `/sys`, `/dev` or anything below them.
 //! Sizes: `K`/`KiB` = 1024, `KB` = 1000 (likewise M, G, T); units are case-insensitive.
 
+#![forbid(unsafe_code)]
+
 pub mod caps;
 pub mod desktop;
 mod error;

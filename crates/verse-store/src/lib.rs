@@ -8,6 +8,8 @@
 //! checked before every start ([`Store::quick_check`]) or in full ([`Store::verify`]), and
 //! collected ([`Store::gc`]). The on-disk layout is described in `store.rs`.
 
+#![forbid(unsafe_code)]
+
 mod checkout;
 mod error;
 mod export;

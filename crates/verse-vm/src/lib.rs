@@ -10,6 +10,8 @@
 //! - [`accel`]: KVM or TCG, decided by timing a tiny guest, not by trusting
 //!   that `/dev/kvm` exists.
 
+#![forbid(unsafe_code)]
+
 pub mod accel;
 pub mod disk;
 pub mod initramfs;

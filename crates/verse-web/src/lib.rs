@@ -3,6 +3,8 @@
 //! lets only local pages holding the daemon's secret in ([`guard`]), and the
 //! WebSocket bridges to an env's terminal and desktop ([`bridge`]).
 
+#![forbid(unsafe_code)]
+
 pub mod assets;
 pub mod bridge;
 pub mod guard;
