@@ -10,8 +10,10 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod frame;
+pub mod guard;
 pub mod images;
 pub mod paths;
+pub mod quarantine;
 pub mod time;
 pub mod types;
 

@@ -54,6 +54,14 @@ impl Paths {
     pub fn shim_socket(&self, name: &str) -> PathBuf {
         self.run_dir().join("shims").join(format!("{name}.sock"))
     }
+    /// Cache of vm envs' erofs layer images, initramfs and the accelerator decision.
+    pub fn vm_cache(&self) -> PathBuf {
+        self.state_dir().join("vm")
+    }
+    /// The accelerator decision (KVM or TCG) the first vm env made, and `verse doctor` shows.
+    pub fn accel_cache(&self) -> PathBuf {
+        self.vm_cache().join("accel.json")
+    }
 
     /// A short tag unique to this root, used to keep host-global names (cgroups)
     /// of different installations apart.

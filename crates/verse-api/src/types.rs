@@ -450,3 +450,60 @@ pub struct WebInfo {
     /// Why the UI is not served, when it is not.
     pub error: Option<String>,
 }
+
+/// The answer of `DELETE /v1/envs/NAME` and `DELETE /v1/envs/NAME/snapshots/ID`: what
+/// was removed (the env's name, or the snapshot's id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub removed: String,
+}
+
+/// `GET /v1/events?follow=&after=&env=&limit=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventQuery {
+    /// Keep the response open and send new events as they happen.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only events with a larger id.
+    #[serde(default)]
+    pub after: u64,
+    /// Only events of this env.
+    pub env: Option<String>,
+    /// At most this many past events (the newest); default 1000.
+    pub limit: Option<u64>,
+}
+
+/// A line of `GET /v1/events?follow=true` that is not an event: this many events
+/// happened too fast for this follower and were not sent (`verse events` from the
+/// log sees them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsLagged {
+    pub lagged: u64,
+}
+
+/// `GET /v1/envs/NAME/logs?follow=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogsQuery {
+    /// Keep the response open and send new output as it is written.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// `?progress=true` on a long route (image import and build) asks for a stream of
+/// progress events instead of one answer at the end.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProgressQuery {
+    #[serde(default)]
+    pub progress: bool,
+}
+
+/// `POST /v1/envs/NAME/hibernate?discard=&timeout_ms=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HibernateQuery {
+    /// Drop the saved processes of a hibernated env instead.
+    #[serde(default)]
+    pub discard: bool,
+    /// How long CRIU may take to stop the env's processes (its `--timeout`).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}

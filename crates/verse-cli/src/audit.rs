@@ -6,7 +6,8 @@ use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use verse_api::Client;
-use verse_guard::audit::{self, Checkpoint, Record, VerifyReport};
+use verse_api::guard::{Checkpoint, Record, VerifyReport, VerifyRequest};
+use verse_guard::audit::{self, CheckpointExt};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -39,11 +40,6 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(serde::Serialize)]
-struct VerifyRequest {
-    checkpoint: Option<Checkpoint>,
 }
 
 pub async fn run(command: AuditCommand, client: &Client) -> Result<ExitCode> {

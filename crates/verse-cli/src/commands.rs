@@ -136,7 +136,7 @@ async fn each_env(client: &Client, names: &[String], act: EnvAct) -> Result<Exit
                 .await
                 .map(|env| env.state.to_string()),
             EnvAct::Rm => client
-                .delete::<serde_json::Value>(&format!("/v1/envs/{name}"))
+                .delete::<verse_api::Removed>(&format!("/v1/envs/{name}"))
                 .await
                 .map(|_| "removed".to_string()),
         }

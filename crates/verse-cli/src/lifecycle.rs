@@ -93,7 +93,7 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
             json,
         } => match args.as_slice() {
             [rm, name, id] if rm == "rm" => {
-                let _: serde_json::Value = client
+                let _: verse_api::Removed = client
                     .delete(&format!("/v1/envs/{name}/snapshots/{id}"))
                     .await?;
                 println!("{name}: snapshot {id} removed");

@@ -6,8 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use std::process::ExitCode;
 use verse_api::Client;
-use verse_engine::quarantine::{CopyReport, CopyRequest, ReleaseRequest};
-use verse_guard::quarantine::Item;
+use verse_api::quarantine::{CopyReport, CopyRequest, Item, ReleaseRequest, State};
 
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
@@ -55,7 +54,7 @@ fn hold(item: &Item) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let left = item.hold_until - now;
-    if item.state != verse_guard::quarantine::State::Held {
+    if item.state != State::Held {
         "-".into()
     } else if left > 0 {
         format!("{}s left", left)

@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::process::ExitCode;
 use verse_api::Client;
-use verse_guard::token::{self, Minted};
+use verse_api::guard::{MintRequest, Minted, RevokeRequest, Revoked};
+use verse_guard::token;
 
 /// What a token (or its attenuation) grants.
 #[derive(clap::Args)]
@@ -59,10 +60,7 @@ pub async fn run(command: TokenCommand, client: &Client) -> Result<ExitCode> {
             // Parse here too, so bad input is named before the daemon is asked.
             token::parse_rights(&allow)?;
             let minted: Minted = client
-                .post(
-                    "/v1/tokens",
-                    &verse_engine::guard::MintRequest { allow, ttl },
-                )
+                .post("/v1/tokens", &MintRequest { allow, ttl })
                 .await?;
             print(&minted, json);
         }
@@ -77,11 +75,8 @@ pub async fn run(command: TokenCommand, client: &Client) -> Result<ExitCode> {
             print(&minted, json);
         }
         TokenCommand::Revoke { id } => {
-            let _: serde_json::Value = client
-                .post(
-                    "/v1/tokens/revoke",
-                    &verse_engine::guard::RevokeRequest { id: id.clone() },
-                )
+            let _: Revoked = client
+                .post("/v1/tokens/revoke", &RevokeRequest { id: id.clone() })
                 .await?;
             println!("revoked {id}");
         }

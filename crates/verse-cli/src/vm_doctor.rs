@@ -14,11 +14,6 @@ fn on_path(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// Where the daemon caches the accelerator decision (see `verse_engine::backend::vm_cache`).
-pub fn accel_cache(paths: &Paths) -> PathBuf {
-    paths.state_dir().join("vm").join("accel.json")
-}
-
 /// The checks of the vm and gvisor backends. With `probe_vm`, times the tiny KVM guest now
 /// (up to [`accel::PROBE_TIMEOUT`]) and caches the decision, as the first vm env would.
 pub fn checks(paths: &Paths, exe: &Path, probe_vm: bool) -> Vec<Check> {
@@ -110,7 +105,7 @@ fn accel_check(
     qemu: Option<&Path>,
     kernel: Option<verse_vm::kernel::Kernel>,
 ) -> Check {
-    let cache = accel_cache(paths);
+    let cache = paths.accel_cache();
     let cached = std::fs::read(&cache)
         .ok()
         .and_then(|b| serde_json::from_slice::<AccelDecision>(&b).ok());

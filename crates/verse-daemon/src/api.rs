@@ -155,7 +155,7 @@ async fn remove_env(
     State(daemon): Shared,
     Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<verse_api::Removed>> {
     Ok(Json(
         actions::remove_env(&daemon.engine, &actor, name).await?,
     ))
@@ -273,7 +273,7 @@ async fn run(
 
 async fn import_image(
     State(daemon): Shared,
-    Query(query): Query<crate::progress::ProgressQuery>,
+    Query(query): Query<verse_api::ProgressQuery>,
     Extension(actor): Extension<Actor>,
     Json(request): Json<ImportRequest>,
 ) -> ApiResult<Response> {

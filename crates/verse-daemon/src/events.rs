@@ -7,23 +7,10 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::Response;
-use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
-use verse_api::EventInfo;
+use verse_api::{EventInfo, EventQuery, EventsLagged};
 use verse_engine::events::lock;
-
-#[derive(Deserialize)]
-pub struct EventQuery {
-    #[serde(default)]
-    follow: bool,
-    /// Only events with a larger id.
-    #[serde(default)]
-    after: u64,
-    env: Option<String>,
-    /// At most this many past events (the newest); default 1000.
-    limit: Option<u64>,
-}
 
 /// `GET /v1/events`: past events as JSON lines, then (with `follow`) new ones as
 /// they happen, over a chunked response.
@@ -79,8 +66,8 @@ pub async fn stream(
                         return Some((Ok(bytes::Bytes::from(line(&event))), (Some(rx), id)));
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let note = serde_json::json!({ "lagged": n });
-                        let mut text = note.to_string().into_bytes();
+                        let note = EventsLagged { lagged: n };
+                        let mut text = serde_json::to_vec(&note).expect("a count serialises");
                         text.push(b'\n');
                         return Some((Ok(bytes::Bytes::from(text)), (Some(rx), last)));
                     }

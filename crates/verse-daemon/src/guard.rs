@@ -13,9 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use std::sync::Arc;
+use verse_api::guard::{
+    AuditLogQuery, Checkpoint, MintRequest, Minted, Record, RevokeRequest, Revoked, VerifyReport,
+    VerifyRequest,
+};
 use verse_engine::Actor;
-use verse_engine::guard::{self, LogQuery, MintRequest, RevokeRequest, VerifyRequest};
-use verse_guard::audit::{Checkpoint, Record, VerifyReport};
+use verse_engine::guard;
 
 type Shared = State<Arc<Daemon>>;
 
@@ -78,7 +81,7 @@ async fn mint_token(
     State(daemon): Shared,
     Extension(actor): Extension<Actor>,
     Json(request): Json<MintRequest>,
-) -> ApiResult<Json<verse_guard::token::Minted>> {
+) -> ApiResult<Json<Minted>> {
     Ok(Json(
         guard::mint_token(&daemon.engine, &actor, request).await?,
     ))
@@ -88,7 +91,7 @@ async fn revoke_token(
     State(daemon): Shared,
     Extension(actor): Extension<Actor>,
     Json(request): Json<RevokeRequest>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Revoked>> {
     Ok(Json(
         guard::revoke_token(&daemon.engine, &actor, request).await?,
     ))
@@ -96,7 +99,7 @@ async fn revoke_token(
 
 async fn audit_log(
     State(daemon): Shared,
-    Query(query): Query<LogQuery>,
+    Query(query): Query<AuditLogQuery>,
 ) -> ApiResult<Json<Vec<Record>>> {
     Ok(Json(guard::audit_log(&daemon.engine, query).await?))
 }

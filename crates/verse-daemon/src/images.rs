@@ -28,7 +28,7 @@ pub fn routes() -> Router<Arc<Daemon>> {
 
 async fn build(
     State(daemon): Shared,
-    Query(query): Query<crate::progress::ProgressQuery>,
+    Query(query): Query<verse_api::ProgressQuery>,
     Json(request): Json<BuildRequest>,
 ) -> ApiResult<Response> {
     let job = images::build_job(request)?;

@@ -7,7 +7,10 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
-use verse_api::{ApplyRequest, DiffReport, EnvInfo, RestoreRequest, SnapshotInfo, SnapshotRequest};
+use verse_api::{
+    ApplyRequest, DiffReport, EnvInfo, HibernateQuery, Removed, RestoreRequest, SnapshotInfo,
+    SnapshotRequest,
+};
 use verse_engine::actions;
 
 type Shared = State<Arc<Daemon>>;
@@ -56,7 +59,7 @@ async fn take_snapshot(
 async fn remove_snapshot(
     State(daemon): Shared,
     Path((name, id)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Removed>> {
     Ok(Json(
         actions::remove_snapshot(&daemon.engine, (name, id)).await?,
     ))
@@ -84,7 +87,7 @@ async fn diff_spec(
 async fn hibernate(
     State(daemon): Shared,
     Path(name): Path<String>,
-    Query(query): Query<actions::HibernateQuery>,
+    Query(query): Query<HibernateQuery>,
 ) -> ApiResult<Json<EnvInfo>> {
     Ok(Json(actions::hibernate(&daemon.engine, name, query).await?))
 }

@@ -12,7 +12,6 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::Response;
-use serde::Deserialize;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,12 +21,6 @@ use verse_engine::envs;
 
 /// How often a follower looks for more.
 const FOLLOW_TICK: Duration = Duration::from_millis(100);
-
-#[derive(Deserialize)]
-pub struct LogQuery {
-    #[serde(default)]
-    follow: bool,
-}
 
 struct Tail {
     /// Files still to read whole before the current one (the rotated-out file).
@@ -120,7 +113,7 @@ impl Tail {
 pub async fn logs(
     State(daemon): State<Arc<Daemon>>,
     Path(name): Path<String>,
-    Query(query): Query<LogQuery>,
+    Query(query): Query<verse_api::LogsQuery>,
 ) -> ApiResult<Response> {
     envs::find_env(&daemon, &name)?;
     let path = daemon.paths.env_dir(&name).join("console.log");

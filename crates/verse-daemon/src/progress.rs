@@ -9,18 +9,10 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::Response;
 use bytes::Bytes;
-use serde::Deserialize;
 use verse_api::ProgressEvent;
 
 use crate::Daemon;
 use crate::error::{ApiError, ApiResult};
-
-/// `?progress=true` asks for a stream.
-#[derive(Debug, Default, Deserialize)]
-pub struct ProgressQuery {
-    #[serde(default)]
-    pub progress: bool,
-}
 
 fn line(event: &ProgressEvent) -> Bytes {
     let mut bytes = serde_json::to_vec(event).expect("events always serialise");

@@ -6,9 +6,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use std::sync::Arc;
+use verse_api::quarantine::{CopyReport, CopyRequest, Item, ReleaseRequest};
 use verse_engine::Actor;
-use verse_engine::quarantine::{self, CopyReport, CopyRequest, ReleaseRequest};
-use verse_guard::quarantine::Item;
+use verse_engine::quarantine;
 
 type Shared = State<Arc<Daemon>>;
 

@@ -11,9 +11,9 @@ use crate::{control, diff, lifecycle, reconcile, snapshots};
 use std::sync::Arc;
 use std::time::Instant;
 use verse_api::{
-    ApplyReport, ApplyRequest, DiffReport, EnvInfo, ExecRequest, GenerationInfo, ImportReport,
-    ImportRequest, Origin, RestoreRequest, RollbackRequest, RunRequest, SnapshotInfo,
-    SnapshotRequest, VerifyReport,
+    ApplyReport, ApplyRequest, DiffReport, EnvInfo, ExecRequest, GenerationInfo, HibernateQuery,
+    ImportReport, ImportRequest, Origin, Removed, RestoreRequest, RollbackRequest, RunRequest,
+    SnapshotInfo, SnapshotRequest, VerifyReport,
 };
 use verse_runtime::ShimRequest;
 
@@ -50,12 +50,12 @@ pub async fn remove_env(
     daemon: &Arc<Engine>,
     actor: &Actor,
     name: String,
-) -> EngineResult<serde_json::Value> {
+) -> EngineResult<Removed> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(daemon, &name)?;
     lifecycle::remove(daemon, &row).await?;
     daemon.audit(actor, "rm", Some(&name), "");
-    Ok(serde_json::json!({ "removed": name }))
+    Ok(Removed { removed: name })
 }
 
 /// Starts `request` in a running env; the answer is the shim's stream, which the caller
@@ -623,7 +623,7 @@ pub async fn take_snapshot(
 pub async fn remove_snapshot(
     daemon: &Arc<Engine>,
     (name, id): (String, String),
-) -> EngineResult<serde_json::Value> {
+) -> EngineResult<Removed> {
     let _changes = daemon.changes.lock().await;
     find_env(daemon, &name)?;
     let snapshot = snapshots::find(daemon, &name, &id)?;
@@ -634,7 +634,9 @@ pub async fn remove_snapshot(
         None,
         format!("verse snapshot rm {name} {}", snapshot.id),
     );
-    Ok(serde_json::json!({ "removed": snapshot.id }))
+    Ok(Removed {
+        removed: snapshot.id,
+    })
 }
 
 pub async fn restore(
@@ -646,16 +648,6 @@ pub async fn restore(
     let row = find_env(daemon, &name)?;
     snapshots::restore(daemon, &row, &request.snapshot).await?;
     Ok(lifecycle::info(daemon, &row).await)
-}
-
-#[derive(serde::Deserialize)]
-pub struct HibernateQuery {
-    /// Drop the saved processes of a hibernated env instead.
-    #[serde(default)]
-    pub discard: bool,
-    /// How long CRIU may take to stop the env's processes (its `--timeout`).
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
 }
 
 pub async fn hibernate(

@@ -4,7 +4,11 @@
 use crate::Engine;
 use crate::error::{EngineError, EngineResult};
 use std::sync::Arc;
-use verse_guard::audit::{self, Checkpoint, Record, VerifyReport};
+use verse_api::guard::{
+    AuditLogQuery, Checkpoint, MintRequest, Minted, Record, RevokeRequest, Revoked, VerifyReport,
+    VerifyRequest,
+};
+use verse_guard::audit;
 
 /// Who made a request, as the audit log names them: `local:uid=0` on the
 /// unix socket, `token:ID` over TCP, `daemon` for the daemon's own acts.
@@ -27,21 +31,6 @@ impl Engine {
     }
 }
 
-/// `POST /v1/tokens`: mint a token.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct MintRequest {
-    /// Rights, `KIND:NAME:OPS` separated by `;` or spaces.
-    pub allow: String,
-    /// How long it is valid, e.g. `1h` (default: until revoked).
-    pub ttl: Option<String>,
-}
-
-/// `POST /v1/tokens/revoke`.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct RevokeRequest {
-    pub id: String,
-}
-
 fn token_error(e: verse_guard::token::TokenError) -> EngineError {
     EngineError::invalid(e.to_string())
 }
@@ -50,7 +39,7 @@ pub async fn mint_token(
     daemon: &Arc<Engine>,
     actor: &Actor,
     request: MintRequest,
-) -> EngineResult<verse_guard::token::Minted> {
+) -> EngineResult<Minted> {
     use verse_guard::token;
     let rights = token::parse_rights(&request.allow).map_err(token_error)?;
     let ttl = request
@@ -74,7 +63,7 @@ pub async fn revoke_token(
     daemon: &Arc<Engine>,
     actor: &Actor,
     request: RevokeRequest,
-) -> EngineResult<serde_json::Value> {
+) -> EngineResult<Revoked> {
     let id = request.id.trim().to_ascii_lowercase();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(
@@ -84,15 +73,10 @@ pub async fn revoke_token(
     }
     daemon.db.revoke_token(&id)?;
     daemon.audit(actor, "token-revoke", None, format!("id={id}"));
-    Ok(serde_json::json!({ "revoked": id }))
+    Ok(Revoked { revoked: id })
 }
 
-#[derive(serde::Deserialize)]
-pub struct LogQuery {
-    env: Option<String>,
-}
-
-pub async fn audit_log(daemon: &Arc<Engine>, query: LogQuery) -> EngineResult<Vec<Record>> {
+pub async fn audit_log(daemon: &Arc<Engine>, query: AuditLogQuery) -> EngineResult<Vec<Record>> {
     let dir = daemon.audit.dir().to_path_buf();
     let records =
         tokio::task::spawn_blocking(move || audit::read_records(&dir, query.env.as_deref()))
@@ -100,13 +84,6 @@ pub async fn audit_log(daemon: &Arc<Engine>, query: LogQuery) -> EngineResult<Ve
             .map_err(EngineError::internal)?
             .map_err(EngineError::internal)?;
     Ok(records)
-}
-
-/// The body of `POST /v1/audit/verify`: an exported checkpoint to check
-/// the log against, besides the ones the daemon keeps.
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-pub struct VerifyRequest {
-    pub checkpoint: Option<Checkpoint>,
 }
 
 pub async fn audit_verify(

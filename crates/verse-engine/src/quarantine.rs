@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use verse_api::Paths;
-use verse_guard::quarantine::{Item, Quarantine, QuarantineError};
+use verse_api::quarantine::{CopyReport, CopyRequest, Item, ReleaseRequest, State};
+use verse_guard::quarantine::{Quarantine, QuarantineError};
 use verse_guard::yara::Scanner;
 use verse_spec::{CopyAction, Target};
 
@@ -457,7 +458,7 @@ async fn release_to(
 ) -> EngineResult<Item> {
     let _acts = daemon.quarantine.acts.lock().await;
     let item = daemon.quarantine.store.get(id).map_err(quarantine_error)?;
-    if item.state != verse_guard::quarantine::State::Held {
+    if item.state != State::Held {
         return Err(quarantine_error(QuarantineError::Done {
             id: id.into(),
             state: item.state,
@@ -622,7 +623,7 @@ pub async fn copy(
                 format!("{detail} {}", in_detail(&item)),
             );
             Ok(CopyReport {
-                policy: policy.as_str().into(),
+                policy,
                 copied_to: None,
                 quarantined: Some(item),
             })
@@ -644,7 +645,7 @@ pub async fn copy(
                 format!("{detail} wrote={written}"),
             );
             Ok(CopyReport {
-                policy: policy.as_str().into(),
+                policy,
                 copied_to: Some(written),
                 quarantined: None,
             })
@@ -669,30 +670,4 @@ fn active_spec(daemon: &Engine) -> EngineResult<Option<verse_spec::Spec>> {
     serde_json::from_str(&json)
         .map(Some)
         .map_err(|e| EngineError::internal(format!("the active spec is unreadable: {e}")))
-}
-
-/// `POST /v1/quarantine/{id}/release`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct ReleaseRequest {
-    /// `ENV[:PATH]`.
-    pub to: String,
-    #[serde(default)]
-    pub force: bool,
-}
-
-/// `POST /v1/copy`: `from` is `ENV:PATH` (a file), `to` is `ENV[:DIR]`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct CopyRequest {
-    pub from: String,
-    pub to: String,
-}
-
-/// What a copy did: `copied` to a path, or `quarantined` as an item.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct CopyReport {
-    pub policy: String,
-    #[serde(default)]
-    pub copied_to: Option<String>,
-    #[serde(default)]
-    pub quarantined: Option<Item>,
 }

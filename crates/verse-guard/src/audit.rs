@@ -18,13 +18,14 @@
 //! imports). Checkpoints are always fsynced.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
+pub use verse_api::guard::{Checkpoint, Problem, ProblemKind, Record, VerifyReport};
 
 /// A checkpoint is signed after this many records.
 pub const CHECKPOINT_EVERY: u64 = 1000;
@@ -55,24 +56,6 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// One act in the log, as stored (one JSON line).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub seq: u64,
-    /// RFC 3339, UTC, milliseconds.
-    pub time: String,
-    /// Who did it: `local:uid=0`, `token:ID`, `daemon`.
-    pub actor: String,
-    /// What: `create`, `start`, `stop`, `exec`, `rm`, `apply`, ...
-    pub action: String,
-    pub env: Option<String>,
-    pub detail: String,
-    /// Hex BLAKE3 of the record before ([`GENESIS`] for the first).
-    pub prev: String,
-    /// Hex BLAKE3 of this record's canonical bytes.
-    pub hash: String,
-}
-
 /// The hashed part of a record, in a fixed field order: its compact JSON is
 /// the record's canonical bytes.
 #[derive(Serialize)]
@@ -86,9 +69,14 @@ struct Canonical<'a> {
     prev: &'a str,
 }
 
-impl Record {
+/// What the guard computes of a [`Record`] (its type is a wire type, in `verse-api`).
+pub trait RecordExt {
     /// The hash this record's content calls for.
-    pub fn compute_hash(&self) -> String {
+    fn compute_hash(&self) -> String;
+}
+
+impl RecordExt for Record {
+    fn compute_hash(&self) -> String {
         let canonical = Canonical {
             seq: self.seq,
             time: &self.time,
@@ -105,38 +93,34 @@ impl Record {
     }
 }
 
-/// A signed statement "record `seq` of this host's log has hash `hash`".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub seq: u64,
-    pub hash: String,
-    pub time: String,
-    /// Hex ed25519 public key of the host that signed.
-    pub key: String,
-    /// Hex ed25519 signature over [`Checkpoint::message`].
-    pub signature: String,
-}
-
-impl Checkpoint {
-    fn message(seq: u64, hash: &str, time: &str) -> Vec<u8> {
-        format!("{CHECKPOINT_DOMAIN}\n{seq}\n{hash}\n{time}\n").into_bytes()
-    }
-
-    fn sign(key: &SigningKey, seq: u64, hash: &str) -> Checkpoint {
-        let time = now_rfc3339();
-        let signature = key.sign(&Checkpoint::message(seq, hash, &time));
-        Checkpoint {
-            seq,
-            hash: hash.to_string(),
-            time,
-            key: to_hex(key.verifying_key().as_bytes()),
-            signature: to_hex(&signature.to_bytes()),
-        }
-    }
-
+/// Signing, checking and loading a [`Checkpoint`] (its type is a wire type, in `verse-api`).
+pub trait CheckpointExt: Sized {
     /// Checks the signature against the key the checkpoint names and, when
     /// given, against the key that must have signed it.
-    pub fn check_signature(&self, trusted: Option<&VerifyingKey>) -> Result<(), String> {
+    fn check_signature(&self, trusted: Option<&VerifyingKey>) -> Result<(), String>;
+    /// Reads a checkpoint exported with `verse audit checkpoint --export`.
+    fn load(path: &Path) -> Result<Self, AuditError>;
+}
+
+/// The bytes a checkpoint's signature covers.
+fn checkpoint_message(seq: u64, hash: &str, time: &str) -> Vec<u8> {
+    format!("{CHECKPOINT_DOMAIN}\n{seq}\n{hash}\n{time}\n").into_bytes()
+}
+
+fn sign_checkpoint(key: &SigningKey, seq: u64, hash: &str) -> Checkpoint {
+    let time = now_rfc3339();
+    let signature = key.sign(&checkpoint_message(seq, hash, &time));
+    Checkpoint {
+        seq,
+        hash: hash.to_string(),
+        time,
+        key: to_hex(key.verifying_key().as_bytes()),
+        signature: to_hex(&signature.to_bytes()),
+    }
+}
+
+impl CheckpointExt for Checkpoint {
+    fn check_signature(&self, trusted: Option<&VerifyingKey>) -> Result<(), String> {
         let key_bytes: [u8; 32] = from_hex(&self.key)
             .and_then(|b| b.try_into().ok())
             .ok_or("its key is not 32 hex bytes")?;
@@ -154,14 +138,13 @@ impl Checkpoint {
             .and_then(|b| b.try_into().ok())
             .ok_or("its signature is not 64 hex bytes")?;
         key.verify(
-            &Checkpoint::message(self.seq, &self.hash, &self.time),
+            &checkpoint_message(self.seq, &self.hash, &self.time),
             &Signature::from_bytes(&sig_bytes),
         )
         .map_err(|_| "its signature does not match its content".to_string())
     }
 
-    /// Reads a checkpoint exported with `verse audit checkpoint --export`.
-    pub fn load(path: &Path) -> Result<Checkpoint, AuditError> {
+    fn load(path: &Path) -> Result<Checkpoint, AuditError> {
         let text = std::fs::read_to_string(path).map_err(io("reading", path))?;
         serde_json::from_str(&text).map_err(|e| AuditError::BadCheckpoint {
             path: path.display().to_string(),
@@ -347,7 +330,7 @@ impl AuditLog {
         // The records it covers must be on disk before the signature is.
         let log = Self::log_path(&self.dir);
         head.file.sync_data().map_err(io("syncing", &log))?;
-        let checkpoint = Checkpoint::sign(&self.key, head.seq, &head.hash);
+        let checkpoint = sign_checkpoint(&self.key, head.seq, &head.hash);
         let path = Self::checkpoints_path(&self.dir);
         let mut file = OpenOptions::new()
             .append(true)
@@ -438,51 +421,6 @@ pub fn read_records(dir: &Path, env: Option<&str>) -> Result<Vec<Record>, AuditE
         }
     }
     Ok(out)
-}
-
-/// What kind of tampering a problem shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    /// A record's content no longer matches its hash, or a line is not a record.
-    Changed,
-    /// Records are missing from the middle or the end of the chain.
-    Removed,
-    /// Records are present but out of order.
-    Reordered,
-    /// A record that was never appended by the daemon sits in the chain.
-    Inserted,
-    /// A checkpoint's signature is bad, or the chain disagrees with a signed checkpoint.
-    Checkpoint,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    pub kind: ProblemKind,
-    /// The record it is about (its seq as stored), when there is one.
-    pub seq: Option<u64>,
-    /// 1-based line of audit.log, when there is one.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerifyReport {
-    /// Lines in audit.log.
-    pub records: usize,
-    /// Records whose chain was followed without a break from the first.
-    pub verified: u64,
-    /// Signed checkpoints that matched the chain (including an exported one).
-    pub checkpoints: usize,
-    pub head_hash: String,
-    /// Empty when the log is intact; the first is the first break in the chain.
-    pub problems: Vec<Problem>,
-}
-
-impl VerifyReport {
-    pub fn ok(&self) -> bool {
-        self.problems.is_empty()
-    }
 }
 
 struct Entry {

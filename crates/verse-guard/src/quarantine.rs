@@ -7,13 +7,13 @@
 //! never leaves a half-written record. Nothing is deleted before it has
 //! landed where it goes.
 
-use crate::scan::{self, ArchiveLimits, ScanReport};
-use serde::{Deserialize, Serialize};
+use crate::scan::{self, ArchiveLimits};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+pub use verse_api::quarantine::{Item, State};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
@@ -43,53 +43,6 @@ fn io<'a>(
         what,
         path: path.display().to_string(),
         source,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Held,
-    Released,
-    Rejected,
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            State::Held => "held",
-            State::Released => "released",
-            State::Rejected => "rejected",
-        })
-    }
-}
-
-/// One quarantined file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Item {
-    pub id: String,
-    /// The env it came from.
-    pub env: String,
-    /// Its file name in the env (a base name: directories are not kept).
-    pub name: String,
-    /// Unix seconds.
-    pub received_at: i64,
-    pub hold_until: i64,
-    pub state: State,
-    pub report: ScanReport,
-    /// Where it went, once released.
-    pub released_to: Option<String>,
-    /// Released despite findings.
-    pub forced: bool,
-    /// Where it was sent (`verse copy` through quarantine), as `ENV[:PATH]`;
-    /// `None`: where its env's `release_to` says, or wherever a person sends it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-}
-
-impl Item {
-    pub fn flagged(&self) -> bool {
-        !self.report.clean()
     }
 }
 

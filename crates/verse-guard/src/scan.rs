@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::Path;
+pub use verse_api::quarantine::{Finding, ScanReport};
 
 /// Limits for archives; past any of them a file is flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,30 +27,6 @@ impl Default for ArchiveLimits {
             max_total: 1 << 30,
             max_ratio: 100,
         }
-    }
-}
-
-/// One thing a check found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    /// `type`, `archive`, `yara`.
-    pub check: String,
-    pub message: String,
-}
-
-/// What the scan of one file found. `findings` empty means clean.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanReport {
-    pub size: u64,
-    pub blake3: String,
-    /// MIME type from the content, if it has a known signature.
-    pub content_type: Option<String>,
-    pub findings: Vec<Finding>,
-}
-
-impl ScanReport {
-    pub fn clean(&self) -> bool {
-        self.findings.is_empty()
     }
 }
 

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+pub use verse_api::guard::Minted;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -130,18 +131,6 @@ pub fn load_or_create_root_key(path: &Path) -> Result<KeyPair, TokenError> {
         }
         Err(e) => Err(err(e.to_string())),
     }
-}
-
-/// A token as handed to its holder.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Minted {
-    /// Base64 (URL-safe) biscuit, sent as `Authorization: Bearer TOKEN`.
-    pub token: String,
-    /// The revocation id of its authority block: revoking it revokes the
-    /// token and every token attenuated from it.
-    pub id: String,
-    pub rights: Vec<String>,
-    pub expires: Option<String>,
 }
 
 fn invalid(e: impl fmt::Display) -> TokenError {

@@ -3,7 +3,9 @@
 
 use ed25519_dalek::SigningKey;
 use std::path::Path;
-use verse_guard::audit::{self, AuditLog, Checkpoint, Durability, ProblemKind, Record};
+use verse_guard::audit::{
+    self, AuditLog, Checkpoint, CheckpointExt, Durability, ProblemKind, Record, RecordExt,
+};
 
 fn key(byte: u8) -> SigningKey {
     SigningKey::from_bytes(&[byte; 32])

@@ -73,27 +73,9 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// What `[copy] "a -> b" = ...` lets `verse copy` do from env a to env b.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CopyAction {
-    Allow,
-    /// The default for every pair the spec does not name.
-    #[default]
-    Deny,
-    /// The file goes through quarantine (scan and hold) on its way.
-    Quarantine,
-}
-
-impl CopyAction {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CopyAction::Allow => "allow",
-            CopyAction::Deny => "deny",
-            CopyAction::Quarantine => "quarantine",
-        }
-    }
-}
+/// What `[copy] "a -> b" = ...` lets `verse copy` do from env a to env b: the same words
+/// `POST /v1/copy` answers with, so the vocabulary is defined once, in `verse-api`.
+pub use verse_api::quarantine::CopyPolicy as CopyAction;
 
 impl crate::Spec {
     /// The copy policy from `from` to `to`: the most specific of `"from -> to"`,

@@ -18,7 +18,7 @@ pub const DEFAULT_VM_MEMORY: u64 = 256 * MIB;
 
 /// Cache of erofs layer images, initramfs and the accelerator decision.
 pub fn vm_cache(daemon: &Engine) -> std::path::PathBuf {
-    daemon.paths.state_dir().join("vm")
+    daemon.paths.vm_cache()
 }
 
 /// Layers a vm env's image may have: each is a virtio-mmio disk, and QEMU's microvm has 24
@@ -75,7 +75,7 @@ pub fn prepare_vm(
     let choice: AccelChoice = plan.accel.parse().unwrap_or_default();
     let decision = verse_vm::accel::decide(
         choice,
-        &cache.join("accel.json"),
+        &daemon.paths.accel_cache(),
         &qemu,
         &kernel,
         &initramfs,
