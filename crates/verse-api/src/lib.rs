@@ -16,9 +16,11 @@ pub mod paths;
 pub mod quarantine;
 pub mod time;
 pub mod types;
+pub mod words;
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError};
 pub use images::*;
 pub use paths::Paths;
 pub use types::*;
+pub use words::UnknownWord;

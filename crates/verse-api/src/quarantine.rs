@@ -92,25 +92,16 @@ pub struct CopyRequest {
     pub to: String,
 }
 
-/// What the spec's `[copy]` table allows between two envs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CopyPolicy {
-    Allow,
-    /// The default for every pair the spec does not name.
-    #[default]
-    Deny,
-    /// The file goes through quarantine (scan and hold) on its way.
-    Quarantine,
-}
-
-impl CopyPolicy {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CopyPolicy::Allow => "allow",
-            CopyPolicy::Deny => "deny",
-            CopyPolicy::Quarantine => "quarantine",
-        }
+crate::words! {
+    /// What the spec's `[copy]` table allows between two envs.
+    #[derive(Default)]
+    pub enum CopyPolicy("copy policy") {
+        Allow = "allow",
+        /// The default for every pair the spec does not name.
+        #[default]
+        Deny = "deny",
+        /// The file goes through quarantine (scan and hold) on its way.
+        Quarantine = "quarantine",
     }
 }
 

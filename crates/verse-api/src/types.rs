@@ -1,5 +1,6 @@
 //! Request and response bodies of the HTTP API (JSON).
 
+use crate::words;
 use serde::{Deserialize, Serialize};
 
 /// The one state vocabulary used everywhere (CLI, API, UI).
@@ -36,11 +37,23 @@ pub enum Origin {
     Run,
 }
 
+words! {
+    /// How an env is isolated: the spec's `backend`, as the API reports it.
+    pub enum Backend("backend") {
+        /// Linux namespaces, cgroups, overlayfs, seccomp, landlock.
+        Container = "container",
+        /// A QEMU microVM with its own guest kernel.
+        Vm = "vm",
+        /// gVisor's user-space kernel (runsc).
+        Gvisor = "gvisor",
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvInfo {
     pub name: String,
     pub state: EnvState,
-    pub backend: String,
+    pub backend: Backend,
     pub image: String,
     pub origin: Origin,
     pub ephemeral: bool,
@@ -187,11 +200,27 @@ pub struct ApplyRequest {
     pub spec_dir: Option<String>,
 }
 
+words! {
+    /// What `verse apply` does to one env to reach the spec (also the audit log's action).
+    pub enum ApplyAction("apply action") {
+        /// A new env: recorded and started.
+        Create = "create",
+        /// Only its network policy changed and it is running: new rules, same env.
+        Network = "network",
+        /// Its definition changed: applied live or by a restart (see [`Applies`]).
+        Update = "update",
+        /// Declared and unchanged, but not running: started.
+        Start = "start",
+        Unchanged = "unchanged",
+        /// No longer in the spec: stopped and removed.
+        Remove = "remove",
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedAction {
     pub env: String,
-    /// "create", "update", "start", "stop", "remove" or "unchanged".
-    pub action: String,
+    pub action: ApplyAction,
     pub detail: String,
 }
 
@@ -350,6 +379,37 @@ pub struct ComposeAddReport {
     pub report: Option<ApplyReport>,
 }
 
+words! {
+    /// What an event says happened to an env.
+    pub enum EventKind("event kind") {
+        Created = "created",
+        Started = "started",
+        Stopped = "stopped",
+        /// Its main process ended on its own.
+        Exited = "exited",
+        Failed = "failed",
+        Paused = "paused",
+        Unpaused = "unpaused",
+        Snapshot = "snapshot",
+        SnapshotFailed = "snapshot-failed",
+        SnapshotRemoved = "snapshot-removed",
+        Restored = "restored",
+        /// The restart policy will start it again after a backoff.
+        Restarting = "restarting",
+        /// Its health check's verdict changed.
+        Health = "health",
+        /// A new definition did not prove healthy; the previous one is back.
+        Fallback = "fallback",
+        Updated = "updated",
+        Removed = "removed",
+        Hibernated = "hibernated",
+        HibernateRefused = "hibernate-refused",
+        Resumed = "resumed",
+        /// Its network policy dropped packets.
+        NetDrop = "net-drop",
+    }
+}
+
 /// One lifecycle transition of an env, as `verse events` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventInfo {
@@ -358,10 +418,7 @@ pub struct EventInfo {
     /// Unix time in milliseconds.
     pub time_ms: i64,
     pub env: String,
-    /// What happened: created, started, stopped, exited, failed, paused, unpaused,
-    /// snapshot, restored, restarting, health, fallback, updated, removed,
-    /// hibernated, resumed.
-    pub kind: String,
+    pub kind: EventKind,
     /// The state the env is in after the event, when it has one.
     pub state: Option<EnvState>,
     /// Why: who asked, or what was observed.
@@ -377,12 +434,33 @@ pub struct DiffReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvDiff {
     pub env: String,
-    /// "create", "update", "start", "remove" or "unchanged".
-    pub action: String,
-    /// "live" (applied to the running env in place), "restart" (the env is
-    /// stopped and started again), "start", "stop", or "none".
-    pub applies: String,
+    pub action: ApplyAction,
+    pub applies: Applies,
     pub changes: Vec<FieldChange>,
+}
+
+words! {
+    /// How applying a spec reaches one env.
+    pub enum Applies("way a diff applies") {
+        /// Applied to the running env in place.
+        Live = "live",
+        /// The env is stopped and started again.
+        Restart = "restart",
+        Start = "start",
+        Stop = "stop",
+        /// Nothing to do.
+        Nothing = "none",
+    }
+}
+
+words! {
+    /// How one changed field reaches a running env.
+    pub enum ChangeApplies("way a change applies") {
+        /// Applied in place (cgroup limits, what only the daemon acts on).
+        Live = "live",
+        /// Needs the env stopped and started again.
+        Restart = "restart",
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -390,8 +468,7 @@ pub struct FieldChange {
     pub field: String,
     pub old: serde_json::Value,
     pub new: serde_json::Value,
-    /// "live" or "restart".
-    pub applies: String,
+    pub applies: ChangeApplies,
 }
 
 /// A point-in-time copy of an env's writable layer, stored as a layer.

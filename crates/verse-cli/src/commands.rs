@@ -6,9 +6,9 @@ use crate::{Command, ImageCommand};
 use anyhow::{Context, Result, bail};
 use std::process::ExitCode;
 use verse_api::{
-    ApplyReport, ApplyRequest, Client, EnvInfo, ExecRequest, GenerationInfo, GenerationsGcReport,
-    GenerationsGcRequest, ImageInfo, ImportReport, ImportRequest, Paths, RollbackRequest,
-    RunRequest, VerifyReport,
+    ApplyAction, ApplyReport, ApplyRequest, Client, EnvInfo, ExecRequest, GenerationInfo,
+    GenerationsGcReport, GenerationsGcRequest, ImageInfo, ImportReport, ImportRequest, Paths,
+    RollbackRequest, RunRequest, VerifyReport,
 };
 
 pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
@@ -333,7 +333,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                                 }
                                 (state, _) => state.to_string(),
                             },
-                            e.backend.clone(),
+                            e.backend.to_string(),
                             e.image.clone(),
                             e.cpu.map_or("-".into(), |c| format!("{c}")),
                             e.memory.map_or("-".into(), bytes),
@@ -446,8 +446,8 @@ pub(crate) fn print_apply(report: &ApplyReport, json: bool, dry_run: bool) -> Ex
             } else {
                 format!(" ({})", action.detail)
             };
-            let verb = match (dry_run, action.action.as_str()) {
-                (true, "unchanged") => "unchanged".to_string(),
+            let verb = match (dry_run, action.action) {
+                (true, ApplyAction::Unchanged) => "unchanged".to_string(),
                 (true, verb) => format!("would {verb}"),
                 (false, verb) => verb.to_string(),
             };

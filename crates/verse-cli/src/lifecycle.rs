@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use verse_api::{
-    ApplyRequest, Client, DiffReport, EnvInfo, EventInfo, RestoreRequest, SnapshotInfo,
+    Applies, ApplyRequest, Client, DiffReport, EnvInfo, EventInfo, RestoreRequest, SnapshotInfo,
     SnapshotRequest,
 };
 
@@ -221,10 +221,10 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
 
 pub(crate) fn print_diff(report: &DiffReport) {
     for env in &report.envs {
-        let how = match env.applies.as_str() {
-            "live" => " (live, no restart)",
-            "restart" => " (needs a restart)",
-            _ => "",
+        let how = match env.applies {
+            Applies::Live => " (live, no restart)",
+            Applies::Restart => " (needs a restart)",
+            Applies::Start | Applies::Stop | Applies::Nothing => "",
         };
         println!("{} {}{}", env.env, env.action, how);
         for change in &env.changes {

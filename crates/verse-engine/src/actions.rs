@@ -3,7 +3,7 @@
 //! `verse_api` body or an [`EngineError`]. The daemon's handlers are one line around these.
 
 use crate::Engine;
-use crate::db::{EnvPlan, EnvRow, now};
+use crate::db::{Desired, EnvPlan, EnvRow, now};
 use crate::envs::find_env;
 use crate::error::{EngineError, EngineResult};
 use crate::guard::Actor;
@@ -11,9 +11,9 @@ use crate::{control, diff, lifecycle, reconcile, snapshots};
 use std::sync::Arc;
 use std::time::Instant;
 use verse_api::{
-    ApplyReport, ApplyRequest, DiffReport, EnvInfo, ExecRequest, GenerationInfo, HibernateQuery,
-    ImportReport, ImportRequest, Origin, Removed, RestoreRequest, RollbackRequest, RunRequest,
-    SnapshotInfo, SnapshotRequest, VerifyReport,
+    ApplyReport, ApplyRequest, DiffReport, EnvInfo, EventKind, ExecRequest, GenerationInfo,
+    HibernateQuery, ImportReport, ImportRequest, Origin, Removed, RestoreRequest, RollbackRequest,
+    RunRequest, SnapshotInfo, SnapshotRequest, VerifyReport,
 };
 use verse_runtime::ShimRequest;
 
@@ -28,7 +28,7 @@ pub async fn show_env(daemon: &Arc<Engine>, name: String) -> EngineResult<EnvInf
 pub async fn up(daemon: &Arc<Engine>, actor: &Actor, name: String) -> EngineResult<EnvInfo> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(daemon, &name)?;
-    daemon.db.set_desired(&name, "running")?;
+    daemon.db.set_desired(&name, Desired::Running)?;
     if !crate::envs::is_running(daemon, &name).await {
         lifecycle::start_because(daemon, &row, false, "verse up").await?;
         daemon.audit(actor, "start", Some(&name), "up");
@@ -39,7 +39,7 @@ pub async fn up(daemon: &Arc<Engine>, actor: &Actor, name: String) -> EngineResu
 pub async fn down(daemon: &Arc<Engine>, actor: &Actor, name: String) -> EngineResult<EnvInfo> {
     let _changes = daemon.changes.lock().await;
     let row = find_env(daemon, &name)?;
-    daemon.db.set_desired(&name, "stopped")?;
+    daemon.db.set_desired(&name, Desired::Stopped)?;
     lifecycle::stop_because(daemon, &name, row.plan.stop_timeout_ms, "verse down").await?;
     daemon.audit(actor, "stop", Some(&name), "down");
     let row = find_env(daemon, &name)?;
@@ -186,7 +186,7 @@ pub async fn run(
             root_user_given: false,
             root_workdir_given: false,
         },
-        desired: "running".into(),
+        desired: Desired::Running,
         remove_on_exit: request.rm,
         created_at: now(),
     };
@@ -630,7 +630,7 @@ pub async fn remove_snapshot(
     daemon.db.remove_snapshot(&name, &snapshot.id)?;
     daemon.emit(
         &name,
-        "snapshot-removed",
+        EventKind::SnapshotRemoved,
         None,
         format!("verse snapshot rm {name} {}", snapshot.id),
     );

@@ -71,9 +71,19 @@ async fn vm_pause(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) ->
     }
     let micros = started.elapsed().as_micros() as u64;
     if pause {
-        daemon.emit(name, "paused", Some(EnvState::Paused), cause);
+        daemon.emit(
+            name,
+            verse_api::EventKind::Paused,
+            Some(EnvState::Paused),
+            cause,
+        );
     } else {
-        daemon.emit(name, "unpaused", Some(EnvState::Running), cause);
+        daemon.emit(
+            name,
+            verse_api::EventKind::Unpaused,
+            Some(EnvState::Running),
+            cause,
+        );
     }
     Ok(micros)
 }
@@ -96,7 +106,12 @@ pub async fn pause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineResul
         .map_err(EngineError::internal)?
         .map_err(|e| EngineError::internal(format!("pausing `{name}`: {e}")))?;
     let micros = started.elapsed().as_micros() as u64;
-    daemon.emit(name, "paused", Some(EnvState::Paused), cause);
+    daemon.emit(
+        name,
+        verse_api::EventKind::Paused,
+        Some(EnvState::Paused),
+        cause,
+    );
     Ok(micros)
 }
 
@@ -114,7 +129,12 @@ pub async fn unpause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineRes
         .map_err(EngineError::internal)?
         .map_err(|e| EngineError::internal(format!("unpausing `{name}`: {e}")))?;
     let micros = started.elapsed().as_micros() as u64;
-    daemon.emit(name, "unpaused", Some(EnvState::Running), cause);
+    daemon.emit(
+        name,
+        verse_api::EventKind::Unpaused,
+        Some(EnvState::Running),
+        cause,
+    );
     Ok(micros)
 }
 

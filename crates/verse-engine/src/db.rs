@@ -109,13 +109,21 @@ impl EnvPlan {
     }
 }
 
+verse_api::words! {
+    /// What the user last asked of an env; `envs.desired` holds its word.
+    pub enum Desired("desired state") {
+        Running = "running",
+        Stopped = "stopped",
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EnvRow {
     pub name: String,
     pub origin: Origin,
     pub plan: EnvPlan,
-    /// "running" or "stopped": what the user last asked for.
-    pub desired: String,
+    /// What the user last asked for.
+    pub desired: Desired,
     /// `verse run --rm`: forget the env when its command ends.
     pub remove_on_exit: bool,
     pub created_at: i64,
@@ -287,7 +295,7 @@ impl Db {
         conn.execute(
             "INSERT INTO envs (name, origin, plan, desired, remove_on_exit, created_at, id_slot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(name) DO UPDATE SET origin = ?2, plan = ?3, desired = ?4, remove_on_exit = ?5",
-            params![row.name, origin_word(row.origin), plan, row.desired, row.remove_on_exit, row.created_at, slot],
+            params![row.name, origin_word(row.origin), plan, row.desired.as_str(), row.remove_on_exit, row.created_at, slot],
         )?;
         Ok(())
     }
@@ -306,10 +314,10 @@ impl Db {
             .optional()?)
     }
 
-    pub fn set_desired(&self, name: &str, desired: &str) -> Result<(), DbError> {
+    pub fn set_desired(&self, name: &str, desired: Desired) -> Result<(), DbError> {
         self.lock().execute(
             "UPDATE envs SET desired = ?2 WHERE name = ?1",
-            params![name, desired],
+            params![name, desired.as_str()],
         )?;
         Ok(())
     }
@@ -457,6 +465,9 @@ fn env_from_raw(
 ) -> Result<EnvRow, DbError> {
     let plan =
         serde_json::from_str(&plan).map_err(|e| DbError::Corrupt(format!("env {name}: {e}")))?;
+    let desired = desired
+        .parse()
+        .map_err(|e| DbError::Corrupt(format!("env {name}: {e}")))?;
     let origin = if origin == "run" {
         Origin::Run
     } else {

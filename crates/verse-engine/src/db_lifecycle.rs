@@ -3,7 +3,7 @@
 
 use crate::db::{Db, DbError, EnvPlan};
 use rusqlite::{OptionalExtension, params};
-use verse_api::{EnvState, EventInfo, SnapshotInfo};
+use verse_api::{EnvState, EventInfo, EventKind, SnapshotInfo};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -63,20 +63,20 @@ impl Db {
         &self,
         time_ms: i64,
         env: &str,
-        kind: &str,
+        kind: EventKind,
         state: Option<EnvState>,
         cause: &str,
     ) -> Result<EventInfo, DbError> {
         let conn = self.lock();
         conn.execute(
             "INSERT INTO events (time_ms, env, kind, state, cause) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![time_ms, env, kind, state_word(state), cause],
+            params![time_ms, env, kind.as_str(), state_word(state), cause],
         )?;
         Ok(EventInfo {
             id: conn.last_insert_rowid() as u64,
             time_ms,
             env: env.to_string(),
-            kind: kind.to_string(),
+            kind,
             state,
             cause: cause.to_string(),
         })
@@ -95,16 +95,30 @@ impl Db {
              WHERE id > ?1 AND (?2 IS NULL OR env = ?2) ORDER BY id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![after as i64, env, limit as i64], |row| {
-            Ok(EventInfo {
-                id: row.get::<_, i64>(0)? as u64,
-                time_ms: row.get(1)?,
-                env: row.get(2)?,
-                kind: row.get(3)?,
-                state: parse_state(row.get(4)?),
-                cause: row.get(5)?,
-            })
+            Ok((
+                row.get::<_, i64>(0)? as u64,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, String>(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
         })?;
-        let mut out: Vec<EventInfo> = rows.collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, time_ms, env, kind, state, cause) = row?;
+            let kind = kind
+                .parse()
+                .map_err(|e| DbError::Corrupt(format!("event {id}: {e}")))?;
+            out.push(EventInfo {
+                id,
+                time_ms,
+                env,
+                kind,
+                state: parse_state(state),
+                cause,
+            });
+        }
         out.reverse();
         Ok(out)
     }

@@ -2,7 +2,7 @@
 //! whether each change applies to the running env in place or needs a restart.
 
 use crate::db::EnvPlan;
-use verse_api::{EnvDiff, FieldChange, PlannedAction};
+use verse_api::{Applies, ApplyAction, ChangeApplies, EnvDiff, FieldChange, PlannedAction};
 
 /// Fields the daemon changes on a running env without restarting it: cgroup
 /// limits (written to the live cgroup) and what only the daemon acts on.
@@ -33,9 +33,9 @@ pub fn changes(old: &EnvPlan, new: &EnvPlan) -> Vec<FieldChange> {
             old: old.get(k).cloned().unwrap_or_default(),
             new: new.get(k).cloned().unwrap_or_default(),
             applies: if LIVE_FIELDS.contains(&k.as_str()) {
-                "live".into()
+                ChangeApplies::Live
             } else {
-                "restart".into()
+                ChangeApplies::Restart
             },
         })
         .collect()
@@ -43,7 +43,7 @@ pub fn changes(old: &EnvPlan, new: &EnvPlan) -> Vec<FieldChange> {
 
 /// Whether every change can be applied to the running env in place.
 pub fn all_live(changes: &[FieldChange]) -> bool {
-    changes.iter().all(|c| c.applies == "live")
+    changes.iter().all(|c| c.applies == ChangeApplies::Live)
 }
 
 /// One env's diff from a planned action and the plans on both sides.
@@ -52,17 +52,17 @@ pub fn env_diff(action: &PlannedAction, old: Option<&EnvPlan>, new: Option<&EnvP
         (Some(old), Some(new)) => changes(old, new),
         _ => Vec::new(),
     };
-    let applies = match action.action.as_str() {
-        "update" if all_live(&changes) => "live",
-        "update" => "restart",
-        "create" | "start" => "start",
-        "remove" => "stop",
-        _ => "none",
+    let applies = match action.action {
+        ApplyAction::Update if all_live(&changes) => Applies::Live,
+        ApplyAction::Update => Applies::Restart,
+        ApplyAction::Create | ApplyAction::Start => Applies::Start,
+        ApplyAction::Remove => Applies::Stop,
+        ApplyAction::Network | ApplyAction::Unchanged => Applies::Nothing,
     };
     EnvDiff {
         env: action.env.clone(),
-        action: action.action.clone(),
-        applies: applies.into(),
+        action: action.action,
+        applies,
         changes,
     }
 }

@@ -5,7 +5,7 @@ use crate::Engine;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
-use verse_api::{EnvState, EventInfo};
+use verse_api::{EnvState, EventInfo, EventKind};
 
 /// Live state the daemon keeps about envs between requests: what it last saw
 /// (to tell its own transitions from those it observes) and health results.
@@ -37,17 +37,23 @@ pub fn now_ms() -> i64 {
 impl Engine {
     /// Records and broadcasts one event. A failure to record is logged, never
     /// fatal: the operation it describes has already happened.
-    pub fn emit(&self, env: &str, kind: &str, state: Option<EnvState>, cause: impl AsRef<str>) {
+    pub fn emit(
+        &self,
+        env: &str,
+        kind: EventKind,
+        state: Option<EnvState>,
+        cause: impl AsRef<str>,
+    ) {
         let cause = cause.as_ref();
         if let Some(state) = state {
             lock(&self.watch.observed).insert(env.to_string(), state);
         }
         match self.db.add_event(now_ms(), env, kind, state, cause) {
             Ok(event) => {
-                tracing::info!(env, kind, cause, "event");
+                tracing::info!(env, kind = kind.as_str(), cause, "event");
                 let _ = self.watch.tx.send(event);
             }
-            Err(e) => tracing::error!(env, kind, "recording an event: {e}"),
+            Err(e) => tracing::error!(env, kind = kind.as_str(), "recording an event: {e}"),
         }
     }
 

@@ -67,7 +67,7 @@ pub async fn hibernate(
         Ok(_) => {
             daemon.emit(
                 name,
-                "hibernated",
+                verse_api::EventKind::Hibernated,
                 Some(verse_api::EnvState::Hibernated),
                 format!(
                     "criu {version}: checkpointed in {} ms, memory freed",
@@ -92,7 +92,7 @@ async fn hibernate_vm(daemon: &Arc<Engine>, name: &str) -> EngineResult<()> {
                 .unwrap_or(0);
             daemon.emit(
                 name,
-                "hibernated",
+                verse_api::EventKind::Hibernated,
                 Some(verse_api::EnvState::Hibernated),
                 format!(
                     "QMP migration: saved the VM ({} MiB) in {} ms, QEMU ended",
@@ -116,7 +116,7 @@ fn refused(daemon: &Engine, name: &str, with: Option<&str>, e: ShimClientError) 
     let by = with.map(|w| format!("{w}: ")).unwrap_or_default();
     daemon.emit(
         name,
-        "hibernate-refused",
+        verse_api::EventKind::HibernateRefused,
         None,
         format!("{by}{reason}; the env keeps running"),
     );
@@ -152,7 +152,7 @@ pub fn discard(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
     let _ = std::fs::remove_dir_all(&dir);
     daemon.emit(
         &row.name,
-        "stopped",
+        verse_api::EventKind::Stopped,
         Some(verse_api::EnvState::Stopped),
         "hibernation discarded",
     );
@@ -200,7 +200,7 @@ pub async fn resume(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
         Ok(_) => {
             daemon.emit(
                 &name,
-                "resumed",
+                verse_api::EventKind::Resumed,
                 Some(verse_api::EnvState::Running),
                 format!(
                     "{version}: restored in {} ms",

@@ -33,7 +33,7 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
     let mut info = EnvInfo {
         name: row.name.clone(),
         state: EnvState::Created,
-        backend: row.plan.backend.as_str().into(),
+        backend: row.plan.backend.into(),
         image: row.plan.image.clone(),
         origin: row.origin,
         ephemeral: row.plan.ephemeral,
@@ -114,7 +114,7 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
             } else if let Some(exit) = ExitRecord::load(&env_dir) {
                 info.exit_code = exit.exit_code;
                 info.error = exit.error.clone();
-                let asked_to_stop = row.desired == "stopped";
+                let asked_to_stop = row.desired == crate::db::Desired::Stopped;
                 info.state = if exit.error.is_some()
                     || (!asked_to_stop && exit.exit_code.is_some_and(|c| c != 0))
                 {
@@ -149,13 +149,18 @@ pub async fn start_because(
 ) -> EngineResult<Launched> {
     match start_unlogged(daemon, row, attach).await {
         Ok(launched) => {
-            daemon.emit(&row.name, "started", Some(EnvState::Running), cause);
+            daemon.emit(
+                &row.name,
+                verse_api::EventKind::Started,
+                Some(EnvState::Running),
+                cause,
+            );
             Ok(launched)
         }
         Err(e) => {
             daemon.emit(
                 &row.name,
-                "failed",
+                verse_api::EventKind::Failed,
                 Some(EnvState::Failed),
                 format!("{cause}: could not start: {}", e.message),
             );
@@ -510,7 +515,12 @@ pub async fn stop_because(
     crate::control::thaw_for_stop(daemon, name);
     stop_unlogged(daemon, name, timeout_ms).await?;
     if was_running {
-        daemon.emit(name, "stopped", Some(EnvState::Stopped), cause);
+        daemon.emit(
+            name,
+            verse_api::EventKind::Stopped,
+            Some(EnvState::Stopped),
+            cause,
+        );
     }
     Ok(())
 }
@@ -583,7 +593,7 @@ pub async fn remove(daemon: &Engine, row: &EnvRow) -> EngineResult<()> {
     let _ = daemon.db.remove_snapshots_of(&row.name);
     let _ = daemon.db.set_note(&row.name, None);
     let _ = daemon.db.clear_fallback(&row.name);
-    daemon.emit(&row.name, "removed", None, "requested");
+    daemon.emit(&row.name, verse_api::EventKind::Removed, None, "requested");
     daemon.forget(&row.name);
     Ok(())
 }

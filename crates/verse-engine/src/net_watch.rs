@@ -92,7 +92,7 @@ pub async fn run(daemon: Arc<Engine>) {
             }
             daemon.emit(
                 &name,
-                "net-drop",
+                verse_api::EventKind::NetDrop,
                 None,
                 format!(
                     "allow-list dropped {new} packet(s) to destinations it does not name ({dropped} since the rules were made)"

@@ -10,7 +10,7 @@ use crate::error::{EngineError, EngineResult, rejected};
 use crate::lifecycle;
 use std::collections::HashSet;
 use std::sync::Arc;
-use verse_api::{ApplyReport, Diagnostic, Origin, PlannedAction};
+use verse_api::{ApplyAction, ApplyReport, Diagnostic, EventKind, Origin, PlannedAction};
 use verse_spec::{EnvSpec, Spec};
 
 /// How a spec entry runs.
@@ -191,12 +191,15 @@ pub fn plan_pure(
             name: name.clone(),
             origin: Origin::Spec,
             plan: plan.clone(),
-            desired: "running".into(),
+            desired: crate::db::Desired::Running,
             remove_on_exit: false,
             created_at: existing.map_or(now, |r| r.created_at),
         };
         let (action, detail) = match existing {
-            None => ("create", format!("new env on image `{}`", plan.image)),
+            None => (
+                ApplyAction::Create,
+                format!("new env on image `{}`", plan.image),
+            ),
             Some(old) if old.origin == Origin::Run => {
                 return Err(PlanError::NameHeldByRun(name.clone()));
             }
@@ -209,18 +212,20 @@ pub fn plan_pure(
                     && is_running(name) =>
             {
                 (
-                    "network",
+                    ApplyAction::Network,
                     format!("{}, live", describe_change(&old.plan, &plan)),
                 )
             }
-            Some(old) if old.plan != plan => ("update", describe_change(&old.plan, &plan)),
-            Some(_) if !is_running(name) => ("start", "not running".into()),
-            Some(_) => ("unchanged", String::new()),
+            Some(old) if old.plan != plan => {
+                (ApplyAction::Update, describe_change(&old.plan, &plan))
+            }
+            Some(_) if !is_running(name) => (ApplyAction::Start, "not running".into()),
+            Some(_) => (ApplyAction::Unchanged, String::new()),
         };
         actions.push((
             PlannedAction {
                 env: name.clone(),
-                action: action.into(),
+                action,
                 detail,
             },
             Some(row),
@@ -233,7 +238,7 @@ pub fn plan_pure(
         actions.push((
             PlannedAction {
                 env: old.name.clone(),
-                action: "remove".into(),
+                action: ApplyAction::Remove,
                 detail: "no longer in the spec".into(),
             },
             None,
@@ -268,17 +273,17 @@ pub async fn execute(
         failures: Vec::new(),
     };
     for (action, row) in actions {
-        let result = match (action.action.as_str(), &row) {
-            ("remove", _) => match daemon.db.env(&action.env)? {
+        let result = match (action.action, &row) {
+            (ApplyAction::Remove, _) => match daemon.db.env(&action.env)? {
                 Some(old) => lifecycle::remove(daemon, &old).await,
                 None => Ok(()),
             },
-            ("update", Some(row)) => crate::supervisor::update(daemon, row).await,
-            ("network", Some(row)) => daemon.db.put_env(row).map_err(Into::into),
-            ("create" | "start", Some(row)) => {
+            (ApplyAction::Update, Some(row)) => crate::supervisor::update(daemon, row).await,
+            (ApplyAction::Network, Some(row)) => daemon.db.put_env(row).map_err(Into::into),
+            (ApplyAction::Create | ApplyAction::Start, Some(row)) => {
                 daemon.db.put_env(row)?;
-                let cause = if action.action == "create" {
-                    daemon.emit(&row.name, "created", None, "verse apply");
+                let cause = if action.action == ApplyAction::Create {
+                    daemon.emit(&row.name, EventKind::Created, None, "verse apply");
                     "verse apply (new env)"
                 } else {
                     "verse apply (was not running)"
@@ -291,7 +296,12 @@ pub async fn execute(
         };
         match result {
             Ok(()) => {
-                daemon.audit(actor, &action.action, Some(&action.env), &action.detail);
+                daemon.audit(
+                    actor,
+                    action.action.as_str(),
+                    Some(&action.env),
+                    &action.detail,
+                );
                 report.actions.push(action)
             }
             Err(e) => report.failures.push(PlannedAction {
@@ -304,7 +314,7 @@ pub async fn execute(
     if let Err(e) = crate::net::sync(daemon).await {
         report.failures.push(PlannedAction {
             env: "*".into(),
-            action: "network".into(),
+            action: ApplyAction::Network,
             detail: e.message,
         });
     }
@@ -332,7 +342,7 @@ mod tests {
             name: name.into(),
             origin,
             plan: plan_from_spec(&spec.envs[name]),
-            desired: "running".into(),
+            desired: crate::db::Desired::Running,
             remove_on_exit: false,
             created_at: EARLIER,
         }
@@ -346,7 +356,7 @@ mod tests {
     fn steps(planned: &[Planned]) -> Vec<(String, String, String)> {
         planned
             .iter()
-            .map(|(a, _)| (a.env.clone(), a.action.clone(), a.detail.clone()))
+            .map(|(a, _)| (a.env.clone(), a.action.to_string(), a.detail.clone()))
             .collect()
     }
 
@@ -379,7 +389,7 @@ network = "nat"
         );
         let row = planned[0].1.as_ref().expect("a created env has a row");
         assert_eq!(row.origin, Origin::Spec);
-        assert_eq!(row.desired, "running");
+        assert_eq!(row.desired.as_str(), "running");
         assert_eq!(row.created_at, NOW);
         assert_eq!(row.plan.memory, Some(256 * 1024 * 1024));
     }
@@ -406,7 +416,7 @@ network = "nat"
         let planned = plan_pure(&rows, &running(&["web"]), &new, NOW).unwrap();
         assert_eq!(steps(&planned), [step("web", "update", "changed: memory")]);
         let diff = diff_of(&rows[0], &planned[0]);
-        assert_eq!(diff.applies, "live");
+        assert_eq!(diff.applies.as_str(), "live");
         assert_eq!(diff.changes.len(), 1);
         assert_eq!(diff.changes[0].field, "memory");
     }
@@ -424,7 +434,7 @@ network = "nat"
             [step("web", "update", "changed: command, image")]
         );
         let diff = diff_of(&rows[0], &planned[0]);
-        assert_eq!(diff.applies, "restart");
+        assert_eq!(diff.applies.as_str(), "restart");
         let fields: Vec<&str> = diff.changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["command", "image"]);
     }

@@ -13,7 +13,7 @@ use crate::error::{EngineError, EngineResult};
 use crate::lifecycle;
 use std::path::Path;
 use std::sync::Arc;
-use verse_api::{EnvState, SnapshotInfo, VolumeSnapshot};
+use verse_api::{EnvState, EventKind, SnapshotInfo, VolumeSnapshot};
 use verse_spec::caps::{Feature, Support};
 
 fn upper(daemon: &Engine, name: &str) -> std::path::PathBuf {
@@ -148,7 +148,7 @@ pub async fn take(
     daemon.db.put_snapshot(&info)?;
     daemon.emit(
         &row.name,
-        "snapshot",
+        EventKind::Snapshot,
         None,
         format!(
             "{} snapshot {}{} ({} files, {} bytes new, frozen {} ms{})",
@@ -276,7 +276,7 @@ pub async fn restore(daemon: &Arc<Engine>, row: &EnvRow, id: &str) -> EngineResu
     }
     daemon.emit(
         &row.name,
-        "restored",
+        EventKind::Restored,
         None,
         if snapshot.volumes.is_empty() {
             format!("writable layer replaced by snapshot {}", snapshot.id)
@@ -400,7 +400,7 @@ pub async fn scheduled_if_due(daemon: &Arc<Engine>, row: &EnvRow, started_at: Op
                 let _ = daemon.db.remove_snapshot(&row.name, &old.id);
                 daemon.emit(
                     &row.name,
-                    "snapshot-removed",
+                    EventKind::SnapshotRemoved,
                     None,
                     format!("schedule keeps {}: removed {}", schedule.keep, old.id),
                 );
@@ -408,7 +408,7 @@ pub async fn scheduled_if_due(daemon: &Arc<Engine>, row: &EnvRow, started_at: Op
         }
         Err(e) => daemon.emit(
             &row.name,
-            "snapshot-failed",
+            EventKind::SnapshotFailed,
             None,
             format!("scheduled snapshot: {}", e.message),
         ),

@@ -5,7 +5,7 @@
 //! scheduled snapshots.
 
 use crate::Engine;
-use crate::db::EnvRow;
+use crate::db::{Desired, EnvRow};
 use crate::db_lifecycle::PendingFallback;
 use crate::error::{EngineError, EngineResult};
 use crate::events::{lock, now_ms};
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use verse_api::frame::{Frame, Kind, tokio_io};
-use verse_api::{EnvState, ExecRequest};
+use verse_api::{EnvState, EventKind, ExecRequest};
 use verse_runtime::ShimRequest;
 use verse_spec::Restart;
 
@@ -87,14 +87,14 @@ fn observe(daemon: &Engine, row: &EnvRow, info: &verse_api::EnvInfo) {
     }
     let (kind, cause) = match info.state {
         EnvState::Stopped if previous == Some(EnvState::Running) => (
-            "exited",
+            EventKind::Exited,
             format!(
                 "main process exited with code {}",
                 info.exit_code.map_or("?".into(), |c| c.to_string())
             ),
         ),
         EnvState::Failed => (
-            "failed",
+            EventKind::Failed,
             match (&info.error, info.exit_code) {
                 (Some(e), _) => e.clone(),
                 (None, Some(c)) => format!("main process exited with code {c}"),
@@ -132,7 +132,7 @@ async fn restart_if_due(daemon: &Arc<Engine>, row: &EnvRow, info: &verse_api::En
             *entry = Backoff::default();
         }
     }
-    if row.desired != "running" || !policy_applies(row.plan.restart, info) {
+    if row.desired != Desired::Running || !policy_applies(row.plan.restart, info) {
         return;
     }
     let attempt = {
@@ -146,7 +146,7 @@ async fn restart_if_due(daemon: &Arc<Engine>, row: &EnvRow, info: &verse_api::En
                 entry.next_at = Some(now + delay);
                 daemon.emit(
                     &row.name,
-                    "restarting",
+                    EventKind::Restarting,
                     None,
                     format!(
                         "restart = \"{}\": restarting in {} ms (attempt {})",
@@ -242,7 +242,7 @@ fn health_if_due(daemon: &Arc<Engine>, row: &EnvRow, info: &verse_api::EnvInfo) 
                     health.command.join(" ")
                 ),
             };
-            daemon.emit(&name, "health", None, format!("{word}: {cause}"));
+            daemon.emit(&name, EventKind::Health, None, format!("{word}: {cause}"));
         }
     });
 }
@@ -325,7 +325,7 @@ pub async fn update(daemon: &Arc<Engine>, row: &EnvRow) -> EngineResult<()> {
         daemon.db.put_env(row)?;
         daemon.emit(
             &row.name,
-            "updated",
+            EventKind::Updated,
             None,
             format!("verse apply: {summary} changed live, no restart"),
         );
@@ -390,7 +390,7 @@ async fn fallback_due(
         .is_some_and(|h| h == "unhealthy");
     let reason = if unhealthy {
         Some("the new definition failed its health check".to_string())
-    } else if info.state == EnvState::Failed && row.desired == "running" {
+    } else if info.state == EnvState::Failed && row.desired == Desired::Running {
         Some(format!(
             "the new definition failed: {}",
             info.error
@@ -410,7 +410,7 @@ async fn fallback_due(
             daemon.db.clear_fallback(&row.name)?;
             daemon.emit(
                 &row.name,
-                "updated",
+                EventKind::Updated,
                 None,
                 "the new definition passed its grace period",
             );
@@ -441,7 +441,7 @@ pub async fn fall_back(daemon: &Arc<Engine>, name: &str, reason: &str) -> Engine
     daemon.db.put_env(&row)?;
     daemon.db.set_note(name, Some(&note))?;
     lock(&daemon.watch.health).remove(name);
-    daemon.emit(name, "fallback", None, &note);
+    daemon.emit(name, EventKind::Fallback, None, &note);
     lifecycle::start_because(daemon, &row, false, "fallback to the previous definition")
         .await
         .map(drop)

@@ -237,6 +237,18 @@ impl Backend {
     }
 }
 
+/// The API reports an env's backend with its own enum (`verse-api` depends on nothing of
+/// Verse's); the words are the same, which `backend_words_match_the_api` checks.
+impl From<Backend> for verse_api::Backend {
+    fn from(backend: Backend) -> Self {
+        match backend {
+            Backend::Container => verse_api::Backend::Container,
+            Backend::Vm => verse_api::Backend::Vm,
+            Backend::Gvisor => verse_api::Backend::Gvisor,
+        }
+    }
+}
+
 /// How a vm env's CPU is virtualised.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -91,3 +91,20 @@ fn unknown_json_fields_are_rejected() {
     let err = serde_json::from_str::<Spec>(r#"{"envs":{},"extra":1}"#);
     assert!(err.is_err());
 }
+
+/// The API reports an env's backend with its own enum: the same words, for every variant
+/// of both.
+#[test]
+fn backend_words_match_the_api() {
+    use verse_spec::Backend;
+    let all = [Backend::Container, Backend::Vm, Backend::Gvisor];
+    for backend in all {
+        let wire = verse_api::Backend::from(backend);
+        assert_eq!(wire.as_str(), backend.as_str());
+        assert_eq!(
+            serde_json::to_string(&wire).unwrap(),
+            serde_json::to_string(&backend).unwrap()
+        );
+    }
+    assert_eq!(verse_api::Backend::ALL.len(), all.len());
+}
