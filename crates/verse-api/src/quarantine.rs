@@ -23,11 +23,22 @@ impl std::fmt::Display for State {
     }
 }
 
+crate::words! {
+    /// Which check of the quarantine's scan found something.
+    pub enum Check("scan check") {
+        /// The content type does not match the name's extension.
+        Type = "type",
+        /// An archive past a limit (entries, expansion) or with a bad entry name.
+        Archive = "archive",
+        /// A YARA rule matched, or the YARA scan could not run.
+        Yara = "yara",
+    }
+}
+
 /// One thing a check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    /// `type`, `archive`, `yara`.
-    pub check: String,
+    pub check: Check,
     pub message: String,
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Display;
 use std::str::FromStr;
-use verse_api::quarantine::{CopyPolicy, CopyReport};
+use verse_api::quarantine::{Check, CopyPolicy, CopyReport, Item};
 use verse_api::{
     Applies, ApplyAction, Backend, ChangeApplies, EnvDiff, EventInfo, EventKind, FieldChange,
     PlannedAction,
@@ -95,6 +95,11 @@ fn copy_policies_are_the_words_of_the_copy_table() {
 }
 
 #[test]
+fn scan_checks_are_the_words_the_scanners_wrote() {
+    same_words(Check::ALL, &["type", "archive", "yara"]);
+}
+
+#[test]
 fn an_unknown_word_is_refused_naming_what_and_the_allowed_words() {
     let e = "kvm".parse::<Backend>().unwrap_err();
     assert_eq!(
@@ -122,6 +127,10 @@ fn bodies_with_words_are_byte_identical_to_the_string_fields() {
     same_json::<FieldChange>(r#"{"field":"image","old":"a","new":"b","applies":"restart"}"#);
     same_json::<EventInfo>(
         r#"{"id":7,"time_ms":1700000000000,"env":"web","kind":"snapshot-removed","state":null,"cause":"verse snapshot rm web s1"}"#,
+    );
+    // An item.json as the quarantine wrote it before (also the body of /v1/quarantine/ID).
+    same_json::<Item>(
+        r#"{"id":"q1","env":"web","name":"a.pdf","received_at":1,"hold_until":5,"state":"held","report":{"size":3,"blake3":"ab","content_type":null,"findings":[{"check":"type","message":"not a pdf"},{"check":"yara","message":"rule Eicar"}]},"released_to":null,"forced":false}"#,
     );
     same_json::<CopyReport>(r#"{"policy":"allow","copied_to":"/inbox/a.txt","quarantined":null}"#);
 }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::Path;
-pub use verse_api::quarantine::{Finding, ScanReport};
+pub use verse_api::quarantine::{Check, Finding, ScanReport};
 
 /// Limits for archives; past any of them a file is flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,11 +46,8 @@ fn same_type(a: &str, b: &str) -> bool {
     a == b || SAME.iter().any(|set| set.contains(&a) && set.contains(&b))
 }
 
-fn finding(check: &str, message: String) -> Finding {
-    Finding {
-        check: check.into(),
-        message,
-    }
+fn finding(check: Check, message: String) -> Finding {
+    Finding { check, message }
 }
 
 /// Scans `path`, whose name in the env was `name`.
@@ -80,7 +77,7 @@ pub fn scan_file(path: &Path, name: &str, limits: &ArchiveLimits) -> std::io::Re
     if let Some(kind) = kind {
         match &ext {
             Some(ext) if !same_type(ext, kind.extension()) => findings.push(finding(
-                "type",
+                Check::Type,
                 format!(
                     "the content is {} (.{}) but the name says .{ext}",
                     kind.mime_type(),
@@ -88,7 +85,7 @@ pub fn scan_file(path: &Path, name: &str, limits: &ArchiveLimits) -> std::io::Re
                 ),
             )),
             None if kind.matcher_type() != infer::MatcherType::Text => findings.push(finding(
-                "type",
+                Check::Type,
                 format!(
                     "the content is {} (.{}) but the name has no extension",
                     kind.mime_type(),
@@ -104,7 +101,7 @@ pub fn scan_file(path: &Path, name: &str, limits: &ArchiveLimits) -> std::io::Re
                 | "application/x-mach-binary"
         ) {
             findings.push(finding(
-                "type",
+                Check::Type,
                 format!("it is an executable ({})", kind.mime_type()),
             ));
         }
@@ -133,7 +130,7 @@ fn check_zip(path: &Path, limits: &ArchiveLimits) -> Vec<Finding> {
         Ok(a) => a,
         Err(e) => {
             out.push(finding(
-                "archive",
+                Check::Archive,
                 format!("it is not a readable zip archive: {e}"),
             ));
             return out;
@@ -141,7 +138,7 @@ fn check_zip(path: &Path, limits: &ArchiveLimits) -> Vec<Finding> {
     };
     if archive.len() > limits.max_entries {
         out.push(finding(
-            "archive",
+            Check::Archive,
             format!(
                 "it has {} entries (limit {})",
                 archive.len(),
@@ -155,7 +152,10 @@ fn check_zip(path: &Path, limits: &ArchiveLimits) -> Vec<Finding> {
         let mut entry = match archive.by_index(i) {
             Ok(e) => e,
             Err(e) => {
-                out.push(finding("archive", format!("entry {i} cannot be read: {e}")));
+                out.push(finding(
+                    Check::Archive,
+                    format!("entry {i} cannot be read: {e}"),
+                ));
                 break;
             }
         };
@@ -166,7 +166,7 @@ fn check_zip(path: &Path, limits: &ArchiveLimits) -> Vec<Finding> {
             || name.split(['/', '\\']).any(|c| c == "..");
         if escapes {
             out.push(finding(
-                "archive",
+                Check::Archive,
                 format!("entry `{name}` points outside the folder it is unpacked in"),
             ));
         }
@@ -176,7 +176,7 @@ fn check_zip(path: &Path, limits: &ArchiveLimits) -> Vec<Finding> {
             Ok(n) => n,
             Err(e) => {
                 out.push(finding(
-                    "archive",
+                    Check::Archive,
                     format!("entry `{name}` does not decompress: {e}"),
                 ));
                 break;
@@ -185,7 +185,7 @@ fn check_zip(path: &Path, limits: &ArchiveLimits) -> Vec<Finding> {
         total += expanded;
         if expanded / compressed > limits.max_ratio {
             out.push(finding(
-                "archive",
+                Check::Archive,
                 format!(
                     "entry `{name}` expands {}x ({expanded} bytes from {compressed}): an archive bomb (limit {}x)",
                     expanded / compressed,
@@ -195,7 +195,7 @@ fn check_zip(path: &Path, limits: &ArchiveLimits) -> Vec<Finding> {
         }
         if total > limits.max_total {
             out.push(finding(
-                "archive",
+                Check::Archive,
                 format!(
                     "it expands to more than {} bytes: an archive bomb",
                     limits.max_total

@@ -46,7 +46,7 @@ pub struct Scanner {
 
 fn finding(message: String) -> Finding {
     Finding {
-        check: "yara".into(),
+        check: crate::scan::Check::Yara,
         message,
     }
 }
