@@ -35,6 +35,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
-# The web UI end to end, in headless Chromium against real daemons.
 cargo build -p verse-cli
+# The Python SDK (clients/python) against a real daemon over the TLS API, with
+# pytest in a venv of its own under target/.
+sdk_venv="$here/target/python-sdk-venv"
+if [ ! -x "$sdk_venv/bin/pytest" ]; then
+  python3 -m venv "$sdk_venv"
+  "$sdk_venv/bin/pip" install --quiet --disable-pip-version-check "pytest>=7"
+fi
+"$sdk_venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps ./clients/python
+VERSE_BIN="$here/target/debug/verse" "$sdk_venv/bin/pytest" -q -rs clients/python/tests
+# The web UI end to end, in headless Chromium against real daemons.
 (cd web && VERSE_BIN="$here/target/debug/verse" npm run --silent e2e)

@@ -16,10 +16,11 @@ if [ -f "$web/dist/index.html" ] && [ "$(cat "$web/dist/.stamp" 2>/dev/null)" = 
 fi
 cd "$web"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  # `npm install` with the committed lockfile installs exactly its versions. (`npm ci`
-  # refuses that lockfile where npm is configured with omit-lockfile-registry-resolved,
-  # as on our build machines: it then lacks other platforms' optional packages.)
-  npm install --no-audit --no-fund --loglevel=error >&2
+  # `npm ci` installs exactly the committed lockfile and never rewrites it, so a build
+  # leaves the tree clean. The lockfile lists every platform's optional packages (esbuild's,
+  # rollup's): a lockfile missing some is refused here ("Missing: ... from lock file")
+  # instead of completed in place; regenerate it with `npm install` in web/ and commit it.
+  npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 npm run --silent build >&2
 echo "$want" > dist/.stamp

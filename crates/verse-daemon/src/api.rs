@@ -120,15 +120,46 @@ where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut shim_read, mut shim_write) = tokio::io::split(shim);
-    let to_shim = tokio::spawn(async move {
+    let (client_read, mut client_write) = tokio::io::split(client);
+    let (mut shim_read, shim_write) = tokio::io::split(shim);
+    let input = forward_input(client_read, shim_write);
+    let _ = tokio::io::copy(&mut shim_read, &mut client_write).await;
+    finish_stream(client_write, input).await;
+}
+
+/// How long a finished stream waits for its client to close the connection.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Copies the client's input to the shim; what the client sends once the shim
+/// stopped taking it (its process exited) is read and dropped, so the client's
+/// side is always drained (see [`finish_stream`]).
+fn forward_input<R, W>(mut client_read: R, mut shim_write: W) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
         let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
         let _ = shim_write.shutdown().await;
-    });
-    let _ = tokio::io::copy(&mut shim_read, &mut client_write).await;
+        let _ = tokio::io::copy(&mut client_read, &mut tokio::io::sink()).await;
+    })
+}
+
+/// Ends a stream whose last frame went out: shuts down the client's write side,
+/// then waits (up to [`LINGER`]) for the client to close its side before the
+/// connection is dropped. A TCP connection closed with input still unread is
+/// reset, and a reset can discard what the client had not read yet, the end of
+/// the output and the exit code: over TLS a client's end-of-stdin frame often
+/// arrives after a short command has already finished.
+async fn finish_stream<W>(mut client_write: W, input: tokio::task::JoinHandle<()>)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let _ = client_write.shutdown().await;
-    to_shim.abort();
+    let abort = input.abort_handle();
+    if tokio::time::timeout(LINGER, input).await.is_err() {
+        abort.abort();
+    }
 }
 
 async fn show_env(State(daemon): Shared, Path(name): Path<String>) -> ApiResult<Json<EnvInfo>> {
@@ -243,12 +274,9 @@ async fn run(
             }
         };
         let actions::RunSession { row, shim } = session;
-        let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(upgraded));
-        let (mut shim_read, mut shim_write) = tokio::io::split(shim);
-        let to_shim = tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
-            let _ = shim_write.shutdown().await;
-        });
+        let (client_read, mut client_write) = tokio::io::split(TokioIo::new(upgraded));
+        let (mut shim_read, shim_write) = tokio::io::split(shim);
+        let input = forward_input(client_read, shim_write);
         // Relay frames to the client, but forget a `--rm` env before its
         // exit code goes out, so a client that looks next finds nothing.
         while let Ok(Some(frame)) = tokio_io::read_frame(&mut shim_read).await {
@@ -265,8 +293,7 @@ async fn run(
             }
         }
         actions::finish_run(&engine, &row);
-        let _ = client_write.shutdown().await;
-        to_shim.abort();
+        finish_stream(client_write, input).await;
     });
     Ok(switching_protocols())
 }
