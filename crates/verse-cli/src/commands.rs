@@ -427,6 +427,9 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
         Command::Doctor { .. }
         | Command::Daemon { .. }
         | Command::Shim { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Spec(_)
         | Command::BuildStep { .. }
         | Command::Key(_)
         | Command::Compose { .. } => {

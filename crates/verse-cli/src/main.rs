@@ -234,9 +234,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a completion script for a shell.
+    ///
+    /// bash: `verse completions bash > /etc/bash_completion.d/verse`;
+    /// zsh: `verse completions zsh > /usr/local/share/zsh/site-functions/_verse`;
+    /// fish: `verse completions fish > ~/.config/fish/completions/verse.fish`.
+    /// The Debian package installs all three.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The spec file's own tools.
+    #[command(subcommand)]
+    Spec(SpecCommand),
+    /// Internal: write the man pages (verse.1, verse-apply.1, ...) into DIR.
+    #[command(name = "__man", hide = true)]
+    Man { dir: PathBuf },
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum SpecCommand {
+    /// Print the JSON Schema of verse.toml, for editors (taplo, Even Better TOML).
+    ///
+    /// Point taplo at it with `#:schema ./verse.schema.json` on a spec's first line after
+    /// `verse spec schema > verse.schema.json`, or in .taplo.toml; docs/verse.schema.json is
+    /// the same document.
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -332,11 +358,55 @@ fn main() -> ExitCode {
     if let Command::BuildStep { config } = &cli.command {
         verse_image::run_step_main(config);
     }
+    // Commands that need no daemon and no root.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "verse", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => return man_pages(dir),
+        Command::Spec(SpecCommand::Schema) => {
+            println!("{}", verse_spec::schema::json_schema_text());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let paths = verse_api::Paths::new(cli.root.clone());
     match commands::dispatch(cli.command, paths) {
         Ok(code) => code,
         Err(error) => {
             output::report(&error);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes verse.1 and one page per subcommand (verse-apply.1, verse-image-import.1, ...),
+/// as `man verse-apply` finds them once installed under a man1 directory.
+fn man_pages(dir: &std::path::Path) -> ExitCode {
+    fn write(command: &clap::Command, name: &str, dir: &std::path::Path) -> std::io::Result<()> {
+        let command = command.clone().name(name.to_string());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone()).render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), page)?;
+        for sub in command
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            write(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    match std::fs::create_dir_all(dir).and_then(|()| write(&command, "verse", dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing man pages into {}: {e}", dir.display());
             ExitCode::from(1)
         }
     }

@@ -69,6 +69,7 @@ pub mod guard;
 mod image;
 mod model;
 mod net;
+pub mod schema;
 pub mod units;
 mod validate;
 
