@@ -10,6 +10,8 @@ packages+=(e2fsprogs util-linux)
 packages+=(openssl)
 # curl, xz-utils: compose checks its catalog against the bookworm package list
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3 xz-utils)
+# image import/export tests: images made by the tools people use (no registry needed)
+[ "${1:-}" = "--test" ] && packages+=(podman buildah skopeo)
 # The web UI's browser tests: Debian's Chromium (driven by playwright-core; no
 # browser download), and debootstrap for the desktop image (scripts/desktop-rootfs.sh).
 [ "${1:-}" = "--web" ] && packages+=(chromium debootstrap)

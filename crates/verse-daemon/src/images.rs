@@ -496,6 +496,12 @@ async fn export(
             request.path
         )));
     }
+    let format: verse_image::ExportFormat = request
+        .format
+        .as_deref()
+        .unwrap_or("oci-archive")
+        .parse()
+        .map_err(ApiError::bad_request)?;
     let (h, _) = manifest_of(&daemon, &info)?;
     let started = Instant::now();
     let worker = Arc::clone(&daemon);
@@ -506,6 +512,7 @@ async fn export(
             &image,
             &h,
             &target,
+            format,
             &mut |line| tracing::info!(target: "verse::export", "{line}"),
         )
     })
@@ -519,6 +526,7 @@ async fn export(
         .hint("nothing was written at that path")
     })?;
     Ok(Json(ExportReport {
+        reference: verse_image::export_reference(&name),
         image: name,
         manifest: h.to_string(),
         path: request.path,
@@ -527,5 +535,6 @@ async fn export(
         bytes: r.bytes,
         signatures: r.signatures,
         millis: started.elapsed().as_millis() as u64,
+        format: request.format.unwrap_or_else(|| "oci-archive".into()),
     }))
 }

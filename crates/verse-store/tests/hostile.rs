@@ -222,6 +222,7 @@ fn device_nodes_are_never_created_and_refused_in_image_layers() {
     let options = verse_store::ImportOptions {
         whiteouts: true,
         refuse_devices: true,
+        skip_devices: false,
         ..Default::default()
     };
     let err = store
