@@ -270,10 +270,10 @@ fn index_tar(file: &Path) -> Result<BTreeMap<String, (u64, u64)>, ImageError> {
     }
     let mut resolved = Vec::new();
     for (key, link) in &by_path {
+        let target = resolve_link(file, key, link, &by_path, &entries)?;
         if entries.contains_key(key) || dirs.contains(key) {
             return Err(invalid(file, format!("entry {key:?}: appears twice")));
         }
-        let target = resolve_link(file, key, link, &by_path, &entries)?;
         resolved.push((key.clone(), entries[&target]));
     }
     entries.extend(resolved);
@@ -714,8 +714,25 @@ fn import_image(
             skip_devices: !verse_export,
         };
         let name = file.join(rel);
-        let layer =
-            store.import_tar_stream(&mut hashing, &name, size, options, counts, &mut check)?;
+        let imported =
+            store.import_tar_stream(&mut hashing, &name, size, options, counts, &mut check);
+        let layer = match (imported, digest) {
+            (Ok(layer), _) => layer,
+            // A blob that fails to parse may simply be corrupt: say so when its digest
+            // shows it, rather than what the corruption made of the tar.
+            (Err(e), Some(d)) => {
+                let _ = io::copy(&mut hashing, &mut io::sink());
+                let actual = format!("sha256:{}", hex(&seen.borrow().hasher.clone().finalize()));
+                if *d != actual {
+                    return Err(invalid(
+                        file,
+                        format!("blob {d} has {actual}; the archive is corrupt"),
+                    ));
+                }
+                return Err(e.into());
+            }
+            (Err(e), None) => return Err(e.into()),
+        };
         let mut input = match digest {
             Some(d) => format!("oci layer {d}"),
             None => format!("docker layer {rel}"),
