@@ -12,6 +12,8 @@ packages+=(openssl)
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3 xz-utils)
 # The Python SDK's tests: pytest in a venv (scripts/test.sh)
 [ "${1:-}" = "--test" ] && packages+=(python3 python3-venv)
+# image import/export tests: images made by the tools people use (no registry needed)
+[ "${1:-}" = "--test" ] && packages+=(podman buildah skopeo)
 # The web UI's browser tests: Debian's Chromium (driven by playwright-core; no
 # browser download), and debootstrap for the desktop image (scripts/desktop-rootfs.sh).
 [ "${1:-}" = "--web" ] && packages+=(chromium debootstrap)

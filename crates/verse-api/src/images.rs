@@ -81,6 +81,9 @@ pub struct ImageGcReport {
 pub struct ExportRequest {
     /// Absolute path of the archive to write (replaced atomically).
     pub path: String,
+    /// `oci-archive` (the default) or `docker-archive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +98,12 @@ pub struct ExportReport {
     /// Valid signatures carried along.
     pub signatures: usize,
     pub millis: u64,
+    /// The format written and the reference the image carries in it (`podman load` names
+    /// the image so).
+    #[serde(default)]
+    pub format: String,
+    #[serde(default)]
+    pub reference: String,
 }
 
 /// One line of a streamed build or import (`?progress=true`): the response is

@@ -160,8 +160,12 @@ pub struct ImageInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportRequest {
     pub name: String,
-    /// Absolute host path of a directory or a tar (plain, gzip, zstd).
+    /// Absolute host path of a directory or a tar (plain, gzip, zstd), an image archive
+    /// (OCI layout, docker/podman save) or an OCI layout directory.
     pub path: String,
+    /// Which image of an archive holding several (`verse image import NAME FILE:TAG`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +174,12 @@ pub struct ImportReport {
     /// Bytes the store did not already hold.
     pub new_bytes: u64,
     pub millis: u64,
+    /// The image's name in the archive it came from, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Device nodes left out of an image archive's layers (envs get their own /dev).
+    #[serde(default)]
+    pub devices_left_out: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

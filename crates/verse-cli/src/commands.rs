@@ -169,10 +169,12 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
             | ImageCommand::Export { .. }),
         ) => return crate::images::image(image, &client).await,
         Command::Image(ImageCommand::Import { name, path, json }) => {
-            let path = absolute(&path)?;
+            let (path, tag) = crate::images::split_tag(&path);
+            let path = absolute(std::path::Path::new(&path))?;
             let request = ImportRequest {
                 name,
                 path: path.display().to_string(),
+                tag,
             };
             let report: ImportReport = if json {
                 client.post("/v1/images", &request).await?
@@ -193,6 +195,9 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
                     report.millis
                 );
                 println!("layer root {}", image.root);
+                for note in crate::images::import_notes(&report) {
+                    println!("{note}");
+                }
             }
         }
         Command::Image(ImageCommand::Ls { json }) => {

@@ -201,13 +201,19 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
                 .await?;
             println!("signed {name} (manifest {h}) with {}", s.key);
         }
-        ImageCommand::Export { name, file, json } => {
+        ImageCommand::Export {
+            name,
+            file,
+            format,
+            json,
+        } => {
             let path = std::path::absolute(&file)?;
             let r: ExportReport = client
                 .post(
                     &format!("/v1/images/{name}/export"),
                     &ExportRequest {
                         path: path.display().to_string(),
+                        format: Some(format),
                     },
                 )
                 .await?;
@@ -215,10 +221,12 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
                 output::json(&r);
             } else {
                 println!(
-                    "exported {} (manifest {}) to {}: {} layers, {} files, {}, {} signature(s), in {} ms",
+                    "exported {} (manifest {}) to {} as {} {}: {} layers, {} files, {}, {} signature(s), in {} ms",
                     r.image,
                     r.manifest,
                     r.path,
+                    r.format,
+                    r.reference,
                     r.layers,
                     r.files,
                     bytes(r.bytes),
@@ -230,6 +238,47 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
         _ => unreachable!("only image build/inspect/rm/gc/sign/export come here"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Splits `verse image import`'s PATH[:TAG]: PATH as given when it exists, else the longest
+/// prefix before a `:` that exists, the rest being the tag (tags hold `:` themselves, as in
+/// `all.tar:localhost/app:1`).
+pub fn split_tag(arg: &str) -> (String, Option<String>) {
+    if std::path::Path::new(arg).exists() {
+        return (arg.to_string(), None);
+    }
+    arg.match_indices(':')
+        .map(|(i, _)| i)
+        .find(|&i| i > 0 && i + 1 < arg.len() && std::path::Path::new(&arg[..i]).exists())
+        .map(|i| (arg[..i].to_string(), Some(arg[i + 1..].to_string())))
+        .unwrap_or_else(|| (arg.to_string(), None))
+}
+
+/// The lines `verse image import` prints after "imported ...": the archive's tag, and the
+/// device nodes left out.
+pub fn import_notes(report: &verse_api::ImportReport) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(r) = &report.reference {
+        notes.push(format!("from the archive's image {r}"));
+    }
+    let left = &report.devices_left_out;
+    if !left.is_empty() {
+        let outside: Vec<&str> = left
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.starts_with("/dev/"))
+            .collect();
+        let mut line = format!(
+            "left out {} device node(s) (envs get their own /dev): {} under /dev",
+            left.len(),
+            left.len() - outside.len()
+        );
+        if !outside.is_empty() {
+            line.push_str(&format!("; outside /dev: {}", outside.join(" ")));
+        }
+        notes.push(line);
+    }
+    notes
 }
 
 /// `verse image import` with live progress (files and bytes, an archive's layers).

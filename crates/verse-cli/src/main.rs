@@ -278,11 +278,16 @@ enum GenerationsCommand {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Import a directory, a tar (plain, gzip or zstd), an OCI image layout or docker/podman
-    /// save archive, or a `verse image export` file (its manifest hash and signatures kept).
+    /// Import a directory, a tar (plain, gzip or zstd), an image archive (`podman save`,
+    /// `docker save`, `buildah push oci-archive:`, `skopeo copy` to `oci:DIR` or
+    /// `docker-archive:`), or a `verse image export` file (its manifest hash and signatures
+    /// kept). FILE:TAG picks one image of an archive holding several. Device nodes in an
+    /// archive's layers are left out (envs get their own /dev) and counted.
     Import {
         name: String,
-        path: PathBuf,
+        /// FILE, DIR, or FILE:TAG (e.g. `all.tar:localhost/app:1`).
+        #[arg(value_name = "PATH[:TAG]")]
+        path: String,
         #[arg(long)]
         json: bool,
     },
@@ -327,11 +332,16 @@ enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write an image to FILE as an OCI image layout tar with Verse's manifest and signatures,
-    /// for `verse image import` on another host (same manifest hash, signatures still valid).
+    /// Write an image to FILE, tagged localhost/NAME:latest, for `podman load`, `docker load`,
+    /// `skopeo` or `verse image import` on another host. oci-archive (the default) also
+    /// carries Verse's manifest and signatures (same manifest hash there, signatures still
+    /// valid); docker-archive is the `docker save` layout.
     Export {
         name: String,
         file: PathBuf,
+        /// oci-archive or docker-archive.
+        #[arg(long, default_value = "oci-archive", value_parser = ["oci-archive", "docker-archive"])]
+        format: String,
         #[arg(long)]
         json: bool,
     },

@@ -487,13 +487,14 @@ fn import_blocking(
     let metadata = std::fs::metadata(&path)
         .map_err(|e| EngineError::invalid(format!("cannot read {}: {e}", path.display())))?;
     let started = Instant::now();
-    if metadata.is_file() && verse_image::is_image_archive(&path) {
+    if verse_image::is_image_archive(&path) {
         let mut lines = Vec::new();
-        let h = {
+        let imported = {
             let mut counts = crate::progress::Counts::new(emit);
             verse_image::import_archive(
                 &daemon.store,
                 &path,
+                request.tag.as_deref(),
                 &mut |line| {
                     tracing::info!(target: "verse::import", "{line}");
                     lines.push(line.to_string());
@@ -505,12 +506,20 @@ fn import_blocking(
         for text in lines {
             emit(ProgressEvent::Line { text });
         }
-        let image = crate::images::record_manifest(daemon, &request.name, h)?;
+        let image = crate::images::record_manifest(daemon, &request.name, imported.manifest)?;
         return Ok(ImportReport {
             image,
             new_bytes: 0,
             millis: started.elapsed().as_millis() as u64,
+            reference: imported.reference,
+            devices_left_out: imported.devices_left_out,
         });
+    }
+    if let Some(tag) = &request.tag {
+        return Err(EngineError::invalid(format!(
+            "{}: not an image archive, so there is no image tagged `{tag}` to pick",
+            request.path
+        )));
     }
     let layer = (|| {
         let mut progress = crate::progress::Counts::new(emit);
@@ -540,6 +549,8 @@ fn import_blocking(
         image,
         new_bytes: layer.new_bytes,
         millis: started.elapsed().as_millis() as u64,
+        reference: None,
+        devices_left_out: Vec::new(),
     })
 }
 

@@ -501,6 +501,12 @@ pub async fn export(
             request.path
         )));
     }
+    let format: verse_image::ExportFormat = request
+        .format
+        .as_deref()
+        .unwrap_or("oci-archive")
+        .parse()
+        .map_err(EngineError::invalid)?;
     let (h, _) = manifest_of(daemon, &info)?;
     let started = Instant::now();
     let worker = Arc::clone(daemon);
@@ -511,6 +517,7 @@ pub async fn export(
             &image,
             &h,
             &target,
+            format,
             &mut |line| tracing::info!(target: "verse::export", "{line}"),
         )
     })
@@ -524,6 +531,7 @@ pub async fn export(
         .hint("nothing was written at that path")
     })?;
     Ok(ExportReport {
+        reference: verse_image::export_reference(&name),
         image: name,
         manifest: h.to_string(),
         path: request.path,
@@ -532,5 +540,6 @@ pub async fn export(
         bytes: r.bytes,
         signatures: r.signatures,
         millis: started.elapsed().as_millis() as u64,
+        format: request.format.unwrap_or_else(|| "oci-archive".into()),
     })
 }

@@ -101,6 +101,7 @@ pub async fn take(
                         id_base: 0,
                         whiteouts: false,
                         refuse_devices: true,
+                        skip_devices: false,
                     };
                     let volume = worker
                         .store

@@ -1,13 +1,26 @@
-//! `verse image export`: an image as an OCI image layout tar that any OCI tool can read, plus
-//! Verse's own manifest and signatures under `verse/`, so importing it on another host gives
-//! the same manifest hash (every layer root is recomputed from the content and compared) and
-//! the signatures still verify.
+//! `verse image export`: an image as a tar other tools load (`podman load`, `docker load`,
+//! `skopeo`), in one of two formats.
+//!
+//! `oci-archive` (the default) is an OCI image layout plus Verse's own manifest and
+//! signatures under `verse/`, so importing it on another host gives the same manifest hash
+//! (every layer root is recomputed from the content and compared) and the signatures still
+//! verify:
 //!
 //! ```text
 //! oci-layout, index.json, blobs/sha256/<digest>   the OCI image (uncompressed layers)
 //! verse/manifest.json                             the manifest's canonical bytes
 //! verse/signatures/<public key hex>               ed25519 signatures of its hash
 //! ```
+//!
+//! `docker-archive` is what `docker save` writes, for tools that read only that:
+//!
+//! ```text
+//! manifest.json                                   [{Config, RepoTags, Layers}]
+//! <config digest>.json, <layer digest>.tar        the config and the uncompressed layers
+//! ```
+//!
+//! Either way the image is tagged `localhost/NAME:latest` (or `localhost/NAME:TAG` when the
+//! name has a tag), so `podman load` names it as `verse image ls` does.
 
 use std::fs;
 use std::io::{self, Write};
@@ -52,12 +65,46 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Exports image `name` (manifest `h`) to `file`, atomically (written to `FILE.part` first).
+/// The layout an export writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// An OCI image layout tar with Verse's manifest and signatures.
+    #[default]
+    OciArchive,
+    /// A `docker save` archive.
+    DockerArchive,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "oci-archive" => Ok(ExportFormat::OciArchive),
+            "docker-archive" => Ok(ExportFormat::DockerArchive),
+            other => Err(format!(
+                "unknown export format `{other}`: use oci-archive or docker-archive"
+            )),
+        }
+    }
+}
+
+/// The reference an exported image carries: `localhost/NAME:latest`, or `localhost/NAME:TAG`.
+pub fn export_reference(name: &str) -> String {
+    if name.contains(':') {
+        format!("localhost/{name}")
+    } else {
+        format!("localhost/{name}:latest")
+    }
+}
+
+/// Exports image `name` (manifest `h`) to `file` in `format`, atomically (written to
+/// `FILE.part` first).
 pub fn export_archive(
     store: &Store,
     name: &str,
     h: &Hash,
     file: &Path,
+    format: ExportFormat,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Exported, ImageError> {
     let manifest = store.manifest(h)?;
@@ -101,7 +148,13 @@ pub fn export_archive(
         }
         let diff_ids: Vec<_> = layers.iter().map(|l| l["digest"].clone()).collect();
         let c = &manifest.config;
+        let history: Vec<_> = manifest
+            .layers
+            .iter()
+            .map(|l| json!({"created": "1970-01-01T00:00:00Z", "created_by": l.input}))
+            .collect();
         let config = serde_json::to_vec(&json!({
+            "created": "1970-01-01T00:00:00Z",
             "architecture": crate::oci_arch(),
             "os": "linux",
             "config": {
@@ -110,10 +163,13 @@ pub fn export_archive(
                 "Env": c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                 "User": c.user.clone().unwrap_or_default(),
                 "WorkingDir": c.workdir.clone().unwrap_or_default(),
+                "Labels": {"org.verse.manifest": h.to_hex()},
             },
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": history,
         }))
         .expect("json");
+        let reference = export_reference(name);
         let config_digest = hex(&Sha256::digest(&config));
         let oci_manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
@@ -130,43 +186,53 @@ pub fn export_archive(
             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "digest": format!("sha256:{manifest_digest}"),
                            "size": oci_manifest.len(),
-                           "annotations": {"org.opencontainers.image.ref.name": name}}],
+                           "annotations": {"org.opencontainers.image.ref.name": reference}}],
         }))
         .expect("json");
         let signatures = store.signatures(h)?;
+        let layer_names: Vec<String> = blobs.iter().map(|(d, _)| format!("{d}.tar")).collect();
         blobs.push((config_digest, Blob::Bytes(config)));
         blobs.push((manifest_digest, Blob::Bytes(oci_manifest)));
 
         let out = fs::File::create(&part).map_err(|e| ImageError::io(&part, e))?;
         let mut tar = tar::Builder::new(io::BufWriter::new(out));
         let io_err = |e| ImageError::io(&part, e);
-        let add = |tar: &mut tar::Builder<_>, path: &str, bytes: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            h.set_size(bytes.len() as u64);
-            tar.append_data(&mut h, path, bytes)
-        };
-        add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io_err)?;
-        add(&mut tar, "index.json", &index).map_err(io_err)?;
-        for (digest, blob) in &blobs {
-            let path = format!("blobs/sha256/{digest}");
-            match blob {
-                Blob::Bytes(b) => add(&mut tar, &path, b).map_err(io_err)?,
-                Blob::File(f) => {
-                    let mut src = fs::File::open(f).map_err(|e| ImageError::io(f, e))?;
-                    tar.append_file(&path, &mut src).map_err(io_err)?;
+        let add = append_bytes;
+        let mut signed = 0;
+        match format {
+            ExportFormat::OciArchive => {
+                add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+                    .map_err(io_err)?;
+                add(&mut tar, "index.json", &index).map_err(io_err)?;
+                for (digest, blob) in &blobs {
+                    blob.append(&mut tar, &format!("blobs/sha256/{digest}"))
+                        .map_err(io_err)?;
+                }
+                add(&mut tar, "verse/manifest.json", &manifest.canonical_bytes())
+                    .map_err(io_err)?;
+                for (info, sig) in &signatures {
+                    if info.valid {
+                        let key = info.key.trim_start_matches("ed25519:");
+                        add(&mut tar, &format!("verse/signatures/{key}"), sig.as_bytes())
+                            .map_err(io_err)?;
+                        signed += 1;
+                    }
                 }
             }
-        }
-        add(&mut tar, "verse/manifest.json", &manifest.canonical_bytes()).map_err(io_err)?;
-        let mut signed = 0;
-        for (info, sig) in &signatures {
-            if info.valid {
-                let key = info.key.trim_start_matches("ed25519:");
-                add(&mut tar, &format!("verse/signatures/{key}"), sig.as_bytes())
-                    .map_err(io_err)?;
-                signed += 1;
+            ExportFormat::DockerArchive => {
+                let (config_digest, config) = &blobs[total];
+                let config_name = format!("{config_digest}.json");
+                config.append(&mut tar, &config_name).map_err(io_err)?;
+                for ((_, blob), name) in blobs[..total].iter().zip(&layer_names) {
+                    blob.append(&mut tar, name).map_err(io_err)?;
+                }
+                let docker = serde_json::to_vec(&json!([{
+                    "Config": config_name,
+                    "RepoTags": [reference],
+                    "Layers": layer_names,
+                }]))
+                .expect("json");
+                add(&mut tar, "manifest.json", &docker).map_err(io_err)?;
             }
         }
         let out = tar.into_inner().map_err(io_err)?;
@@ -191,4 +257,25 @@ pub fn export_archive(
 enum Blob {
     Bytes(Vec<u8>),
     File(std::path::PathBuf),
+}
+
+impl Blob {
+    fn append<W: Write>(&self, tar: &mut tar::Builder<W>, path: &str) -> io::Result<()> {
+        match self {
+            Blob::Bytes(b) => append_bytes(tar, path, b),
+            Blob::File(f) => {
+                let mut src = fs::File::open(f)?;
+                tar.append_file(path, &mut src)
+            }
+        }
+    }
+}
+
+/// Adds `bytes` as a 0644 file with time 0 (the same image gives the same archive).
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_size(bytes.len() as u64);
+    tar.append_data(&mut h, path, bytes)
 }

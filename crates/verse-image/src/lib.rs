@@ -30,8 +30,8 @@ use std::process::Command;
 use verse_spec::{FileSource, ImageBase, ImageSpec, Spec};
 use verse_store::{Hash, ImportOptions, Manifest, ManifestLayer, RunConfig, Store};
 
-pub use export::{Exported, export_archive};
-pub use oci::{import_archive, is_image_archive};
+pub use export::{ExportFormat, Exported, export_archive, export_reference};
+pub use oci::{Imported, import_archive, is_image_archive};
 pub use step::{StepConfig, run_step_main};
 
 /// Debian mirror used by debootstrap and apt.
@@ -430,6 +430,7 @@ impl Builder<'_> {
             id_base: self.id_base,
             whiteouts: true,
             refuse_devices: false,
+            skip_devices: false,
         };
         Ok(self
             .store

@@ -24,7 +24,7 @@ use crate::tree::{Entry, EntryKind, MODE_MASK, Meta, bad_name_reason};
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
 
 /// The result of an import.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
     /// Root tree hash: names and verifies the whole layer.
     pub root: Hash,
@@ -34,6 +34,8 @@ pub struct Layer {
     pub files: u64,
     /// Bytes of content actually stored new by this import.
     pub new_bytes: u64,
+    /// Paths of the device nodes left out ([`ImportOptions::skip_devices`]), in archive order.
+    pub devices_left_out: Vec<String>,
 }
 
 enum Node {
@@ -72,6 +74,10 @@ pub struct ImportOptions {
     /// has no business shipping them). When false they are recorded as data and never
     /// created in a checkout.
     pub refuse_devices: bool,
+    /// Leave character and block devices other than whiteouts out of the layer, naming each
+    /// in [`Layer::devices_left_out`] (an image made by another tool: a debootstrap base
+    /// carries /dev nodes, and every env gets a /dev of its own). Wins over `refuse_devices`.
+    pub skip_devices: bool,
 }
 
 /// Most tar header data (headers, PAX records, GNU long names, skipped bodies) accepted
@@ -101,6 +107,7 @@ struct Builder<'a> {
     new_bytes: u64,
     files_done: u64,
     bytes_done: u64,
+    devices_left_out: Vec<String>,
 }
 
 fn display(components: &[Vec<u8>]) -> String {
@@ -121,6 +128,7 @@ impl<'a> Builder<'a> {
             new_bytes: 0,
             files_done: 0,
             bytes_done: 0,
+            devices_left_out: Vec::new(),
         }
     }
 
@@ -260,6 +268,7 @@ impl<'a> Builder<'a> {
             size: info.size,
             files: info.files,
             new_bytes: self.new_bytes,
+            devices_left_out: self.devices_left_out,
         })
     }
 }
@@ -351,6 +360,7 @@ impl Store {
             id_base: uid_base,
             whiteouts: true,
             refuse_devices: false,
+            skip_devices: false,
         };
         self.import_dir_with(path, options, progress)
     }
@@ -392,19 +402,40 @@ impl Store {
         progress: &mut dyn Progress,
     ) -> Result<Layer> {
         let path = path.as_ref();
-        let _lock = self.lock_shared()?;
         let mut file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+        let size = file
+            .metadata()
+            .ctx(|| format!("reading {}", path.display()))?
+            .len();
+        self.import_tar_stream(&mut file, path, size, options, progress, &mut || Ok(()))
+    }
+
+    /// Imports a tar (plain, gzip or zstd) read from `source`: a layer blob inside an image
+    /// archive, read in place. `name` names it in errors; `size` is what `source` holds
+    /// (compressed), which bounds the decompressed size. The whole stream is read, then
+    /// `check` runs before anything is recorded: an `Err(reason)` there (a digest that does
+    /// not match) refuses the layer with that reason and records no tree or layer.
+    pub fn import_tar_stream(
+        &self,
+        source: &mut dyn Read,
+        name: &Path,
+        size: u64,
+        options: ImportOptions,
+        progress: &mut dyn Progress,
+        check: &mut dyn FnMut() -> std::result::Result<(), String>,
+    ) -> Result<Layer> {
+        let path = name;
+        let _lock = self.lock_shared()?;
         let mut magic = [0u8; 4];
-        let n = read_up_to(&mut file, &mut magic).ctx(|| format!("reading {}", path.display()))?;
-        let file = BufReader::with_capacity(256 * 1024, {
-            use std::io::Seek;
-            let mut f = file;
-            f.rewind().ctx(|| format!("reading {}", path.display()))?;
-            f
-        });
+        let n = read_up_to(&mut &mut *source, &mut magic)
+            .ctx(|| format!("reading {}", path.display()))?;
+        let file = BufReader::with_capacity(
+            256 * 1024,
+            io::Cursor::new(magic[..n].to_vec()).chain(source),
+        );
         let compression = Compression::detect(&magic[..n]);
-        let compressed_size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let reader: Box<dyn Read> = match compression {
+        let compressed_size = size;
+        let reader: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(file),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
             Compression::Zstd => Box::new(
@@ -452,6 +483,17 @@ impl Store {
             state.in_body.set(false);
             state.last.replace(Some(name));
         }
+        // Read to the end (padding after the tar's end, the rest of a compressed stream), so
+        // `check` sees every byte of the source; still under the bomb limit.
+        state.in_body.set(true);
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| StoreError::Io {
+            context: format!("reading the end of tar {}", path.display()),
+            source: e,
+        })?;
+        check().map_err(|detail| StoreError::Invalid {
+            path: path.display().to_string(),
+            detail,
+        })?;
         b.finish()
     }
 }
@@ -471,13 +513,13 @@ struct GuardState {
 
 /// Caps decompressed bytes (decompression bombs) and header bytes between entries
 /// (enormous PAX records or GNU long names, which the tar reader would hold in memory).
-struct Guarded {
-    inner: Box<dyn Read>,
+struct Guarded<'r> {
+    inner: Box<dyn Read + 'r>,
     state: std::rc::Rc<GuardState>,
     limit: u64,
 }
 
-impl Read for Guarded {
+impl Read for Guarded<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let s = &self.state;
@@ -622,6 +664,10 @@ fn import_dir_rec(
         } else if ft.is_char_device() && md.rdev() == 0 && b.options.whiteouts {
             // An overlayfs whiteout: the store's form, whoever created it.
             whiteout_node()
+        } else if (ft.is_char_device() || ft.is_block_device()) && b.options.skip_devices {
+            b.devices_left_out.push(shown);
+            components.pop();
+            continue;
         } else if ft.is_char_device() {
             Node::Leaf {
                 meta,
@@ -769,6 +815,10 @@ fn import_tar_entry<R: Read>(
                 size,
                 kind: EntryKind::File(hash),
             }
+        }
+        T::Char | T::Block if b.options.skip_devices => {
+            b.devices_left_out.push(display(&components));
+            return Ok(());
         }
         T::Char | T::Block if b.options.refuse_devices => {
             return Err(refuse(format!(

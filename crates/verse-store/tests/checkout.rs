@@ -361,6 +361,7 @@ fn a_host_dir_comes_back_with_its_owners_exactly_as_imported() {
         id_base: 0,
         whiteouts: false,
         refuse_devices: true,
+        skip_devices: false,
     };
     let layer = store
         .import_dir_with(&dir, options, &mut verse_store::NoProgress)

@@ -9,6 +9,7 @@ const WHITEOUTS: ImportOptions = ImportOptions {
     id_base: 0,
     whiteouts: true,
     refuse_devices: false,
+    skip_devices: false,
 };
 
 /// Export then import gives the same root hash: contents, modes, owners, symlinks, devices,

@@ -222,6 +222,7 @@ fn device_nodes_are_never_created_and_refused_in_image_layers() {
     let options = verse_store::ImportOptions {
         whiteouts: true,
         refuse_devices: true,
+        skip_devices: false,
         ..Default::default()
     };
     let err = store
@@ -235,6 +236,47 @@ fn device_nodes_are_never_created_and_refused_in_image_layers() {
         other => panic!("{other:?}"),
     }
     assert!(store.layers().unwrap().is_empty());
+
+    // Another tool's image layer: left out, each named, the rest of the layer kept.
+    let options = verse_store::ImportOptions {
+        whiteouts: true,
+        refuse_devices: true,
+        skip_devices: true,
+        ..Default::default()
+    };
+    let layer = store
+        .import_tar_with(&path, options, &mut NoProgress)
+        .unwrap();
+    assert_eq!(layer.devices_left_out, ["/dev/sda", "/dev/mem"]);
+    assert_eq!(layer.files, 1);
+    let co = store.checkout(&layer.root, 200_000).unwrap();
+    assert!(co.join("ok").exists() && fs::symlink_metadata(co.join("dev/sda")).is_err());
+}
+
+#[test]
+fn a_failed_stream_check_records_nothing() {
+    // The check (an image archive's digest) runs after the whole stream and before any tree
+    // or layer is written: its refusal leaves only unreferenced content objects.
+    let (_tmp, store) = new_store();
+    let tar = RawTar::new().dir("etc").file("etc/f", b"content").finish();
+    let mut seen = 0;
+    let err = store
+        .import_tar_stream(
+            &mut tar.as_slice(),
+            Path::new("blob"),
+            tar.len() as u64,
+            Default::default(),
+            &mut NoProgress,
+            &mut || {
+                seen += 1;
+                Err("blob sha256:00 has sha256:11; the archive is corrupt".into())
+            },
+        )
+        .unwrap_err();
+    assert_eq!(seen, 1);
+    assert!(err.to_string().contains("blob: blob sha256:00"), "{err}");
+    assert!(store.layers().unwrap().is_empty());
+    assert_eq!(count_files(&store.dir().join("trees")), 0);
 }
 
 #[test]
