@@ -10,6 +10,8 @@ pub mod client;
 pub mod frame;
 pub mod images;
 pub mod paths;
+#[cfg(feature = "tls")]
+mod remote;
 pub mod time;
 pub mod types;
 

@@ -5,6 +5,7 @@
 mod audit;
 mod commands;
 mod compose;
+mod fs;
 mod idmap_doctor;
 mod images;
 mod lifecycle;
@@ -234,6 +235,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The control filesystem: envs, images and generations as files.
+    #[command(subcommand)]
+    Fs(fs::FsCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

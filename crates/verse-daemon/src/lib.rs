@@ -13,6 +13,7 @@ mod disk;
 mod envfs;
 mod error;
 mod events;
+mod fs_routes;
 pub mod guard;
 mod guestfs;
 mod hibernate;
