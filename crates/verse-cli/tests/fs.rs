@@ -468,40 +468,7 @@ fn a_restricted_token_shows_its_env_only_and_refuses_writes() {
         return;
     }
     let mut verse = started();
-    let cert = verse.root().join("tls.crt");
-    let key = verse.root().join("tls.key");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (scripts/install-deps.sh installs it)");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    verse.kill_daemon();
-    verse.start_daemon_with(&[
-        "--listen",
-        &addr,
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let (addr, cert) = listen_tls(&mut verse);
     let root =
         verse_guard::token::load_or_create_root_key(&verse.root().join("etc/verse/token.key"))
             .unwrap();
