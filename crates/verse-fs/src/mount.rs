@@ -254,6 +254,17 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<(), FsError> {
         config.acl = fuser::SessionACL::All;
     }
     config.n_threads = Some(4);
+    // Handlers first: a signal that comes as soon as the mount is up is not lost.
+    let (mut int, mut term, mut hup) = rt
+        .block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            ))
+        })
+        .map_err(io("handling signals for", &dir))?;
     let watchdog = start_watchdog(&dir)?;
     let session = fuser::Session::new(fs, &dir, &config).map_err(io("mounting at", &dir))?;
     tracing::info!("mounted at {}", dir.display());
@@ -271,14 +282,6 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<(), FsError> {
         })
         .map_err(io("starting the session for", &dir))?;
     rt.spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
         let name = tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
