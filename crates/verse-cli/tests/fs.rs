@@ -615,3 +615,31 @@ fn the_daemon_mounts_it_when_its_config_says_so() {
     drop(guard);
     wait_for("the unmount", 5, || !mounted(&dir));
 }
+
+#[test]
+fn inotify_on_state_hears_a_change() {
+    if !fuse_usable() {
+        return;
+    }
+    let verse = started();
+    let mount = Mount::new(&verse, &[]);
+    let path = std::ffi::CString::new(mount.path("envs/web/state").to_str().unwrap()).unwrap();
+    // SAFETY: a fresh inotify descriptor, watched on a valid C string path.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: as above.
+    let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MODIFY) };
+    assert!(wd >= 0, "{}", std::io::Error::last_os_error());
+    verse.ok(&["pause", "web"]);
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 5_000) };
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(fd) };
+    assert_eq!(n, 1, "no IN_MODIFY on state within 5 s of `verse pause`");
+    assert_eq!(state(&mount, "web"), "paused");
+}

@@ -16,9 +16,13 @@ use fuser::{
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+/// The thread id of the mount's own thread that writes to `state` files
+/// for inotify's sake (FUSE requests carry the caller's thread id).
+pub static TOUCHER: AtomicU32 = AtomicU32::new(0);
 
 /// Nothing is cached by the kernel: every stat and lookup asks, so states,
 /// envs that come and go, and new log output show at once.
@@ -347,7 +351,7 @@ impl Filesystem for VerseFs {
         let writing = raw & libc::O_ACCMODE != libc::O_RDONLY;
         let direct = FopenFlags::FOPEN_DIRECT_IO;
         if writing {
-            let own = req.pid() == std::process::id();
+            let own = req.pid() == TOUCHER.load(Ordering::Relaxed) && req.pid() != 0;
             let open = match &node {
                 Node::EnvFile(_, EnvFile::State) if own => Open::Touch,
                 n if n.writable() => Open::Write(node.clone()),

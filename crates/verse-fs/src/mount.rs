@@ -227,6 +227,9 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<(), FsError> {
     std::thread::Builder::new()
         .name("verse-fs-touch".into())
         .spawn(move || {
+            // SAFETY: gettid takes no arguments and cannot fail.
+            let tid = unsafe { libc::gettid() } as u32;
+            crate::fs::TOUCHER.store(tid, std::sync::atomic::Ordering::Relaxed);
             while let Ok(env) = touch_rx.recv() {
                 let path = state_dir.join(&env).join("state");
                 if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
