@@ -8,6 +8,9 @@ packages+=(qemu-system-x86 erofs-utils e2fsprogs runsc cpio)
 packages+=(e2fsprogs util-linux)
 # guard tests: TLS certificates (openssl), non-root peers (setpriv, util-linux)
 packages+=(openssl)
+# The control filesystem (`verse fs mount`): fusermount3, for mounts made by a
+# non-root user and `allow_other` (root mounts with mount(2) directly).
+packages+=(fuse3)
 # curl, xz-utils: compose checks its catalog against the bookworm package list
 [ "${1:-}" = "--test" ] && packages+=(hyperfine crun runc bubblewrap microsocks iperf3 xz-utils)
 # The Python SDK's tests: pytest in a venv (scripts/test.sh)

@@ -38,13 +38,30 @@ pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    /// Set: the TLS API with a bearer token instead of the unix socket.
+    #[cfg(feature = "tls")]
+    remote: Option<std::sync::Arc<crate::remote::Remote>>,
 }
 
 impl Client {
     pub fn new(paths: &Paths) -> Self {
         Self {
             socket: paths.socket(),
+            #[cfg(feature = "tls")]
+            remote: None,
         }
+    }
+
+    /// A client of the token-only TLS API (`verse daemon --listen`) at `url`
+    /// (`https://HOST:PORT`), trusting the PEM certificate(s) in `ca`, acting
+    /// with `token`'s rights only.
+    #[cfg(feature = "tls")]
+    pub fn remote(url: &str, ca: &std::path::Path, token: &str) -> Result<Self, ClientError> {
+        let remote = crate::remote::Remote::new(url, ca, token)?;
+        Ok(Self {
+            socket: PathBuf::from(url),
+            remote: Some(std::sync::Arc::new(remote)),
+        })
     }
 
     pub fn socket(&self) -> &PathBuf {
@@ -61,6 +78,11 @@ impl Client {
     async fn connect(
         &self,
     ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
+        #[cfg(feature = "tls")]
+        if let Some(remote) = &self.remote {
+            let stream = remote.connect().await?;
+            return self.handshake(stream).await;
+        }
         let stream = match UnixStream::connect(&self.socket).await {
             Ok(s) => s,
             Err(e) => {
@@ -77,6 +99,16 @@ impl Client {
                 });
             }
         };
+        self.handshake(stream).await
+    }
+
+    async fn handshake<S>(
+        &self,
+        stream: S,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.transport(e))?;
@@ -102,8 +134,14 @@ impl Client {
 
     async fn send(
         &self,
-        request: Request<Full<Bytes>>,
+        #[allow(unused_mut)] mut request: Request<Full<Bytes>>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
+        #[cfg(feature = "tls")]
+        if let Some(remote) = &self.remote {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, remote.authorization());
+        }
         let mut sender = self.connect().await?;
         let response = sender
             .send_request(request)

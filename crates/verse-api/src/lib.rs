@@ -14,6 +14,8 @@ pub mod guard;
 pub mod images;
 pub mod paths;
 pub mod quarantine;
+#[cfg(feature = "tls")]
+mod remote;
 pub mod time;
 pub mod types;
 pub mod words;

@@ -594,3 +594,27 @@ pub struct HibernateQuery {
     #[serde(default)]
     pub timeout_ms: Option<u64>,
 }
+
+/// `POST /v1/envs/{name}/limits` (`verse limit`): new cgroup limits, applied
+/// to the running env in place (a stopped env gets them at its next start).
+/// A field left out keeps its value. They hold until the next `verse apply`
+/// declares the env again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LimitsRequest {
+    /// Cores, fractions allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+}
+
+/// `GET /v1/generations/{id}`: one generation and the spec it recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerationDetail {
+    pub info: GenerationInfo,
+    /// The spec as the daemon keeps it (canonical JSON of the parsed spec).
+    pub spec: serde_json::Value,
+}

@@ -29,6 +29,7 @@ pub fn dispatch(command: Command, paths: Paths) -> Result<ExitCode> {
             daemon(paths, tcp, &web)
         }
         Command::Key(key) => crate::images::key(key, &paths),
+        Command::Fs(command) => crate::fs::run(command, &paths),
         Command::Compose {
             prompt,
             json,
@@ -74,20 +75,26 @@ fn doctor(paths: &Paths, json: bool, probe_vm: bool) -> Result<ExitCode> {
     })
 }
 
-fn daemon(paths: Paths, tcp: Option<verse_daemon::tcp::TcpConfig>, web: &str) -> Result<ExitCode> {
+/// Log to stderr, filtered by VERSE_LOG (default `default`).
+pub(crate) fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERSE_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn daemon(paths: Paths, tcp: Option<verse_daemon::tcp::TcpConfig>, web: &str) -> Result<ExitCode> {
+    init_logging("info");
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "the daemon needs root (namespaces, cgroups and mounts); run it with sudo or as root"
         );
     }
     let exe = std::env::current_exe().context("finding the verse binary for the shims")?;
+    crate::fs::mount_for_daemon(&paths)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -437,6 +444,7 @@ async fn client_command(command: Command, client: Client) -> Result<ExitCode> {
         | Command::Spec(_)
         | Command::BuildStep { .. }
         | Command::Key(_)
+        | Command::Fs(_)
         | Command::Compose { .. } => {
             unreachable!("handled before")
         }

@@ -17,6 +17,21 @@ pub enum LifecycleCommand {
     Pause { name: String },
     /// Let a paused env run again.
     Unpause { name: String },
+    /// Change an env's cpu, memory or pids limit; a running env gets it live (its
+    /// cgroup), a stopped one at its next start. It holds until `verse apply` declares
+    /// the env again.
+    Limit {
+        name: String,
+        /// Cores, fractions allowed (e.g. 1.5).
+        #[arg(long)]
+        cpu: Option<f64>,
+        /// A size, e.g. 512MiB.
+        #[arg(long, value_parser = memory_size)]
+        memory: Option<u64>,
+        /// Processes.
+        #[arg(long)]
+        pids: Option<u64>,
+    },
     /// Snapshot an env's writable layer: `snapshot NAME [LABEL]`, or `snapshot rm NAME SNAPSHOT`.
     ///
     /// The env is frozen only while its writable layer is read into the store;
@@ -80,6 +95,25 @@ pub async fn run(command: LifecycleCommand, client: &Client) -> Result<ExitCode>
         LifecycleCommand::Pause { name } => {
             let env: EnvInfo = client.post(&format!("/v1/envs/{name}/pause"), &()).await?;
             println!("{}: {}", env.name, env.state);
+        }
+        LifecycleCommand::Limit {
+            name,
+            cpu,
+            memory,
+            pids,
+        } => {
+            let request = verse_api::LimitsRequest { cpu, memory, pids };
+            let env: EnvInfo = client
+                .post(&format!("/v1/envs/{name}/limits"), &request)
+                .await?;
+            let or_max = |v: Option<String>| v.unwrap_or_else(|| "max".into());
+            println!(
+                "{}: cpu {} memory {} pids {}",
+                env.name,
+                or_max(env.cpu.map(|c| c.to_string())),
+                or_max(env.memory.map(bytes)),
+                or_max(env.pids.map(|p| p.to_string()))
+            );
         }
         LifecycleCommand::Unpause { name } => {
             let env: EnvInfo = client
@@ -299,4 +333,14 @@ fn parse_timeout(text: &str) -> Result<u64, String> {
             "{e}; write e.g. \"30s\" or \"10m\" (units: ms, s, m, h)"
         )),
     }
+}
+
+/// `--memory SIZE`: a size as the spec writes it.
+fn memory_size(text: &str) -> Result<u64, String> {
+    verse_spec::units::parse_size(text).map_err(|e| {
+        format!(
+            "{e}; write e.g. \"512MiB\" (units: {})",
+            verse_spec::units::SIZE_UNITS
+        )
+    })
 }

@@ -5,6 +5,7 @@
 mod audit;
 mod commands;
 mod compose;
+mod fs;
 mod idmap_doctor;
 mod images;
 mod lifecycle;
@@ -250,6 +251,9 @@ enum Command {
     /// Internal: write the man pages (verse.1, verse-apply.1, ...) into DIR.
     #[command(name = "__man", hide = true)]
     Man { dir: PathBuf },
+    /// The control filesystem: envs, images and generations as files.
+    #[command(subcommand)]
+    Fs(fs::FsCommand),
     /// Internal: the per-env supervisor, started by the daemon.
     #[command(name = "__shim", hide = true)]
     Shim { config: PathBuf },

@@ -18,52 +18,7 @@ struct Remote {
 /// A daemon also listening on 127.0.0.1 with a self-signed certificate.
 fn remote() -> Remote {
     let mut verse = Verse::start();
-    let cert = verse.root().join("tls.crt");
-    let key = verse.root().join("tls.key");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (scripts/install-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    verse.kill_daemon();
-    verse.start_daemon_with(&[
-        "--listen",
-        &addr,
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let (addr, cert) = listen_tls(&mut verse);
     let remote = Remote {
         verse,
         base: format!("https://{addr}"),

@@ -46,6 +46,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(crate::lifecycle_api::routes())
         .merge(crate::guard::routes())
         .merge(crate::quarantine::routes())
+        .merge(crate::fs_routes::routes())
         .route("/v1/web", get(web_info))
         .with_state(daemon)
 }

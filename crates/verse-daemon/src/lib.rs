@@ -12,6 +12,7 @@ mod api;
 mod compose;
 mod error;
 mod events;
+mod fs_routes;
 pub mod guard;
 mod images;
 mod lifecycle_api;

@@ -107,6 +107,9 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ),
     // A copy reads one env and writes another: it needs write on every env.
     ("POST", "/v1/copy", "env", "*", "write"),
+    ("GET", "/v1/envs/{name}/spec", "env", "{name}", "read"),
+    ("POST", "/v1/envs/{name}/limits", "env", "{name}", "write"),
+    ("GET", "/v1/generations/{id}", "spec", "*", "read"),
 ];
 
 /// Where and how to listen on TCP.

@@ -11,9 +11,9 @@ use crate::{control, diff, lifecycle, reconcile, snapshots};
 use std::sync::Arc;
 use std::time::Instant;
 use verse_api::{
-    ApplyReport, ApplyRequest, DiffReport, EnvInfo, EventKind, ExecRequest, GenerationInfo,
-    HibernateQuery, ImportReport, ImportRequest, Origin, Removed, RestoreRequest, RollbackRequest,
-    RunRequest, SnapshotInfo, SnapshotRequest, VerifyReport,
+    ApplyReport, ApplyRequest, DiffReport, EnvInfo, EventKind, ExecRequest, GenerationDetail,
+    GenerationInfo, HibernateQuery, ImportReport, ImportRequest, LimitsRequest, Origin, Removed,
+    RestoreRequest, RollbackRequest, RunRequest, SnapshotInfo, SnapshotRequest, VerifyReport,
 };
 use verse_runtime::ShimRequest;
 
@@ -698,4 +698,95 @@ pub async fn diff_spec(daemon: &Arc<Engine>, request: ApplyRequest) -> EngineRes
         ));
     }
     Ok(DiffReport { envs })
+}
+
+/// The env's effective definition: what the daemon runs it with (its spec
+/// entry resolved, or what `verse run` asked for, with live limit changes).
+pub async fn env_spec(daemon: &Arc<Engine>, name: String) -> EngineResult<serde_json::Value> {
+    let row = crate::envs::find_env(daemon, &name)?;
+    serde_json::to_value(&row.plan).map_err(EngineError::internal)
+}
+
+pub async fn generation(daemon: &Arc<Engine>, id: String) -> EngineResult<GenerationDetail> {
+    let all = daemon.db.generations()?;
+    let wanted = id.parse::<u64>().ok();
+    let Some(info) = all.into_iter().find(|g| Some(g.id) == wanted) else {
+        return Err(EngineError::not_found(format!("no generation {id}"))
+            .hint("`verse generations` lists the kept generations"));
+    };
+    let json = daemon
+        .db
+        .generation_spec(info.id)?
+        .ok_or_else(|| EngineError::not_found(format!("no generation {id}")))?;
+    let spec = serde_json::from_str(&json)
+        .map_err(|e| EngineError::internal(format!("generation {id} is unreadable: {e}")))?;
+    Ok(GenerationDetail { info, spec })
+}
+
+fn check_limits(request: &LimitsRequest) -> EngineResult<()> {
+    if let Some(cpu) = request.cpu
+        && !(cpu.is_finite() && cpu > 0.0 && cpu <= verse_spec::MAX_CPU)
+    {
+        return Err(EngineError::invalid(format!(
+            "cpu {cpu}: must be more than 0 and at most {} cores (fractions like 0.5 are allowed)",
+            verse_spec::MAX_CPU
+        )));
+    }
+    if let Some(memory) = request.memory
+        && memory < verse_spec::MIN_MEMORY
+    {
+        return Err(EngineError::invalid(format!(
+            "memory {memory} bytes: at least {} bytes (4MiB)",
+            verse_spec::MIN_MEMORY
+        )));
+    }
+    if let Some(pids) = request.pids
+        && !(1..=verse_spec::MAX_PIDS).contains(&pids)
+    {
+        return Err(EngineError::invalid(format!(
+            "pids {pids}: between 1 and {}",
+            verse_spec::MAX_PIDS
+        )));
+    }
+    if request.cpu.is_none() && request.memory.is_none() && request.pids.is_none() {
+        return Err(EngineError::invalid(
+            "no limit given: set cpu, memory or pids",
+        ));
+    }
+    Ok(())
+}
+
+/// New cgroup limits for an env, live when it runs; audited and evented
+/// (`updated`) like the same change made by `verse apply`.
+pub async fn set_limits(
+    daemon: &Arc<Engine>,
+    actor: &Actor,
+    name: String,
+    request: LimitsRequest,
+) -> EngineResult<EnvInfo> {
+    check_limits(&request)?;
+    let _changes = daemon.changes.lock().await;
+    let mut row = crate::envs::find_env(daemon, &name)?;
+    row.plan.cpu = request.cpu.or(row.plan.cpu);
+    row.plan.memory = request.memory.or(row.plan.memory);
+    row.plan.pids = request.pids.or(row.plan.pids);
+    let detail = format!(
+        "cpu={:?} memory={:?} pids={:?}",
+        row.plan.cpu, row.plan.memory, row.plan.pids
+    );
+    if crate::envs::is_running(daemon, &name).await {
+        // Only limits differ: the update applies them to the live cgroup.
+        crate::supervisor::update(daemon, &row).await?;
+    } else {
+        daemon.db.put_env(&row)?;
+        daemon.emit(
+            &name,
+            verse_api::EventKind::Updated,
+            None,
+            format!("verse limit: {detail}, from the next start"),
+        );
+    }
+    daemon.audit(actor, "limits", Some(&name), &detail);
+    let row = crate::envs::find_env(daemon, &name)?;
+    Ok(crate::lifecycle::info(daemon, &row).await)
 }
