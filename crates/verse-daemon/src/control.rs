@@ -1,12 +1,14 @@
-//! Pause and unpause: freezing an env in place, with the cgroup freezer
-//! (container and gvisor backends) or QMP `stop`/`cont`, asked of the env's
-//! shim (vm backend: the guest's vCPUs stop, its clock with them).
+//! Pause and unpause: freezing an env in place, asked of the env's shim,
+//! which does it its backend's way: the cgroup freezer (container and gvisor
+//! backends) or QMP `stop`/`cont` (vm backend: the guest's vCPUs stop, its
+//! clock with them).
 
 use crate::Daemon;
 use crate::error::{ApiError, ApiResult};
 use crate::lifecycle;
 use std::sync::Arc;
 use verse_api::EnvState;
+use verse_runtime::{Refusal, ShimClientError, ShimRequest};
 
 /// The env's cgroup, when it exists on the host.
 pub fn cgroup_of(daemon: &Daemon, name: &str) -> Option<verse_sandbox::Cgroup> {
@@ -15,125 +17,78 @@ pub fn cgroup_of(daemon: &Daemon, name: &str) -> Option<verse_sandbox::Cgroup> {
         .flatten()
 }
 
-pub fn is_paused(daemon: &Daemon, name: &str) -> bool {
-    cgroup_of(daemon, name).is_some_and(|c| c.is_frozen())
-}
-
-async fn running_cgroup(daemon: &Daemon, name: &str) -> ApiResult<verse_sandbox::Cgroup> {
-    if !lifecycle::is_running(daemon, name).await {
-        return Err(ApiError::conflict(format!("env `{name}` is not running"))
-            .hint(format!("start it with `verse up {name}`")));
-    }
-    cgroup_of(daemon, name).ok_or_else(|| {
-        ApiError::internal(format!(
-            "env `{name}` runs but its cgroup {} is missing",
-            lifecycle::cgroup_path(daemon, name)
-        ))
-    })
-}
-
-fn is_vm(daemon: &Daemon, name: &str) -> bool {
-    daemon
-        .db
-        .env(name)
-        .ok()
-        .flatten()
-        .is_some_and(|row| row.plan.backend == "vm")
-}
-
-/// Whether the env is paused right now, by either mechanism (asks a vm env's shim).
+/// Whether the env is paused right now (asks its shim).
 pub async fn is_paused_now(daemon: &Daemon, name: &str) -> bool {
-    if is_vm(daemon, name) {
-        return matches!(
-            crate::lifecycle::shim_client(daemon, name)
-                .call(&verse_runtime::ShimRequest::Status)
-                .await,
-            Ok(response) if response.status.as_ref().is_some_and(|s| s.paused)
-        );
-    }
-    is_paused(daemon, name)
+    matches!(
+        lifecycle::shim_client(daemon, name)
+            .call(&ShimRequest::Status)
+            .await,
+        Ok(response) if response.status.as_ref().is_some_and(|s| s.paused)
+    )
 }
 
-/// QMP `stop` (pause) or `cont` through a vm env's shim; returns the microseconds it took.
-async fn vm_pause(daemon: &Arc<Daemon>, name: &str, pause: bool, cause: &str) -> ApiResult<u64> {
-    let request = if pause {
-        verse_runtime::ShimRequest::Pause
+/// Freezes the env in place; returns how long that took, in microseconds.
+pub async fn pause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+    set_paused(daemon, name, true, cause).await
+}
+
+pub async fn unpause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
+    set_paused(daemon, name, false, cause).await
+}
+
+async fn set_paused(daemon: &Arc<Daemon>, name: &str, pause: bool, cause: &str) -> ApiResult<u64> {
+    let (request, verb, doing) = if pause {
+        (ShimRequest::Pause, "pause", "pausing")
     } else {
-        verse_runtime::ShimRequest::Unpause
+        (ShimRequest::Unpause, "unpause", "unpausing")
     };
     let started = std::time::Instant::now();
-    match crate::lifecycle::shim_client(daemon, name)
-        .call(&request)
-        .await
-    {
+    let answer = lifecycle::shim_client(daemon, name).call(&request).await;
+    let micros = started.elapsed().as_micros() as u64;
+    match answer {
         Ok(_) => {}
-        Err(verse_runtime::ShimClientError::Gone(_)) => {
+        Err(
+            ShimClientError::Gone(_)
+            | ShimClientError::Declined {
+                refusal: Refusal::NotRunning,
+                ..
+            },
+        ) => {
             return Err(ApiError::conflict(format!("env `{name}` is not running"))
                 .hint(format!("start it with `verse up {name}`")));
         }
-        Err(verse_runtime::ShimClientError::Refused(reason)) => {
+        Err(ShimClientError::Declined {
+            refusal: Refusal::AlreadyPaused,
+            ..
+        }) => {
+            return Err(
+                ApiError::conflict(format!("env `{name}` is already paused"))
+                    .hint(format!("`verse unpause {name}` lets it run again")),
+            );
+        }
+        Err(ShimClientError::Declined {
+            refusal: Refusal::NotPaused,
+            ..
+        }) => {
+            return Err(ApiError::conflict(format!("env `{name}` is not paused")));
+        }
+        Err(ShimClientError::Declined {
+            refusal: Refusal::Failed,
+            message,
+        }) => {
+            return Err(ApiError::internal(format!("{doing} `{name}`: {message}")));
+        }
+        Err(ShimClientError::Refused(reason)) => {
             return Err(ApiError::conflict(format!(
-                "cannot {} `{name}`: {reason}",
-                if pause { "pause" } else { "unpause" }
+                "cannot {verb} `{name}`: {reason}"
             )));
         }
         Err(e) => return Err(ApiError::internal(format!("pausing `{name}`: {e}"))),
     }
-    let micros = started.elapsed().as_micros() as u64;
     if pause {
         daemon.emit(name, "paused", Some(EnvState::Paused), cause);
     } else {
         daemon.emit(name, "unpaused", Some(EnvState::Running), cause);
     }
     Ok(micros)
-}
-
-/// Freezes every process of the env; returns how long the freeze took.
-pub async fn pause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
-    if is_vm(daemon, name) {
-        return vm_pause(daemon, name, true, cause).await;
-    }
-    let cgroup = running_cgroup(daemon, name).await?;
-    if cgroup.is_frozen() {
-        return Err(
-            ApiError::conflict(format!("env `{name}` is already paused"))
-                .hint(format!("`verse unpause {name}` lets it run again")),
-        );
-    }
-    let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || cgroup.freeze())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("pausing `{name}`: {e}")))?;
-    let micros = started.elapsed().as_micros() as u64;
-    daemon.emit(name, "paused", Some(EnvState::Paused), cause);
-    Ok(micros)
-}
-
-pub async fn unpause(daemon: &Arc<Daemon>, name: &str, cause: &str) -> ApiResult<u64> {
-    if is_vm(daemon, name) {
-        return vm_pause(daemon, name, false, cause).await;
-    }
-    let cgroup = running_cgroup(daemon, name).await?;
-    if !cgroup.is_frozen() {
-        return Err(ApiError::conflict(format!("env `{name}` is not paused")));
-    }
-    let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || cgroup.thaw())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("unpausing `{name}`: {e}")))?;
-    let micros = started.elapsed().as_micros() as u64;
-    daemon.emit(name, "unpaused", Some(EnvState::Running), cause);
-    Ok(micros)
-}
-
-/// Thaws a paused env so it can receive its stop signal (a frozen process
-/// cannot act on SIGTERM). Returns whether it was paused. (A paused vm
-/// env's shim lets the guest run again itself when asked to stop.)
-pub fn thaw_for_stop(daemon: &Daemon, name: &str) -> bool {
-    match cgroup_of(daemon, name) {
-        Some(c) if c.is_frozen() => c.thaw().is_ok(),
-        _ => false,
-    }
 }

@@ -66,7 +66,10 @@ pub async fn hibernate(
     })?;
     let started = std::time::Instant::now();
     let answer = crate::lifecycle::shim_client(daemon, name)
-        .call(&ShimRequest::Hibernate { criu, timeout_ms })
+        .call(&ShimRequest::Hibernate {
+            criu: Some(criu),
+            timeout_ms,
+        })
         .await;
     match answer {
         Ok(_) => {
@@ -88,7 +91,10 @@ pub async fn hibernate(
 async fn hibernate_vm(daemon: &Arc<Daemon>, name: &str) -> ApiResult<()> {
     let started = std::time::Instant::now();
     let answer = crate::lifecycle::shim_client(daemon, name)
-        .call(&ShimRequest::HibernateVm)
+        .call(&ShimRequest::Hibernate {
+            criu: None,
+            timeout_ms: None,
+        })
         .await;
     match answer {
         Ok(_) => {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use verse_api::{EnvInfo, EnvState, PathChange};
 use verse_runtime::{
-    ExitRecord, ID_BASE, Launched, ShimClient, ShimConfig, ShimRecord, ShimRequest, VolumeMount,
+    ExitRecord, ID_BASE, Launch, Launched, ShimClient, ShimConfig, ShimRecord, ShimRequest,
+    VolumeMount,
 };
 
 /// The main process of an env whose spec names no command: a shell that
@@ -108,7 +109,7 @@ pub async fn info(daemon: &Daemon, row: &EnvRow) -> EnvInfo {
                 info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
                 info.cpu_usage_ns = status.cpu_usage_ns;
                 info.memory_bytes = status.memory_bytes;
-                if status.paused || crate::control::is_paused(daemon, &row.name) {
+                if status.paused {
                     info.state = EnvState::Paused;
                 }
                 if row.plan.health.is_some() {
@@ -411,23 +412,21 @@ fn start_blocking(
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
-    let (vm, gvisor) = match plan.backend.as_str() {
-        "vm" => (
-            Some(crate::backends::prepare_vm(
-                daemon, row, &roots, &lowers, &env_dir,
-            )?),
-            None,
-        ),
-        "gvisor" => (None, Some(crate::backends::prepare_gvisor(net.is_some())?)),
-        _ => (None, None),
+    let launch = match plan.backend.as_str() {
+        "vm" => Launch::Vm(crate::backends::prepare_vm(
+            daemon, row, &roots, &lowers, &env_dir,
+        )?),
+        "gvisor" => Launch::Gvisor(crate::backends::prepare_gvisor(net.is_some())?),
+        _ => Launch::Container,
     };
-    if vm.is_some() && !volumes.is_empty() {
+    let vm = matches!(launch, Launch::Vm(_));
+    if vm && !volumes.is_empty() {
         return Err(ApiError::bad_request(format!(
             "env `{}`: volumes are not supported on the {} backend yet",
             row.name, plan.backend
         )));
     }
-    if vm.is_some() && attach {
+    if vm && attach {
         return Err(ApiError::bad_request(
             "`verse run` starts container envs only; declare a vm env in a spec",
         ));
@@ -456,8 +455,7 @@ fn start_blocking(
         remove_on_exit: row.remove_on_exit,
         attach,
         net: net.map(|(n, _)| n),
-        vm,
-        gvisor,
+        launch,
         restore: None,
         incoming: None,
         guest_downloads: guest_downloads.then(|| crate::quarantine::DOWNLOADS_IN_ENV.to_string()),
@@ -518,8 +516,7 @@ pub async fn stop_because(
     cause: &str,
 ) -> ApiResult<()> {
     let was_running = is_running(daemon, name).await;
-    // A frozen process cannot act on its stop signal: thaw a paused env first.
-    crate::control::thaw_for_stop(daemon, name);
+    // (A paused env's shim lets it run again itself to stop it.)
     stop_unlogged(daemon, name, timeout_ms).await?;
     if was_running {
         daemon.emit(name, "stopped", Some(EnvState::Stopped), cause);
