@@ -1,12 +1,13 @@
-//! The shim of a VM env (`backend = "vm"`).
+//! The vm backend of the shim (`backend = "vm"`).
 //!
-//! Same socket protocol as the container shim, so the daemon and the CLI
-//! cannot tell the difference. Instead of forking the env's init, it starts
-//! QEMU (the env's "init" as the host sees it, in the env's cgroup), talks
-//! QMP to it and the agent protocol ([`verse_agent::proto`]) to `verse-agent`
-//! inside the guest, over one virtio-serial port. Each exec is a channel on
-//! that port; the shim relays frames between the channel and the client's
-//! connection. Single-threaded, one `poll(2)` loop, like the container shim.
+//! Same socket protocol and event loop as every shim, so the daemon and the
+//! CLI cannot tell the difference. Instead of forking the env's init, it
+//! starts QEMU (the env's "init" as the host sees it, in the env's cgroup),
+//! talks QMP to it and the agent protocol ([`verse_agent::proto`]) to
+//! `verse-agent` inside the guest, over one virtio-serial port. Each exec is
+//! a channel on that port; the shim relays frames between the channel and
+//! the client's connection. Pause is QMP `stop`/`cont`, hibernate a QMP
+//! migration to a file.
 
 use super::event_loop::{
     BACKPRESSURE_BYTES, ChildExit, ConnState, Core, PollSet, Save, ShimBackend,
