@@ -1,149 +1,87 @@
-//! Pause and unpause: freezing an env in place, with the cgroup freezer
-//! (container and gvisor backends) or QMP `stop`/`cont`, asked of the env's
-//! shim (vm backend: the guest's vCPUs stop, its clock with them).
+//! Pause and unpause: freezing an env in place, asked of the env's shim,
+//! which does it its backend's way: the cgroup freezer (container and gvisor
+//! backends) or QMP `stop`/`cont` (vm backend: the guest's vCPUs stop, its
+//! clock with them).
 
 use crate::Engine;
-use crate::envs::{cgroup_of, is_paused};
+use crate::envs::shim_client;
 use crate::error::{EngineError, EngineResult};
 use std::sync::Arc;
-use verse_api::EnvState;
+use verse_api::{EnvState, EventKind};
+use verse_runtime::{Refusal, ShimClientError, ShimRequest};
 
-async fn running_cgroup(daemon: &Engine, name: &str) -> EngineResult<verse_sandbox::Cgroup> {
-    if !crate::envs::is_running(daemon, name).await {
-        return Err(
-            EngineError::conflict(format!("env `{name}` is not running"))
-                .hint(format!("start it with `verse up {name}`")),
-        );
-    }
-    cgroup_of(daemon, name).ok_or_else(|| {
-        EngineError::internal(format!(
-            "env `{name}` runs but its cgroup {} is missing",
-            crate::envs::cgroup_path(daemon, name)
-        ))
-    })
-}
-
-fn is_vm(daemon: &Engine, name: &str) -> bool {
-    daemon
-        .db
-        .env(name)
-        .ok()
-        .flatten()
-        .is_some_and(|row| row.plan.backend == verse_spec::Backend::Vm)
-}
-
-/// Whether the env is paused right now, by either mechanism (asks a vm env's shim).
+/// Whether the env is paused right now (asks its shim).
 pub async fn is_paused_now(daemon: &Engine, name: &str) -> bool {
-    if is_vm(daemon, name) {
-        return matches!(
-            crate::envs::shim_client(daemon, name)
-                .call(&verse_runtime::ShimRequest::Status)
-                .await,
-            Ok(response) if response.status.as_ref().is_some_and(|s| s.paused)
-        );
-    }
-    is_paused(daemon, name)
+    matches!(
+        shim_client(daemon, name)
+            .call(&ShimRequest::Status)
+            .await,
+        Ok(response) if response.status.as_ref().is_some_and(|s| s.paused)
+    )
 }
 
-/// QMP `stop` (pause) or `cont` through a vm env's shim; returns the microseconds it took.
-async fn vm_pause(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) -> EngineResult<u64> {
-    let request = if pause {
-        verse_runtime::ShimRequest::Pause
+/// Freezes the env in place; returns how long that took, in microseconds.
+pub async fn pause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineResult<u64> {
+    set_paused(daemon, name, true, cause).await
+}
+
+pub async fn unpause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineResult<u64> {
+    set_paused(daemon, name, false, cause).await
+}
+
+async fn set_paused(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) -> EngineResult<u64> {
+    let (request, verb, doing) = if pause {
+        (ShimRequest::Pause, "pause", "pausing")
     } else {
-        verse_runtime::ShimRequest::Unpause
+        (ShimRequest::Unpause, "unpause", "unpausing")
     };
     let started = std::time::Instant::now();
-    match crate::envs::shim_client(daemon, name).call(&request).await {
+    let answer = shim_client(daemon, name).call(&request).await;
+    let micros = started.elapsed().as_micros() as u64;
+    match answer {
         Ok(_) => {}
-        Err(verse_runtime::ShimClientError::Gone(_)) => {
+        Err(
+            ShimClientError::Gone(_)
+            | ShimClientError::Declined {
+                refusal: Refusal::NotRunning,
+                ..
+            },
+        ) => {
+            return Err(EngineError::conflict(format!("env `{name}` is not running"))
+                .hint(format!("start it with `verse up {name}`")));
+        }
+        Err(ShimClientError::Declined {
+            refusal: Refusal::AlreadyPaused,
+            ..
+        }) => {
             return Err(
-                EngineError::conflict(format!("env `{name}` is not running"))
-                    .hint(format!("start it with `verse up {name}`")),
+                EngineError::conflict(format!("env `{name}` is already paused"))
+                    .hint(format!("`verse unpause {name}` lets it run again")),
             );
         }
-        Err(verse_runtime::ShimClientError::Refused(reason)) => {
+        Err(ShimClientError::Declined {
+            refusal: Refusal::NotPaused,
+            ..
+        }) => {
+            return Err(EngineError::conflict(format!("env `{name}` is not paused")));
+        }
+        Err(ShimClientError::Declined {
+            refusal: Refusal::Failed,
+            message,
+        }) => {
+            return Err(EngineError::internal(format!("{doing} `{name}`: {message}")));
+        }
+        Err(ShimClientError::Refused(reason)) => {
             return Err(EngineError::conflict(format!(
-                "cannot {} `{name}`: {reason}",
-                if pause { "pause" } else { "unpause" }
+                "cannot {verb} `{name}`: {reason}"
             )));
         }
         Err(e) => return Err(EngineError::internal(format!("pausing `{name}`: {e}"))),
     }
-    let micros = started.elapsed().as_micros() as u64;
     if pause {
-        daemon.emit(
-            name,
-            verse_api::EventKind::Paused,
-            Some(EnvState::Paused),
-            cause,
-        );
+        daemon.emit(name, EventKind::Paused, Some(EnvState::Paused), cause);
     } else {
-        daemon.emit(
-            name,
-            verse_api::EventKind::Unpaused,
-            Some(EnvState::Running),
-            cause,
-        );
+        daemon.emit(name, EventKind::Unpaused, Some(EnvState::Running), cause);
     }
     Ok(micros)
-}
-
-/// Freezes every process of the env; returns how long the freeze took.
-pub async fn pause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineResult<u64> {
-    if is_vm(daemon, name) {
-        return vm_pause(daemon, name, true, cause).await;
-    }
-    let cgroup = running_cgroup(daemon, name).await?;
-    if cgroup.is_frozen() {
-        return Err(
-            EngineError::conflict(format!("env `{name}` is already paused"))
-                .hint(format!("`verse unpause {name}` lets it run again")),
-        );
-    }
-    let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || cgroup.freeze())
-        .await
-        .map_err(EngineError::internal)?
-        .map_err(|e| EngineError::internal(format!("pausing `{name}`: {e}")))?;
-    let micros = started.elapsed().as_micros() as u64;
-    daemon.emit(
-        name,
-        verse_api::EventKind::Paused,
-        Some(EnvState::Paused),
-        cause,
-    );
-    Ok(micros)
-}
-
-pub async fn unpause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineResult<u64> {
-    if is_vm(daemon, name) {
-        return vm_pause(daemon, name, false, cause).await;
-    }
-    let cgroup = running_cgroup(daemon, name).await?;
-    if !cgroup.is_frozen() {
-        return Err(EngineError::conflict(format!("env `{name}` is not paused")));
-    }
-    let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || cgroup.thaw())
-        .await
-        .map_err(EngineError::internal)?
-        .map_err(|e| EngineError::internal(format!("unpausing `{name}`: {e}")))?;
-    let micros = started.elapsed().as_micros() as u64;
-    daemon.emit(
-        name,
-        verse_api::EventKind::Unpaused,
-        Some(EnvState::Running),
-        cause,
-    );
-    Ok(micros)
-}
-
-/// Thaws a paused env so it can receive its stop signal (a frozen process
-/// cannot act on SIGTERM). Returns whether it was paused. (A paused vm
-/// env's shim lets the guest run again itself when asked to stop.)
-pub fn thaw_for_stop(daemon: &Engine, name: &str) -> bool {
-    match cgroup_of(daemon, name) {
-        Some(c) if c.is_frozen() => c.thaw().is_ok(),
-        _ => false,
-    }
 }

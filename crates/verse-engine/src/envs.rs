@@ -33,11 +33,6 @@ pub fn cgroup_of(daemon: &Engine, name: &str) -> Option<verse_sandbox::Cgroup> {
         .flatten()
 }
 
-/// Whether the env's cgroup is frozen (container and gvisor pause).
-pub fn is_paused(daemon: &Engine, name: &str) -> bool {
-    cgroup_of(daemon, name).is_some_and(|c| c.is_frozen())
-}
-
 /// Where a hibernated env's checkpoint lives.
 pub fn images_dir(daemon: &Engine, name: &str) -> std::path::PathBuf {
     daemon.paths.env_dir(name).join("checkpoint")

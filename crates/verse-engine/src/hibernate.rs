@@ -61,7 +61,10 @@ pub async fn hibernate(
     })?;
     let started = std::time::Instant::now();
     let answer = crate::envs::shim_client(daemon, name)
-        .call(&ShimRequest::Hibernate { criu, timeout_ms })
+        .call(&ShimRequest::Hibernate {
+            criu: Some(criu),
+            timeout_ms,
+        })
         .await;
     match answer {
         Ok(_) => {
@@ -83,7 +86,10 @@ pub async fn hibernate(
 async fn hibernate_vm(daemon: &Arc<Engine>, name: &str) -> EngineResult<()> {
     let started = std::time::Instant::now();
     let answer = crate::envs::shim_client(daemon, name)
-        .call(&ShimRequest::HibernateVm)
+        .call(&ShimRequest::Hibernate {
+            criu: None,
+            timeout_ms: None,
+        })
         .await;
     match answer {
         Ok(_) => {

@@ -1,7 +1,6 @@
 //! Starting, stopping, removing and observing envs.
 
 use crate::Engine;
-use crate::backend::Launch;
 use crate::db::{EnvRow, now};
 use crate::envs::{cgroup_path, env_id_base, is_running, shim_client};
 use crate::error::{EngineError, EngineResult};
@@ -9,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use verse_api::{EnvInfo, EnvState, PathChange};
 use verse_runtime::{
-    ExitRecord, ID_BASE, Launched, ShimConfig, ShimRecord, ShimRequest, VolumeMount,
+    ExitRecord, ID_BASE, Launch, Launched, ShimConfig, ShimRecord, ShimRequest, VolumeMount,
 };
 use verse_spec::caps::Feature;
 
@@ -92,7 +91,7 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
                 info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
                 info.cpu_usage_ns = status.cpu_usage_ns;
                 info.memory_bytes = status.memory_bytes;
-                if status.paused || crate::envs::is_paused(daemon, &row.name) {
+                if status.paused {
                     info.state = EnvState::Paused;
                 }
                 if row.plan.health.is_some() {
@@ -415,12 +414,7 @@ fn start_blocking(
         env_dir: &env_dir,
         networked: net.is_some(),
     })?;
-    let (vm, gvisor) = match launch {
-        Launch::Container => (None, None),
-        Launch::Vm(vm) => (Some(vm), None),
-        Launch::Gvisor(gvisor) => (None, Some(gvisor)),
-    };
-    if vm.is_some() && attach {
+    if matches!(launch, Launch::Vm(_)) && attach {
         return Err(EngineError::invalid(
             "`verse run` starts container envs only; declare a vm env in a spec",
         ));
@@ -449,8 +443,7 @@ fn start_blocking(
         remove_on_exit: row.remove_on_exit,
         attach,
         net: net.map(|(n, _)| n),
-        vm,
-        gvisor,
+        launch,
         restore: None,
         incoming: None,
         guest_downloads: guest_downloads.then(|| crate::quarantine::DOWNLOADS_IN_ENV.to_string()),
@@ -511,8 +504,7 @@ pub async fn stop_because(
     cause: &str,
 ) -> EngineResult<()> {
     let was_running = is_running(daemon, name).await;
-    // A frozen process cannot act on its stop signal: thaw a paused env first.
-    crate::control::thaw_for_stop(daemon, name);
+    // (A paused env's shim lets it run again itself to stop it.)
     stop_unlogged(daemon, name, timeout_ms).await?;
     if was_running {
         daemon.emit(

@@ -1,6 +1,6 @@
 //! The daemon's async client of one shim's socket.
 
-use crate::protocol::{ShimRequest, ShimResponse};
+use crate::protocol::{Refusal, ShimRequest, ShimResponse};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -18,6 +18,9 @@ pub enum ShimClientError {
     Protocol { path: PathBuf, detail: String },
     #[error("{0}")]
     Refused(String),
+    /// A refusal of a kind the caller tells apart (see [`Refusal`]).
+    #[error("{message}")]
+    Declined { refusal: Refusal, message: String },
 }
 
 pub struct ShimClient {
@@ -78,9 +81,11 @@ impl ShimClient {
                 detail: e.to_string(),
             })?;
         if !response.ok {
-            return Err(ShimClientError::Refused(
-                response.error.unwrap_or_else(|| "refused".into()),
-            ));
+            let message = response.error.unwrap_or_else(|| "refused".into());
+            return Err(match response.refusal {
+                Some(refusal) => ShimClientError::Declined { refusal, message },
+                None => ShimClientError::Refused(message),
+            });
         }
         Ok((response, stream))
     }

@@ -56,7 +56,6 @@ pub struct ShimConfig {
     #[serde(default)]
     pub shm: Option<u64>,
     /// Most bytes console.log and console.log.1 hold together (`log_max`).
-    #[serde(default = "default_log_max")]
     pub log_max: u64,
     /// Discard the writable layer when the env stops.
     pub ephemeral: bool,
@@ -68,12 +67,8 @@ pub struct ShimConfig {
     /// The env's veth and addresses; `None`: loopback only.
     #[serde(default)]
     pub net: Option<verse_net::EnvNet>,
-    /// Set for `backend = "vm"`: the env runs in this microVM.
-    #[serde(default)]
-    pub vm: Option<verse_vm::VmConfig>,
-    /// Set for `backend = "gvisor"`: the env runs under runsc.
-    #[serde(default)]
-    pub gvisor: Option<GvisorConfig>,
+    /// What the env runs in: the backend, with what only it needs.
+    pub launch: Launch,
     /// Resume: restore the env's processes from `checkpoint/` with this criu
     /// instead of starting its command (container backend).
     #[serde(default)]
@@ -89,16 +84,26 @@ pub struct ShimConfig {
     pub guest_downloads: Option<String>,
 }
 
-fn default_log_max() -> u64 {
-    verse_spec::DEFAULT_LOG_MAX
-}
-
 /// Where finished envs' directories wait to be deleted, under the state dir.
 pub fn trash_dir(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("trash")
 }
 
-pub use verse_gvisor::GvisorConfig;
+pub use crate::shim::gvisor::GvisorConfig;
+
+/// The backend an env's shim runs it on. Serialised as `"container"`,
+/// `{"gvisor": {...}}` or `{"vm": {...}}`; a config without it (written by an
+/// older build) is refused rather than taken for a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Launch {
+    /// Namespaces and an overlay on the host kernel ([`verse_sandbox`]).
+    Container,
+    /// gVisor's user-space kernel, under runsc.
+    Gvisor(GvisorConfig),
+    /// A microVM under QEMU, with `verse-agent` inside.
+    Vm(verse_vm::VmConfig),
+}
 
 impl ShimConfig {
     /// The writable layer: in the env dir, or on the env's own disk (`disk = "SIZE"`).
@@ -107,6 +112,21 @@ impl ShimConfig {
     }
     pub fn work(&self) -> PathBuf {
         verse_disk::layer_dir(&self.env_dir).join("work")
+    }
+    /// The overlay mount options of the env's rootfs: its layers under its
+    /// writable layer.
+    pub fn overlay_options(&self) -> String {
+        let lowers: Vec<String> = self
+            .lowers
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            self.upper().display(),
+            self.work().display()
+        )
     }
     pub fn mountpoint(&self) -> PathBuf {
         self.env_dir.join("rootfs")
@@ -118,7 +138,7 @@ impl ShimConfig {
     /// (ID_BASE): the translation of its layers into its range (see
     /// `verse_sandbox::Rootfs::lower_idmap`).
     pub fn lower_idmap(&self) -> Option<verse_sandbox::IdMap> {
-        (self.vm.is_none() && self.gvisor.is_none() && self.id_base != ID_BASE).then_some(
+        (matches!(self.launch, Launch::Container) && self.id_base != ID_BASE).then_some(
             verse_sandbox::IdMap {
                 container_id: ID_BASE,
                 host_id: self.id_base,
@@ -134,5 +154,78 @@ impl ShimConfig {
         let path = Self::config_path(env_dir);
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+impl ShimConfig {
+    /// A container env `web` in `/e`, for tests.
+    pub(crate) fn sample() -> ShimConfig {
+        ShimConfig {
+            name: "web".into(),
+            env_dir: "/e".into(),
+            socket: "/s".into(),
+            lowers: Vec::new(),
+            volumes: Vec::new(),
+            hostname: "web".into(),
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            id_base: ID_BASE,
+            cgroup: "verse/web".into(),
+            cpu: None,
+            memory: None,
+            pids: None,
+            stop_timeout_ms: 1,
+            shm: None,
+            log_max: 1 << 20,
+            ephemeral: false,
+            remove_on_exit: false,
+            attach: false,
+            net: None,
+            launch: Launch::Container,
+            restore: None,
+            incoming: None,
+            guest_downloads: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_names_the_backend_and_a_config_without_it_is_refused() {
+        assert_eq!(
+            serde_json::to_value(Launch::Container).unwrap(),
+            serde_json::json!("container")
+        );
+        let gvisor = Launch::Gvisor(GvisorConfig {
+            runsc: "/usr/bin/runsc".into(),
+            platform: "ptrace".into(),
+            network: false,
+        });
+        let value = serde_json::to_value(&gvisor).unwrap();
+        assert_eq!(value["gvisor"]["runsc"], "/usr/bin/runsc");
+        assert!(matches!(
+            serde_json::from_value::<Launch>(value).unwrap(),
+            Launch::Gvisor(g) if g.platform == "ptrace"
+        ));
+        // An older build's config (no `launch`, maybe `vm`) must not start
+        // as a container by default.
+        let config = ShimConfig::sample();
+        let mut value = serde_json::to_value(&config).unwrap();
+        assert_eq!(value["launch"], "container");
+        let object = value.as_object_mut().unwrap();
+        object.remove("launch");
+        object.insert("vm".into(), serde_json::Value::Null);
+        let error = serde_json::from_value::<ShimConfig>(value).unwrap_err();
+        assert!(
+            error.to_string().contains("missing field `launch`"),
+            "{error}"
+        );
     }
 }

@@ -75,25 +75,13 @@ impl<S> Conn<S> {
     /// Sends what is queued without blocking; true once nothing is left (all
     /// sent, or the client is gone and the rest dropped).
     pub fn flush(&mut self) -> bool {
-        while !self.outbuf.is_empty() {
-            // MSG_NOSIGNAL: a vanished client must not kill the shim with SIGPIPE.
-            match send(
-                self.stream.as_raw_fd(),
-                &self.outbuf,
-                MsgFlags::MSG_NOSIGNAL,
-            ) {
-                Ok(n) => {
-                    self.outbuf.drain(..n);
-                }
-                Err(Errno::EAGAIN) => return false,
-                Err(Errno::EINTR) => continue,
-                Err(_) => {
-                    self.outbuf.clear();
-                    self.eof = true;
-                }
+        match send_queued(self.stream.as_raw_fd(), &mut self.outbuf) {
+            Ok(done) => done,
+            Err(_) => {
+                self.eof = true;
+                true
             }
         }
-        true
     }
 
     /// The `ok` of a shim about to exit (hibernated): written whole, blocking
@@ -104,6 +92,26 @@ impl<S> Conn<S> {
         let _ = self.stream.set_write_timeout(Some(Duration::from_secs(2)));
         let _ = (&self.stream).write_all(&self.outbuf);
     }
+}
+
+/// Sends what `buf` holds to socket `fd` without blocking, removing what
+/// went; Ok(true) once all has. A peer that is gone drops the rest (`Err`).
+pub(crate) fn send_queued(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> Result<bool, Errno> {
+    while !buf.is_empty() {
+        // MSG_NOSIGNAL: a vanished peer must not kill the shim with SIGPIPE.
+        match send(fd, buf, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => {
+                buf.drain(..n);
+            }
+            Err(Errno::EAGAIN) => return Ok(false),
+            Err(Errno::EINTR) => continue,
+            Err(e) => {
+                buf.clear();
+                return Err(e);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Accepts every pending client as a new connection in `state`.

@@ -219,17 +219,7 @@ pub fn restore(
             .map_err(|e| format!("chown console.log: {e}"))?;
         log_file.try_clone().map_err(|e| e.to_string())?.into()
     };
-    let lowers: Vec<String> = config
-        .lowers
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let overlay = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        lowers.join(":"),
-        config.upper().display(),
-        config.work().display()
-    );
+    let overlay = format!("{},userxattr", config.overlay_options());
     let root = config.mountpoint();
     let mut argv: Vec<String> = vec![criu.display().to_string(), "restore".into()];
     argv.extend(["--images-dir".into(), dir.display().to_string()]);

@@ -12,23 +12,21 @@ mod conn;
 pub mod console_log;
 pub mod criu;
 mod env_pty;
-mod gvisor_env;
 pub mod launch;
 pub mod protocol;
 pub mod record;
 mod shim;
 mod vm_console;
-mod vm_shim;
 
 pub use client::{ShimClient, ShimClientError};
 pub use config::{
-    GvisorConfig, ID_BASE, ID_RANGE, MAX_ID_SLOT, ShimConfig, VolumeMount, id_base_of_slot,
+    GvisorConfig, ID_BASE, ID_RANGE, Launch, MAX_ID_SLOT, ShimConfig, VolumeMount, id_base_of_slot,
 };
 pub use launch::{LaunchError, Launched, launch};
-pub use protocol::{ShimRequest, ShimResponse, ShimStatus};
+pub use protocol::{Refusal, ShimRequest, ShimResponse, ShimStatus};
 pub use record::{ExitRecord, ShimRecord};
 pub use shim::run_shim;
+pub use shim::vm::VM_STATE;
 /// The shim ⇄ agent protocol, for the daemon's guest file operations.
 pub use verse_agent::proto as agent_proto;
 pub use verse_agent::writers as open_files;
-pub use vm_shim::VM_STATE;

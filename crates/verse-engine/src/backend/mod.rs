@@ -41,11 +41,7 @@ pub enum HibernateWith {
 }
 
 /// What the shim runs the env on, besides what every env has.
-pub enum Launch {
-    Container,
-    Vm(verse_vm::VmConfig),
-    Gvisor(verse_runtime::GvisorConfig),
-}
+pub use verse_runtime::Launch;
 
 /// What a backend may need to prepare its launch.
 pub struct LaunchCtx<'a> {

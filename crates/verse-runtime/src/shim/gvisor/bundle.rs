@@ -1,5 +1,5 @@
-//! Verse's gvisor backend: an env runs on gVisor's user-space kernel (runsc),
-//! from an OCI bundle generated here.
+//! The gvisor backend's OCI bundle and runsc command lines: an env runs on
+//! gVisor's user-space kernel (runsc), from a bundle generated here.
 //!
 //! The rootfs is the same overlay of read-only layers and a per-env upper
 //! directory as a container's, with unshifted ids, mounted by the shim in a
@@ -9,8 +9,7 @@
 //! and Verse wired and filters (see [`GvisorConfig::network`]); and the ptrace
 //! platform: the kvm platform hangs under nested KVM. Volumes are OCI bind mounts.
 
-#![forbid(unsafe_code)]
-
+use crate::config::ShimConfig;
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
     LinuxResourcesBuilder, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
@@ -46,59 +45,45 @@ pub enum GvisorError {
     },
 }
 
-/// What goes into the bundle's config.json.
-#[derive(Debug, Clone)]
-pub struct BundleSpec {
-    pub rootfs: PathBuf,
-    pub hostname: String,
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub cwd: PathBuf,
-    pub uid: u32,
-    pub gid: u32,
-    pub cpu: Option<f64>,
-    pub memory: Option<u64>,
-    pub pids: Option<u64>,
-    /// The network namespace the sandbox joins (a file it is bind-mounted on); `None`: a
-    /// new, empty one.
-    pub netns: Option<PathBuf>,
-    /// Bind mounts: (host path, path in the env, read-only).
-    pub mounts: Vec<(PathBuf, PathBuf, bool)>,
-}
-
 /// CFS period for the cpu quota (the kernel's default, 100 ms).
 const CPU_PERIOD_US: u64 = 100_000;
 
-/// Writes `dir/config.json`; returns the bundle directory.
-pub fn write_bundle(dir: &Path, bundle: &BundleSpec) -> Result<PathBuf, GvisorError> {
+/// Writes `dir/config.json` for the env of `config`, on its mounted rootfs;
+/// `netns`: the network namespace the sandbox joins (a file it is
+/// bind-mounted on), else a new, empty one. Returns the bundle directory.
+pub fn write_bundle(
+    dir: &Path,
+    config: &ShimConfig,
+    netns: Option<&Path>,
+) -> Result<PathBuf, GvisorError> {
     let spec_err = |e: oci_spec::OciSpecError| GvisorError::Spec(e.to_string());
     let user = UserBuilder::default()
-        .uid(bundle.uid)
-        .gid(bundle.gid)
+        .uid(config.uid)
+        .gid(config.gid)
         .build()
         .map_err(spec_err)?;
     let process = ProcessBuilder::default()
         .terminal(false)
-        .args(bundle.argv.clone())
+        .args(config.argv.clone())
         .env(
-            bundle
+            config
                 .env
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>(),
         )
-        .cwd(bundle.cwd.clone())
+        .cwd(config.cwd.clone())
         .user(user)
         .no_new_privileges(true)
         .build()
         .map_err(spec_err)?;
     let root = RootBuilder::default()
-        .path(bundle.rootfs.clone())
+        .path(config.mountpoint())
         .readonly(false)
         .build()
         .map_err(spec_err)?;
     let mut resources = LinuxResourcesBuilder::default();
-    if let Some(bytes) = bundle.memory {
+    if let Some(bytes) = config.memory {
         resources = resources.memory(
             LinuxMemoryBuilder::default()
                 .limit(bytes as i64)
@@ -106,7 +91,7 @@ pub fn write_bundle(dir: &Path, bundle: &BundleSpec) -> Result<PathBuf, GvisorEr
                 .map_err(spec_err)?,
         );
     }
-    if let Some(cores) = bundle.cpu {
+    if let Some(cores) = config.cpu {
         resources = resources.cpu(
             LinuxCpuBuilder::default()
                 .quota((cores * CPU_PERIOD_US as f64) as i64)
@@ -115,7 +100,7 @@ pub fn write_bundle(dir: &Path, bundle: &BundleSpec) -> Result<PathBuf, GvisorEr
                 .map_err(spec_err)?,
         );
     }
-    if let Some(max) = bundle.pids {
+    if let Some(max) = config.pids {
         resources = resources.pids(
             LinuxPidsBuilder::default()
                 .limit(max as i64)
@@ -127,22 +112,22 @@ pub fn write_bundle(dir: &Path, bundle: &BundleSpec) -> Result<PathBuf, GvisorEr
     // sandbox's own, inside gVisor's kernel.
     let default_linux = Spec::default().linux().clone().unwrap_or_default();
     let mut namespaces = default_linux.namespaces().clone().unwrap_or_default();
-    if let Some(path) = &bundle.netns {
+    if let Some(path) = netns {
         for ns in &mut namespaces {
             if ns.typ() == LinuxNamespaceType::Network {
-                ns.set_path(Some(path.clone()));
+                ns.set_path(Some(path.to_path_buf()));
             }
         }
     }
     let mut mounts = Spec::default().mounts().clone().unwrap_or_default();
-    for (host, path, readonly) in &bundle.mounts {
+    for volume in &config.volumes {
         let mut options = vec!["rbind".to_string()];
-        options.push(if *readonly { "ro" } else { "rw" }.to_string());
+        options.push(if volume.readonly { "ro" } else { "rw" }.to_string());
         mounts.push(
             MountBuilder::default()
-                .destination(path.clone())
+                .destination(volume.path.clone())
                 .typ("bind")
-                .source(host.clone())
+                .source(volume.host.clone())
                 .options(options)
                 .build()
                 .map_err(spec_err)?,
@@ -158,7 +143,7 @@ pub fn write_bundle(dir: &Path, bundle: &BundleSpec) -> Result<PathBuf, GvisorEr
     let mut spec = Spec::default();
     spec.set_process(Some(process))
         .set_root(Some(root))
-        .set_hostname(Some(bundle.hostname.clone()))
+        .set_hostname(Some(config.hostname.clone()))
         .set_mounts(Some(mounts))
         .set_linux(Some(linux));
     std::fs::create_dir_all(dir).map_err(|source| GvisorError::Io {
@@ -241,25 +226,26 @@ mod tests {
 
     #[test]
     fn bundle_carries_command_limits_and_root() {
-        let dir = tempfile_dir();
-        let bundle = BundleSpec {
-            rootfs: "/r".into(),
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("bundle");
+        let config = ShimConfig {
             hostname: "h".into(),
             argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],
             env: vec![("PATH".into(), "/bin".into())],
-            cwd: "/".into(),
-            uid: 0,
-            gid: 0,
             cpu: Some(0.5),
             memory: Some(64 << 20),
             pids: Some(100),
-            netns: Some("/n".into()),
-            mounts: vec![("/host".into(), "/data".into(), true)],
+            volumes: vec![crate::config::VolumeMount {
+                host: "/host".into(),
+                path: "/data".into(),
+                readonly: true,
+            }],
+            ..ShimConfig::sample()
         };
-        write_bundle(&dir, &bundle).unwrap();
+        write_bundle(&dir, &config, Some(Path::new("/n"))).unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-        assert_eq!(json["root"]["path"], "/r");
+        assert_eq!(json["root"]["path"], "/e/rootfs");
         assert_eq!(json["hostname"], "h");
         assert_eq!(json["process"]["args"][2], "true");
         assert_eq!(json["process"]["env"][0], "PATH=/bin");
@@ -281,12 +267,5 @@ mod tests {
             (mount["source"].as_str(), mount["options"][1].as_str()),
             (Some("/host"), Some("ro"))
         );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("verse-gvisor-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

@@ -1,24 +1,91 @@
-//! The gvisor backend's half of the shim: the container shim's loop, with
-//! `runsc run` as the env's init and `runsc exec` for execs.
+//! The gvisor backend's part of the shim: a process-tree env like a
+//! container's ([`super::procs`]), with `runsc run` as the env's init and
+//! `runsc exec` for execs; the OCI bundle and runsc's command lines are in
+//! [`bundle`].
 
+mod bundle;
+
+pub use bundle::GvisorConfig;
+
+use super::event_loop::{Core, Save};
+use super::procs::{Detached, Runner, Tree, said_last};
 use crate::config::ShimConfig;
+use crate::console_log::ConsoleLog;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::Pid;
 use std::ffi::CString;
+use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use verse_sandbox as sandbox;
 
 /// How long `runsc run` may take to bring the sandbox up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-use verse_gvisor::{BundleSpec, GvisorConfig};
-use verse_sandbox as sandbox;
 
 /// Host memory the sandbox (sentry, gofer) may use on top of the env's limit.
-pub(crate) const SANDBOX_OVERHEAD: u64 = 256 << 20;
+const SANDBOX_OVERHEAD: u64 = 256 << 20;
+
+/// How often a gvisor env's console.log is brought under its cap.
+const LOG_CAP_TICK: Duration = Duration::from_millis(200);
+
+/// The refusal of `verse hibernate` (the daemon's own words for it).
+const NO_HIBERNATE: &str = "the gvisor backend has no hibernate yet";
+
+pub(crate) struct Gvisor(pub GvisorConfig);
+
+impl Runner for Gvisor {
+    /// runsc gives an exec no pty of the sandbox's: the host's devpts does.
+    const PTY_IN_ENV: bool = false;
+    /// runsc's sandbox fails writes to a full host pipe (EIO in this
+    /// gVisor), so it appends to console.log itself and the shim caps the
+    /// file on a timer.
+    const LOG_CAP_TICK: Option<Duration> = Some(LOG_CAP_TICK);
+    /// Under gVisor the limit is the sandbox kernel's; the host cgroup also
+    /// bounds the sentry and gofer around it.
+    const MEMORY_OVERHEAD: u64 = SANDBOX_OVERHEAD;
+
+    fn start_detached(&mut self, core: &Core<Pid>, log: &mut ConsoleLog) -> Detached {
+        let stdin = File::open("/dev/null").map_err(|e| e.to_string())?;
+        let out = log.file().try_clone().map_err(|e| e.to_string())?;
+        let err = log.file().try_clone().map_err(|e| e.to_string())?;
+        let pid = self
+            .start(core, [stdin.into(), out.into(), err.into()])
+            .map_err(|e| {
+                let said = std::fs::read_to_string(core.config.log_path()).unwrap_or_default();
+                format!("{e}: {}", said_last(&said, 5))
+            })?;
+        Ok((pid, None))
+    }
+
+    fn start(&mut self, core: &Core<Pid>, stdio: [OwnedFd; 3]) -> Result<Pid, String> {
+        start(&core.config, &self.0, &core.cgroup, stdio)
+    }
+
+    fn exec(&self, core: &Core<Pid>, _init: Pid, exec: sandbox::ExecConfig) -> Result<Pid, String> {
+        run_exec(&core.config, &self.0, exec)
+    }
+
+    fn can_hibernate(&self) -> Result<(), String> {
+        Err(NO_HIBERNATE.into())
+    }
+
+    fn checkpoint(
+        &mut self,
+        _core: &Core<Pid>,
+        _tree: Tree<'_>,
+        _save: &Save,
+    ) -> Result<(), String> {
+        Err(NO_HIBERNATE.into())
+    }
+
+    fn cleanup(&self, config: &ShimConfig) {
+        cleanup(config, &self.0)
+    }
+}
 
 /// Gives the shim a private mount namespace: the rootfs overlay mounted
 /// next is visible to runsc (the shim's child) and to nobody on the host,
@@ -52,7 +119,7 @@ fn state_dir(config: &ShimConfig) -> PathBuf {
 }
 
 /// Mounts the rootfs, writes the bundle, starts `runsc run` inside the env's cgroup.
-pub(crate) fn start(
+fn start(
     config: &ShimConfig,
     gvisor: &GvisorConfig,
     cgroup: &sandbox::Cgroup,
@@ -62,17 +129,7 @@ pub(crate) fn start(
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let _ = std::os::unix::fs::chown(&dir, Some(config.id_base), Some(config.id_base));
     }
-    let lowers: Vec<String> = config
-        .lowers
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        config.upper().display(),
-        config.work().display()
-    );
+    let options = config.overlay_options();
     mount(
         Some("overlay"),
         &config.mountpoint(),
@@ -93,28 +150,8 @@ pub(crate) fn start(
         }
         None => None,
     };
-    let bundle = verse_gvisor::write_bundle(
-        &config.env_dir.join("bundle"),
-        &BundleSpec {
-            rootfs: config.mountpoint(),
-            hostname: config.hostname.clone(),
-            argv: config.argv.clone(),
-            env: config.env.clone(),
-            cwd: config.cwd.clone(),
-            uid: config.uid,
-            gid: config.gid,
-            cpu: config.cpu,
-            memory: config.memory,
-            pids: config.pids,
-            netns,
-            mounts: config
-                .volumes
-                .iter()
-                .map(|v| (v.host.clone(), v.path.clone(), v.readonly))
-                .collect(),
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let bundle = bundle::write_bundle(&config.env_dir.join("bundle"), config, netns.as_deref())
+        .map_err(|e| e.to_string())?;
     let state = state_dir(config);
     // A sandbox left by a shim that was killed would block the id.
     let _ = gvisor.delete_command(&state, &sandbox_id(config)).output();
@@ -215,7 +252,7 @@ fn wait_running(config: &ShimConfig, gvisor: &GvisorConfig, runsc: Pid) -> Resul
 }
 
 /// Starts `runsc exec` with the given stdio.
-pub(crate) fn exec(
+fn run_exec(
     config: &ShimConfig,
     gvisor: &GvisorConfig,
     exec: sandbox::ExecConfig,
@@ -252,7 +289,7 @@ pub(crate) fn exec(
 }
 
 /// Ends the sandbox and removes its state and the rootfs mount.
-pub(crate) fn cleanup(config: &ShimConfig, gvisor: &GvisorConfig) {
+fn cleanup(config: &ShimConfig, gvisor: &GvisorConfig) {
     let state = state_dir(config);
     let _ = gvisor.delete_command(&state, &sandbox_id(config)).output();
     let _ = std::fs::remove_dir_all(&state);
