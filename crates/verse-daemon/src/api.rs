@@ -65,7 +65,7 @@ async fn web_info(State(daemon): Shared) -> Json<verse_api::WebInfo> {
 
 async fn list_envs(
     State(daemon): Shared,
-    scope: Option<Extension<crate::tcp::ReadScope>>,
+    scope: Option<Extension<crate::scope::ReadScope>>,
 ) -> ApiResult<Json<Vec<EnvInfo>>> {
     let mut out = Vec::new();
     for row in daemon.db.envs()? {

@@ -17,7 +17,7 @@ use verse_engine::events::lock;
 pub async fn stream(
     State(daemon): State<Arc<Daemon>>,
     Query(query): Query<EventQuery>,
-    scope: Option<axum::Extension<crate::tcp::ReadScope>>,
+    scope: Option<axum::Extension<crate::scope::ReadScope>>,
 ) -> ApiResult<Response> {
     // A token for some envs sees their events only; each env's answer is kept.
     let readable = {

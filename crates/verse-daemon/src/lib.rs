@@ -19,6 +19,7 @@ mod lifecycle_api;
 mod logs;
 mod progress;
 mod quarantine;
+mod scope;
 pub mod tcp;
 mod web;
 

@@ -232,33 +232,6 @@ pub fn right_for(method: &str, route: &str, params: &[(&str, &str)]) -> Option<T
 /// envs, or the events of the envs, its token may read (see [`ReadScope`]).
 const SCOPED_LISTS: &[(&str, &str)] = &[("GET", "/v1/envs"), ("GET", "/v1/events")];
 
-/// Set on a request to one of [`SCOPED_LISTS`] whose token may not read every
-/// env: the handler keeps only what [`ReadScope::may_read`] allows.
-#[derive(Clone)]
-pub struct ReadScope {
-    bearer: String,
-    daemon: Arc<Daemon>,
-}
-
-impl ReadScope {
-    /// Whether the token may read env `name` (`env:NAME:read`), checked like
-    /// any route's right.
-    pub fn may_read(&self, name: &str) -> bool {
-        let wanted = TokenRequest {
-            kind: "env".into(),
-            name: name.into(),
-            op: "read".into(),
-        };
-        token::authorize(
-            &self.bearer,
-            self.daemon.token_root.public(),
-            &wanted,
-            |id| self.daemon.db.is_revoked(id).unwrap_or(true),
-        )
-        .is_ok()
-    }
-}
-
 async fn token_only(State(daemon): State<Arc<Daemon>>, request: Request, next: Next) -> Response {
     use axum::extract::FromRequestParts;
     let (mut parts, body) = request.into_parts();
@@ -315,7 +288,7 @@ async fn token_only(State(daemon): State<Arc<Daemon>>, request: Request, next: N
             request
                 .extensions_mut()
                 .insert(Actor("token:scoped".into()));
-            request.extensions_mut().insert(ReadScope {
+            request.extensions_mut().insert(crate::scope::ReadScope {
                 bearer,
                 daemon: Arc::clone(&daemon),
             });
