@@ -1,5 +1,7 @@
 //! Wire types of image builds, inspection, signing and collection.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ImageInfo;
@@ -53,6 +55,9 @@ pub struct ImageDetail {
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
     pub workdir: Option<String>,
+    /// The image config's labels (OCI `Labels`), sorted by key.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub signatures: Vec<SignatureDetail>,
 }
 

@@ -128,6 +128,9 @@ pub async fn image(command: ImageCommand, client: &Client) -> Result<ExitCode> {
                 for (k, v) in &d.env {
                     println!("env       {k}={v}");
                 }
+                for (k, v) in &d.labels {
+                    println!("label     {k}={v}");
+                }
                 if d.signatures.is_empty() {
                     println!("signatures: none");
                 }

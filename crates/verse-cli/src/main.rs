@@ -310,7 +310,8 @@ enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show an image's layers (inputs, sizes), run config and signatures.
+    /// Show an image's layers (inputs, sizes), run config (entrypoint, cmd, user, workdir,
+    /// env, labels) and signatures.
     Inspect {
         name: String,
         #[arg(long)]

@@ -230,6 +230,14 @@ fn check_app(v: &Verse, name: &str) {
     assert_eq!(d["user"], "1000:1000", "{d}");
     assert_eq!(d["workdir"], "/srv", "{d}");
     assert_eq!(d["entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    // The Containerfile's LABEL (podman adds its own, io.buildah.version, beside it).
+    assert_eq!(d["labels"]["org.example.tool"], "podman", "{d}");
+    assert!(d["labels"]["io.buildah.version"].is_string(), "{d}");
+    let text = v.ok(&["image", "inspect", name]);
+    assert!(
+        text.contains("\nlabel     org.example.tool=podman\n"),
+        "{text}"
+    );
     let env = d["env"].to_string();
     assert!(
         env.contains(r#"["GREETING","hi"]"#) && env.contains(r#"["APP_MODE","test"]"#),
@@ -254,6 +262,32 @@ fn check_app(v: &Verse, name: &str) {
     assert_eq!(out, "hello from COPY\nnew\nkeep\nown-dev\n");
     assert!(v.ok(&["image", "verify", name]).starts_with("ok: image"));
     v.ok(&["rm", name]);
+}
+
+/// Image `name`'s labels, exported in each format and loaded by podman, are there beside the
+/// `org.verse.manifest` label the export adds.
+fn labels_survive_export(t: &Tools, v: &Verse, name: &str) {
+    let d = inspect(v, name);
+    for format in ["oci-archive", "docker-archive"] {
+        let archive = t.path(&format!("{name}.labels.{format}.tar"));
+        let archive = archive.to_str().unwrap();
+        v.ok(&["image", "export", name, archive, "--format", format]);
+        t.ok("podman", &["load", "-q", "-i", archive]);
+        let tag = format!("localhost/{name}:latest");
+        let i: serde_json::Value =
+            serde_json::from_str(&t.ok("podman", &["image", "inspect", &tag])).unwrap();
+        let labels = &i[0]["Config"]["Labels"];
+        assert_eq!(labels["org.example.tool"], "podman", "{format}: {labels}");
+        assert_eq!(
+            labels["io.buildah.version"], d["labels"]["io.buildah.version"],
+            "{format}: {labels}"
+        );
+        assert_eq!(
+            labels["org.verse.manifest"], d["info"]["manifest"],
+            "{format}"
+        );
+        t.ok("podman", &["rmi", &tag]);
+    }
 }
 
 #[test]
@@ -311,6 +345,7 @@ fn podman_save_every_format_imports_and_runs() {
         "{out}"
     );
     check_app(&v, "app-oci");
+    labels_survive_export(&t, &v, "app-oci");
     import(&v, "app-docker", docker);
     check_app(&v, "app-docker");
     // Both formats give the same layers (podman's oci-archive gzips them, docker's does not).

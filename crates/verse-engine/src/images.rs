@@ -351,6 +351,7 @@ pub async fn inspect(daemon: &Arc<Engine>, name: String) -> EngineResult<ImageDe
         env: m.config.env,
         user: m.config.user,
         workdir: m.config.workdir,
+        labels: m.config.labels,
         signatures,
     })
 }

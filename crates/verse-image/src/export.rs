@@ -22,13 +22,14 @@
 //! Either way the image is tagged `localhost/NAME:latest` (or `localhost/NAME:TAG` when the
 //! name has a tag), so `podman load` names it as `verse image ls` does.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use verse_store::{Hash, Store};
+use verse_store::{Hash, RunConfig, Store};
 
 use crate::ImageError;
 
@@ -59,6 +60,17 @@ impl Write for HashingFile {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
+}
+
+/// The label (and manifest annotation) naming the Verse manifest an archive was exported from.
+pub(crate) const MANIFEST_LABEL: &str = "org.verse.manifest";
+
+/// The image's own labels plus [`MANIFEST_LABEL`], which is Verse's to write: an image label of
+/// that name (imported from elsewhere) gives way to the manifest actually exported.
+fn labels(c: &RunConfig, h: &Hash) -> BTreeMap<String, String> {
+    let mut labels = c.labels.clone();
+    labels.insert(MANIFEST_LABEL.to_string(), h.to_hex());
+    labels
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -163,7 +175,7 @@ pub fn export_archive(
                 "Env": c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                 "User": c.user.clone().unwrap_or_default(),
                 "WorkingDir": c.workdir.clone().unwrap_or_default(),
-                "Labels": {"org.verse.manifest": h.to_hex()},
+                "Labels": labels(c, h),
             },
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": history,
@@ -177,7 +189,7 @@ pub fn export_archive(
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": format!("sha256:{config_digest}"), "size": config.len()},
             "layers": layers,
-            "annotations": {"org.verse.manifest": h.to_hex()},
+            "annotations": {(MANIFEST_LABEL): h.to_hex()},
         }))
         .expect("json");
         let manifest_digest = hex(&Sha256::digest(&oci_manifest));
@@ -278,4 +290,25 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -
     h.set_mtime(0);
     h.set_size(bytes.len() as u64);
     tar.append_data(&mut h, path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_labels_keep_the_image_s_and_add_the_manifest() {
+        let h = Hash::of(b"manifest");
+        let mut c = RunConfig::default();
+        c.labels.insert("a".into(), "b".into());
+        c.labels.insert(MANIFEST_LABEL.into(), "stale".into());
+        let labels = labels(&c, &h);
+        assert_eq!(
+            labels.into_iter().collect::<Vec<_>>(),
+            [
+                ("a".to_string(), "b".to_string()),
+                (MANIFEST_LABEL.to_string(), h.to_hex()),
+            ]
+        );
+    }
 }

@@ -629,7 +629,20 @@ fn run_config(c: &Value) -> RunConfig {
             .as_str()
             .filter(|s| !s.is_empty())
             .map(String::from),
+        labels: labels(&c["Labels"]),
     }
+}
+
+/// The config's `Labels` (string values only, as the OCI spec has them), without the
+/// `org.verse.manifest` label an exported Verse image carries: that names the manifest it was
+/// exported from, not the one this import makes, and export writes it afresh.
+fn labels(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != crate::export::MANIFEST_LABEL)
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
 }
 
 /// How the device nodes left out of a layer are told: a count, and the paths outside /dev.
@@ -889,6 +902,25 @@ mod tests {
         assert!(matches("app", "app:latest"));
         assert!(!matches("localhost/app:1", "app:2"));
         assert!(!matches("localhost/other:1", "app:1"));
+    }
+
+    #[test]
+    fn labels_come_from_the_config_without_verse_s_own() {
+        let c = serde_json::json!({"Labels": {
+            "a": "b",
+            (crate::export::MANIFEST_LABEL): "af13",
+            "not.a.string": 1,
+        }});
+        let config = run_config(&c);
+        assert_eq!(
+            config.labels.into_iter().collect::<Vec<_>>(),
+            [("a".to_string(), "b".to_string())]
+        );
+        assert!(
+            run_config(&serde_json::json!({"Labels": null}))
+                .labels
+                .is_empty()
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct RunConfig {
     /// Working directory; `None`: `/`.
     #[serde(default)]
     pub workdir: Option<String>,
+    /// OCI `Labels`, sorted by key. Left out of the JSON when empty, so manifests written
+    /// before labels were kept serialise to the same bytes and keep their hashes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One layer of an image and what produced it.
@@ -66,7 +70,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// The bytes that are hashed and signed: JSON with fields in declaration order and no
-    /// whitespace (every map in a manifest is a list, so the encoding is deterministic).
+    /// whitespace (maps are lists or sorted `BTreeMap`s, so the encoding is deterministic).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a Manifest always serialises")
     }
@@ -311,4 +315,42 @@ fn read_dir_or_empty(dir: &std::path::Path) -> Result<Vec<fs::DirEntry>> {
 /// Turns a map into the ordered list a manifest holds.
 pub fn env_list(map: &BTreeMap<String, String>) -> Vec<(String, String)> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest as Verse wrote it before run configs had labels, and its hash then.
+    const OLD: &str = concat!(
+        r#"{"layers":[{"root":"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262","#,
+        r#""input":"oci layer sha256:0123"}],"config":{"entrypoint":["/bin/sh","-c"],"#,
+        r#""cmd":["echo hi"],"env":[["PATH","/bin"],["LANG","C"]],"user":"1000:1000","#,
+        r#""workdir":"/srv"}}"#
+    );
+    const OLD_HASH: &str = "2429f8cedcb75e064add45a52307383cdd649ec538723e5e4292de18e3421c71";
+
+    #[test]
+    fn a_manifest_without_labels_keeps_its_bytes_and_hash() {
+        let m: Manifest = serde_json::from_str(OLD).unwrap();
+        assert!(m.config.labels.is_empty());
+        assert_eq!(String::from_utf8(m.canonical_bytes()).unwrap(), OLD);
+        assert_eq!(m.hash().to_hex(), OLD_HASH);
+    }
+
+    #[test]
+    fn labels_are_kept_sorted_and_change_the_hash() {
+        let mut m: Manifest = serde_json::from_str(OLD).unwrap();
+        m.config.labels.insert("z.last".into(), "2".into());
+        m.config.labels.insert("a".into(), "b".into());
+        let bytes = String::from_utf8(m.canonical_bytes()).unwrap();
+        assert!(
+            bytes.ends_with(r#""workdir":"/srv","labels":{"a":"b","z.last":"2"}}}"#),
+            "{bytes}"
+        );
+        assert_ne!(m.hash().to_hex(), OLD_HASH);
+        let back: Manifest = serde_json::from_str(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.hash(), m.hash());
+    }
 }
