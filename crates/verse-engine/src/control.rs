@@ -29,7 +29,12 @@ pub async fn unpause(daemon: &Arc<Engine>, name: &str, cause: &str) -> EngineRes
     set_paused(daemon, name, false, cause).await
 }
 
-async fn set_paused(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) -> EngineResult<u64> {
+async fn set_paused(
+    daemon: &Arc<Engine>,
+    name: &str,
+    pause: bool,
+    cause: &str,
+) -> EngineResult<u64> {
     let (request, verb, doing) = if pause {
         (ShimRequest::Pause, "pause", "pausing")
     } else {
@@ -47,8 +52,10 @@ async fn set_paused(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) 
                 ..
             },
         ) => {
-            return Err(EngineError::conflict(format!("env `{name}` is not running"))
-                .hint(format!("start it with `verse up {name}`")));
+            return Err(
+                EngineError::conflict(format!("env `{name}` is not running"))
+                    .hint(format!("start it with `verse up {name}`")),
+            );
         }
         Err(ShimClientError::Declined {
             refusal: Refusal::AlreadyPaused,
@@ -69,7 +76,9 @@ async fn set_paused(daemon: &Arc<Engine>, name: &str, pause: bool, cause: &str) 
             refusal: Refusal::Failed,
             message,
         }) => {
-            return Err(EngineError::internal(format!("{doing} `{name}`: {message}")));
+            return Err(EngineError::internal(format!(
+                "{doing} `{name}`: {message}"
+            )));
         }
         Err(ShimClientError::Refused(reason)) => {
             return Err(EngineError::conflict(format!(
