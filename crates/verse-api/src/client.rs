@@ -171,17 +171,27 @@ impl Client {
         request: Request<Full<Bytes>>,
     ) -> Result<T, ClientError> {
         let response = self.send(request).await?;
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.transport(e))?
-            .to_bytes();
+        let bytes = self.body(response).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.call(Self::request(Method::GET, path, None)).await
+    }
+
+    /// A GET whose answer is raw bytes, not JSON.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(Self::request(Method::GET, path, None)).await?;
+        Ok(self.body(response).await?.to_vec())
+    }
+
+    async fn body(&self, response: hyper::Response<Incoming>) -> Result<Bytes, ClientError> {
+        Ok(response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.transport(e))?
+            .to_bytes())
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(

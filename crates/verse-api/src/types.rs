@@ -101,6 +101,9 @@ pub struct EnvInfo {
     /// directory to it to let the env's root write there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_id_base: Option<u32>,
+    /// Processes (and threads) in the env's cgroup now, while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_current: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -597,6 +600,61 @@ pub struct HibernateQuery {
 
 /// `POST /v1/envs/{name}/limits` (`verse limit`): new cgroup limits, applied
 /// to the running env in place (a stopped env gets them at its next start).
+/// The query of `GET /v1/envs/{name}/files`: without `read`, the answer is a
+/// JSON [`EnvPath`] (what `path` is, and a directory's entries); with
+/// `read=true`, it is up to `length` raw bytes of the regular file `path`
+/// from `offset` (`application/octet-stream`; at most [`MAX_FILE_CHUNK`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EnvFilesQuery {
+    /// An absolute path as the env sees it.
+    pub path: String,
+    #[serde(default)]
+    pub read: bool,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub length: Option<u64>,
+}
+
+impl EnvFilesQuery {
+    /// `GET /v1/envs/{env}/files?...` for this query.
+    pub fn uri(&self, env: &str) -> String {
+        let query = serde_urlencoded::to_string(self).expect("plain fields encode");
+        format!("/v1/envs/{env}/files?{query}")
+    }
+}
+
+/// The most bytes one `read=true` call returns.
+pub const MAX_FILE_CHUNK: u64 = 1 << 20;
+
+/// What a path of an env is, and (a directory) what is in it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvPath {
+    pub path: String,
+    /// The path itself, not followed if it is a symlink.
+    pub entry: FileEntry,
+    /// A directory's entries (names that are not UTF-8 are left out);
+    /// empty for anything else.
+    #[serde(default)]
+    pub entries: Vec<FileEntry>,
+}
+
+/// One file of an env, as `lstat` sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    pub size: u64,
+    /// Permission bits (`0o7777` of `st_mode`).
+    pub mode: u32,
+    /// Unix seconds of the last change of its content.
+    pub mtime: i64,
+    /// A symlink's target, as written in the env (never followed on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
 /// A field left out keeps its value. They hold until the next `verse apply`
 /// declares the env again.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

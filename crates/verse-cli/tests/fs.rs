@@ -643,3 +643,84 @@ fn inotify_on_state_hears_a_change() {
     assert_eq!(n, 1, "no IN_MODIFY on state within 5 s of `verse pause`");
     assert_eq!(state(&mount, "web"), "paused");
 }
+
+const FILES_SPEC: &str = r#"
+[env.box]
+image = "busybox"
+command = ["/bin/sh", "-c", "echo env-secret > /etc/shadow; echo inside > /tmp/mine; ln -s /etc/shadow /tmp/escape; ln -s ../../../../../../etc/shadow /tmp/up; touch /tmp/ready; trap 'exit 0' TERM; while :; do sleep 1; done"]
+"#;
+
+#[test]
+fn files_shows_the_envs_own_files_read_only_and_never_the_hosts() {
+    if !fuse_usable() {
+        return;
+    }
+    let verse = Verse::start();
+    verse.apply(FILES_SPEC);
+    wait_for("box to run", 20, || verse.env("box")["state"] == "running");
+    let mount = Mount::new(&verse, &[]);
+    wait_for("the env to write its files", 10, || {
+        mount.path("envs/box/files/tmp/ready").exists()
+    });
+
+    let mut top: Vec<String> = std::fs::read_dir(mount.path("envs/box/files"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    for want in ["bin", "etc", "tmp"] {
+        assert!(top.iter().any(|n| n == want), "{want} in {top:?}");
+    }
+    assert!(
+        std::fs::metadata(mount.path("envs/box/files/etc"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(mount.read("envs/box/files/tmp/mine"), "inside\n");
+    let meta = std::fs::metadata(mount.path("envs/box/files/tmp/mine")).unwrap();
+    assert_eq!(meta.len(), 7);
+
+    // Read-only: writing, truncating, creating, removing are all refused.
+    let (ok, err) = mount.echo("changed", "envs/box/files/tmp/mine");
+    assert!(!ok && err.contains("Read-only file system"), "{err}");
+    let err = std::fs::File::create(mount.path("envs/box/files/tmp/new")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    let err = std::fs::remove_file(mount.path("envs/box/files/tmp/mine")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    assert_eq!(mount.read("envs/box/files/tmp/mine"), "inside\n");
+
+    // Symlinks to /etc/shadow, absolute or climbing with `..`, lead to the
+    // env's own /etc/shadow, never the host's.
+    let host_shadow = std::fs::read("/etc/shadow").unwrap_or_default();
+    for link in ["tmp/escape", "tmp/up"] {
+        let path = mount.path(&format!("envs/box/files/{link}"));
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_link(&path).unwrap(),
+            Path::new("../etc/shadow")
+        );
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got, b"env-secret\n", "{link}");
+        assert_ne!(got, host_shadow);
+    }
+    // The kernel's own files (some of them the host's) are not read from the host side.
+    assert!(std::fs::read(mount.path("envs/box/files/proc/1/environ")).is_err());
+
+    // The env's process count.
+    let pids: u64 = mount
+        .read("envs/box/stats/pids")
+        .trim()
+        .parse()
+        .expect("stats/pids is a number");
+    assert!(pids >= 1, "{pids}");
+
+    // A stopped env has no files to show, and says so.
+    verse.ok(&["down", "box"]);
+    let err = std::fs::read_dir(mount.path("envs/box/files")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+}

@@ -109,6 +109,7 @@ pub const ROUTE_RIGHTS: &[(&str, &str, &str, &str, &str)] = &[
     ("POST", "/v1/copy", "env", "*", "write"),
     ("GET", "/v1/envs/{name}/spec", "env", "{name}", "read"),
     ("POST", "/v1/envs/{name}/limits", "env", "{name}", "write"),
+    ("GET", "/v1/envs/{name}/files", "env", "{name}", "read"),
     ("GET", "/v1/generations/{id}", "spec", "*", "read"),
 ];
 

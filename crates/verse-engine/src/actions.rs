@@ -707,6 +707,43 @@ pub async fn env_spec(daemon: &Arc<Engine>, name: String) -> EngineResult<serde_
     serde_json::to_value(&row.plan).map_err(EngineError::internal)
 }
 
+/// What `GET /v1/envs/NAME/files` answers.
+pub enum EnvFilesAnswer {
+    Path(verse_api::EnvPath),
+    Bytes(Vec<u8>),
+}
+
+/// Browses a running env's own files, read-only (see [`crate::envfs`]).
+pub async fn env_files(
+    daemon: &Arc<Engine>,
+    name: String,
+    query: verse_api::EnvFilesQuery,
+) -> EngineResult<EnvFilesAnswer> {
+    let row = crate::envs::find_env(daemon, &name)?;
+    crate::backend::of(row.plan.backend).require(
+        verse_spec::caps::Feature::Files,
+        &format!("env `{name}`: its files"),
+    )?;
+    let path = &query.path;
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(EngineError::invalid(format!(
+            "path `{}`: give an absolute path as the env sees it, like /etc/hostname",
+            path.escape_debug()
+        )));
+    }
+    let files = crate::envfs::EnvFiles::open(daemon, &name).await?;
+    if query.read {
+        let length = query.length.unwrap_or(verse_api::MAX_FILE_CHUNK);
+        let staging = daemon.paths.state_dir().join("browse-staging");
+        files
+            .read_at(path, query.offset, length, &staging)
+            .await
+            .map(EnvFilesAnswer::Bytes)
+    } else {
+        files.describe(path).await.map(EnvFilesAnswer::Path)
+    }
+}
+
 pub async fn generation(daemon: &Arc<Engine>, id: String) -> EngineResult<GenerationDetail> {
     let all = daemon.db.generations()?;
     let wanted = id.parse::<u64>().ok();

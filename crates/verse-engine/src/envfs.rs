@@ -262,3 +262,225 @@ fn anonymous_file(dir: &std::path::Path) -> EngineResult<std::fs::File> {
         .open(dir)
         .map_err(|e| EngineError::internal(format!("a staging file in {}: {e}", dir.display())))
 }
+
+/// Browsing an env's files read-only (the control filesystem's `files/`,
+/// `GET /v1/envs/NAME/files`). Every path is resolved as [`openat2`] does it
+/// for copies: inside the env's root, a symlink never followed out of it;
+/// the path's own last component is not followed at all when it is
+/// described (a symlink is shown as one, with its target as text).
+impl EnvRoot {
+    fn io_error(&self, path: &str, e: std::io::Error) -> EngineError {
+        let text = format!("env `{}`: {path}: {e}", self.env);
+        match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR) => EngineError::not_found(text),
+            _ => EngineError::invalid(text),
+        }
+    }
+
+    /// `path` itself (not followed) and, for a directory, its entries.
+    pub fn describe(&self, path: &str) -> EngineResult<verse_api::EnvPath> {
+        let at = openat2(self.root(), path, libc::O_PATH | libc::O_NOFOLLOW)
+            .map_err(|e| self.io_error(path, e))?;
+        let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let entry = entry_of(at.as_raw_fd(), c"", libc::AT_EMPTY_PATH, name)
+            .map_err(|e| self.io_error(path, e))?;
+        let mut entries = Vec::new();
+        if entry.kind == "dir" {
+            let dir = openat2(self.root(), path, libc::O_RDONLY | libc::O_DIRECTORY)
+                .map_err(|e| self.io_error(path, e))?;
+            // Our own descriptor's /proc link names exactly the directory opened.
+            let names = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+                .map_err(|e| self.io_error(path, e))?;
+            for item in names.flatten() {
+                let Some(name) = item.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let Ok(c) = CString::new(name.as_str()) else {
+                    continue;
+                };
+                // Gone since it was listed: left out.
+                if let Ok(e) = entry_of(dir.as_raw_fd(), &c, libc::AT_SYMLINK_NOFOLLOW, &name) {
+                    entries.push(e);
+                }
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(verse_api::EnvPath {
+            path: path.to_string(),
+            entry,
+            entries,
+        })
+    }
+
+    /// Up to `length` bytes of the regular file `path` from `offset`. Files
+    /// of the kernel's own filesystems (proc, sys) are refused: some of them
+    /// are the host's (kcore, kallsyms) whatever the env's namespace.
+    pub fn read_at(&self, path: &str, offset: u64, length: u64) -> EngineResult<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let at = openat2(self.root(), path, libc::O_PATH).map_err(|e| self.io_error(path, e))?;
+        let file = std::fs::File::from(at);
+        let meta = file.metadata().map_err(|e| self.io_error(path, e))?;
+        if !meta.is_file() {
+            return Err(EngineError::invalid(format!(
+                "env `{}`: {path} is not a regular file",
+                self.env
+            )));
+        }
+        // SAFETY: a zeroed statfs is a valid out-buffer; the descriptor is open.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
+            return Err(self.io_error(path, std::io::Error::last_os_error()));
+        }
+        if [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC as _].contains(&(fs.f_type as _)) {
+            return Err(EngineError::invalid(format!(
+                "env `{}`: {path} is a file of the kernel's proc or sys filesystem; read it inside the env",
+                self.env
+            )));
+        }
+        // Reopened for reading through our own descriptor: the same inode, a
+        // regular file, so the open has no side effect (not a device, fifo).
+        let file = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|e| self.io_error(path, e))?;
+        let mut out = Vec::new();
+        let length = length.min(verse_api::MAX_FILE_CHUNK);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = offset;
+        while (out.len() as u64) < length {
+            let want = (length - out.len() as u64).min(buf.len() as u64) as usize;
+            let n = file
+                .read_at(&mut buf[..want], at)
+                .map_err(|e| self.io_error(path, e))?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(out)
+    }
+}
+
+/// The entry `name` of `dir` (with `flags`, e.g. AT_SYMLINK_NOFOLLOW).
+fn entry_of(
+    dir: i32,
+    at: &std::ffi::CStr,
+    flags: i32,
+    name: &str,
+) -> std::io::Result<verse_api::FileEntry> {
+    // SAFETY: a zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and descriptor, `st` outlives the call.
+    if unsafe { libc::fstatat(dir, at.as_ptr(), &mut st, flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => "file",
+        libc::S_IFDIR => "dir",
+        libc::S_IFLNK => "symlink",
+        _ => "other",
+    };
+    let target = (kind == "symlink").then(|| {
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: as above; `buf` is as long as the length passed.
+        let n = unsafe { libc::readlinkat(dir, at.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        buf.truncate(n.max(0) as usize);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    Ok(verse_api::FileEntry {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        size: st.st_size as u64,
+        mode: st.st_mode & 0o7777,
+        mtime: st.st_mtime,
+        target,
+    })
+}
+
+/// The most of a vm env's file read for one chunk: its agent sends whole
+/// files only, so each chunk fetches the file again, up to this size.
+pub const MAX_GUEST_BROWSE_BYTES: u64 = 64 << 20;
+
+impl EnvFiles {
+    /// What `path` is and, for a directory, what is in it. A vm env's agent
+    /// lists regular files only: its subdirectories are not listed (they
+    /// can still be named), and every mode shows as 0444.
+    pub async fn describe(&self, path: &str) -> EngineResult<verse_api::EnvPath> {
+        let guest = match self {
+            EnvFiles::Container(root) => return root.describe(path),
+            EnvFiles::Vm(guest) => guest,
+        };
+        let entry = |f: &verse_runtime::agent_proto::GuestFile| verse_api::FileEntry {
+            name: f.name.clone(),
+            kind: "file".into(),
+            size: f.stamp.size,
+            mode: 0o444,
+            mtime: f.stamp.mtime_ns.div_euclid(1_000_000_000),
+            target: None,
+        };
+        let trimmed = path.trim_end_matches('/');
+        let name = trimmed.rsplit('/').next().unwrap_or("");
+        if let Ok(files) = guest.list(path).await {
+            return Ok(verse_api::EnvPath {
+                path: path.to_string(),
+                entry: verse_api::FileEntry {
+                    name: name.to_string(),
+                    kind: "dir".into(),
+                    size: 0,
+                    mode: 0o555,
+                    mtime: 0,
+                    target: None,
+                },
+                entries: files.iter().map(entry).collect(),
+            });
+        }
+        let parent = match trimmed.rsplit_once('/') {
+            Some(("", _)) | None => "/",
+            Some((p, _)) => p,
+        };
+        let files = guest.list(parent).await?;
+        let file = files.iter().find(|f| f.name == name).ok_or_else(|| {
+            EngineError::not_found(format!("env `{}`: no file {path}", guest.env))
+        })?;
+        Ok(verse_api::EnvPath {
+            path: path.to_string(),
+            entry: entry(file),
+            entries: Vec::new(),
+        })
+    }
+
+    /// Up to `length` bytes (at most [`verse_api::MAX_FILE_CHUNK`]) of the
+    /// regular file `path` from `offset`.
+    pub async fn read_at(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+        staging: &std::path::Path,
+    ) -> EngineResult<Vec<u8>> {
+        let guest = match self {
+            EnvFiles::Container(root) => return root.read_at(path, offset, length),
+            EnvFiles::Vm(guest) => guest,
+        };
+        use std::os::unix::fs::FileExt;
+        let file = anonymous_file(staging)?;
+        let mut out = file.try_clone().map_err(EngineError::internal)?;
+        guest
+            .read_into(path, false, MAX_GUEST_BROWSE_BYTES, &mut out)
+            .await?;
+        let length = length.min(verse_api::MAX_FILE_CHUNK) as usize;
+        let mut buf = vec![0u8; length];
+        let mut got = 0;
+        while got < length {
+            let n = file
+                .read_at(&mut buf[got..], offset + got as u64)
+                .map_err(EngineError::internal)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+}

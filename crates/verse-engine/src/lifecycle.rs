@@ -76,6 +76,7 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
             .own_id_range()
             .then(|| env_id_base(daemon, &row.name).ok())
             .flatten(),
+        pids_current: None,
     };
     let env_dir = daemon.paths.env_dir(&row.name);
     match shim_client(daemon, &row.name)
@@ -91,6 +92,7 @@ pub async fn info(daemon: &Engine, row: &EnvRow) -> EnvInfo {
                 info.uptime_secs = status.started_at.map(|t| (now() - t).max(0) as u64);
                 info.cpu_usage_ns = status.cpu_usage_ns;
                 info.memory_bytes = status.memory_bytes;
+                info.pids_current = status.pids;
                 if status.paused {
                     info.state = EnvState::Paused;
                 }

@@ -10,8 +10,8 @@ use crate::tree::{EnvFile, Kind, Node};
 use crate::view::{View, errno_of, lock};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, OpenFlags,
-    PollEvents, PollFlags, PollNotifier, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyPoll, ReplyWrite, Request,
+    PollEvents, PollFlags, PollNotifier, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll, ReplyWrite, Request,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -83,6 +83,13 @@ enum Open {
     /// The mount's own writes to `state` (see [`VerseFs::touch_state`]): dropped.
     Touch,
     Dir(Vec<(String, Kind)>),
+    /// A file of the env itself (`files/...`), read in chunks of up to
+    /// [`verse_api::MAX_FILE_CHUNK`] from the daemon, the last one kept.
+    EnvFile {
+        env: String,
+        path: String,
+        chunk: Arc<tokio::sync::Mutex<(u64, Vec<u8>)>>,
+    },
 }
 
 struct Handle {
@@ -108,6 +115,23 @@ fn file_type(kind: Kind) -> FileType {
         Kind::Dir => FileType::Directory,
         Kind::File => FileType::RegularFile,
         Kind::Symlink => FileType::Symlink,
+    }
+}
+
+/// The attributes of an env's own file: its kind, size, time and mode,
+/// without write bits (`files/` is read-only).
+fn env_attr(base: FileAttr, entry: &verse_api::FileEntry) -> FileAttr {
+    let kind = render::entry_kind(entry);
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(entry.mtime.max(0) as u64);
+    FileAttr {
+        size: entry.size,
+        blocks: entry.size.div_ceil(512),
+        mtime,
+        ctime: mtime,
+        kind: file_type(kind),
+        perm: (entry.mode & 0o7555) as u16,
+        nlink: if kind == Kind::Dir { 2 } else { 1 },
+        ..base
     }
 }
 
@@ -208,6 +232,7 @@ impl VerseFs {
             | Node::Current
             | Node::QuarantineItem(_)
             | Node::QuarantineFile(..) => None,
+            Node::EnvPath(_, path) if path != "/" => None,
             _ => Some(true),
         }
     }
@@ -223,6 +248,15 @@ impl VerseFs {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, Arc::new(Mutex::new(Handle { view, open })));
         FileHandle(fh)
+    }
+
+    /// Why nothing can be made or removed in `parent`: `files/` is
+    /// read-only (EROFS); elsewhere the tree is fixed (EACCES).
+    fn cannot_make(&self, parent: INodeNo) -> Errno {
+        match self.path(parent).and_then(|p| Node::parse(&p)) {
+            Some(Node::EnvPath(..)) => Errno::EROFS,
+            _ => Errno::EACCES,
+        }
     }
 
     fn handle(&self, fh: FileHandle) -> Option<Arc<Mutex<Handle>>> {
@@ -250,6 +284,17 @@ impl VerseFs {
         let console = matches!(node, Node::EnvFile(_, EnvFile::Console));
         if known == Some(true) && size.is_some() && !console {
             return reply(Ok(self.attr(req, &path, &node, size.unwrap_or(0))));
+        }
+        if let Node::EnvPath(env, at) = &node {
+            let (env, at) = (env.clone(), at.clone());
+            let attr = self.attr(req, &path, &node, 0);
+            return self.spawn(async move {
+                reply(
+                    render::env_path(&view, &env, &at)
+                        .await
+                        .map(|found| env_attr(attr, &found.entry)),
+                )
+            });
         }
         // Needs the daemon: whether it exists, or (console) how long it is.
         let attr = self.attr(req, &path, &node, 0);
@@ -316,6 +361,12 @@ impl Filesystem for VerseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if matches!(
+            self.path(ino).and_then(|p| Node::parse(&p)),
+            Some(Node::EnvPath(..))
+        ) {
+            return reply.error(Errno::EROFS);
+        }
         self.getattr(req, ino, None, reply);
     }
 
@@ -323,7 +374,21 @@ impl Filesystem for VerseFs {
         let Some(view) = self.view(req) else {
             return reply.error(Errno::EACCES);
         };
-        if self.path(ino).and_then(|p| Node::parse(&p)) != Some(Node::Current) {
+        let node = self.path(ino).and_then(|p| Node::parse(&p));
+        if let Some(Node::EnvPath(env, at)) = node {
+            return self.spawn(async move {
+                match render::env_path(&view, &env, &at).await {
+                    Ok(found) => match found.entry.target {
+                        Some(target) => {
+                            reply.data(crate::tree::contained_target(&at, &target).as_bytes())
+                        }
+                        None => reply.error(Errno::EINVAL),
+                    },
+                    Err(e) => reply.error(e),
+                }
+            });
+        }
+        if node != Some(Node::Current) {
             return reply.error(Errno::EINVAL);
         }
         self.spawn(async move {
@@ -350,6 +415,18 @@ impl Filesystem for VerseFs {
         let raw = flags.0;
         let writing = raw & libc::O_ACCMODE != libc::O_RDONLY;
         let direct = FopenFlags::FOPEN_DIRECT_IO;
+        if let Node::EnvPath(env, path) = &node {
+            if writing || raw & libc::O_TRUNC != 0 {
+                return reply.error(Errno::EROFS);
+            }
+            let open = Open::EnvFile {
+                env: env.clone(),
+                path: path.clone(),
+                chunk: Arc::new(tokio::sync::Mutex::new((0, Vec::new()))),
+            };
+            let fh = self.add_handle(view, open);
+            return reply.opened(fh, direct);
+        }
         if writing {
             let own = req.pid() == TOUCHER.load(Ordering::Relaxed) && req.pid() != 0;
             let open = match &node {
@@ -481,6 +558,27 @@ impl Filesystem for VerseFs {
                     }
                 });
             }
+            Open::EnvFile { env, path, chunk } => {
+                let (env, path, chunk) = (env.clone(), path.clone(), Arc::clone(chunk));
+                drop(guard);
+                self.spawn(async move {
+                    let mut chunk = chunk.lock().await;
+                    let (start, bytes) = &*chunk;
+                    let end = offset.saturating_add(size as u64);
+                    let held = *start <= offset && start + bytes.len() as u64 >= end;
+                    if !held {
+                        let length = verse_api::MAX_FILE_CHUNK.max(size as u64);
+                        match render::env_read(&view, &env, &path, offset, length).await {
+                            Ok(bytes) => *chunk = (offset, bytes),
+                            Err(e) => return reply.error(e),
+                        }
+                    }
+                    let (start, bytes) = &*chunk;
+                    let from = ((offset - start) as usize).min(bytes.len());
+                    let to = from.saturating_add(size as usize).min(bytes.len());
+                    reply.data(&bytes[from..to])
+                });
+            }
             Open::Write(_) | Open::Touch => reply.data(&[]),
             Open::Dir(_) => reply.error(Errno::EISDIR),
         }
@@ -567,7 +665,7 @@ impl Filesystem for VerseFs {
         let Some(node) = self.path(ino).and_then(|p| Node::parse(&p)) else {
             return reply.error(Errno::ENOENT);
         };
-        if node.kind() != Kind::Dir {
+        if node.kind() != Kind::Dir && !matches!(node, Node::EnvPath(..)) {
             return reply.error(Errno::ENOTDIR);
         }
         let handles = Arc::clone(&self.handles);
@@ -634,6 +732,35 @@ impl Filesystem for VerseFs {
         reply.ok();
     }
 
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(self.cannot_make(parent));
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(self.cannot_make(parent));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(self.cannot_make(parent));
+    }
+
     /// `rm snapshots/ID` deletes the snapshot (`verse snapshot rm`).
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(view) = self.view(req) else {
@@ -642,8 +769,10 @@ impl Filesystem for VerseFs {
         let (Some(parent), Some(name)) = (self.path(parent), name.to_str()) else {
             return reply.error(Errno::ENOENT);
         };
-        let Some(Node::Snapshot(env, id)) = Node::parse(&child_path(&parent, name)) else {
-            return reply.error(Errno::EACCES);
+        let (env, id) = match Node::parse(&child_path(&parent, name)) {
+            Some(Node::Snapshot(env, id)) => (env, id),
+            Some(Node::EnvPath(..)) => return reply.error(Errno::EROFS),
+            _ => return reply.error(Errno::EACCES),
         };
         self.spawn(async move {
             let result: Result<serde_json::Value, _> = view

@@ -114,6 +114,10 @@ pub async fn content(view: &View, node: &Node) -> Result<Vec<u8>> {
             let info = live(view, env).await?;
             line(info.memory_bytes.map_or("-".into(), |b| b.to_string()))
         }
+        Node::Stat(env, Stat::Pids) => {
+            let info = live(view, env).await?;
+            line(info.pids_current.map_or("-".into(), |n| n.to_string()))
+        }
         Node::Stat(env, Stat::Net) | Node::NetFile(env, NetFile::Counters) => {
             let net: NetInfo = api(view.client.get(&format!("/v1/envs/{env}/net")).await)?;
             format!("allowed {}\ndropped {}\n", net.allowed, net.dropped).into_bytes()
@@ -270,6 +274,55 @@ pub async fn list(view: &View, node: &Node) -> Result<Vec<(String, Kind)>> {
                 .filter_map(|i| i["id"].as_str().map(str::to_string))
                 .collect(),
         ),
+        Node::EnvPath(env, path) => {
+            let at = env_path(view, env, path).await?;
+            if at.entry.kind != "dir" {
+                return Err(Errno::ENOTDIR);
+            }
+            at.entries
+                .into_iter()
+                .map(|e| {
+                    let kind = entry_kind(&e);
+                    (e.name, kind)
+                })
+                .collect()
+        }
         _ => return Err(Errno::ENOTDIR),
     })
+}
+
+/// What `path` of `env` is (and a directory's entries).
+pub async fn env_path(view: &View, env: &str, path: &str) -> Result<verse_api::EnvPath> {
+    let query = verse_api::EnvFilesQuery {
+        path: path.to_string(),
+        ..Default::default()
+    };
+    api(view.client.get(&query.uri(env)).await)
+}
+
+/// Up to `length` bytes of the env's file `path` from `offset`.
+pub async fn env_read(
+    view: &View,
+    env: &str,
+    path: &str,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>> {
+    let query = verse_api::EnvFilesQuery {
+        path: path.to_string(),
+        read: true,
+        offset,
+        length: Some(length),
+    };
+    api(view.client.get_bytes(&query.uri(env)).await)
+}
+
+/// How an env's file shows: anything that is neither a directory nor a
+/// symlink (devices, fifos, sockets too) as a file.
+pub fn entry_kind(entry: &verse_api::FileEntry) -> Kind {
+    match entry.kind.as_str() {
+        "dir" => Kind::Dir,
+        "symlink" => Kind::Symlink,
+        _ => Kind::File,
+    }
 }

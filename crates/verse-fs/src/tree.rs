@@ -25,6 +25,7 @@ pub enum Limit {
 pub enum Stat {
     Cpu,
     Memory,
+    Pids,
     Net,
 }
 
@@ -66,6 +67,10 @@ pub enum Node {
     NetFile(String, NetFile),
     Snapshots(String),
     Snapshot(String, String),
+    /// `envs/NAME/files/...`: the env's own file at this absolute path
+    /// (`/` for `files` itself). What it is (file, dir, symlink) only the
+    /// daemon knows.
+    EnvPath(String, String),
     Images,
     Image(String),
     ImageFile(String, ImageFile),
@@ -101,6 +106,7 @@ const LIMITS: &[(&str, Limit)] = &[
 const STATS: &[(&str, Stat)] = &[
     ("cpu", Stat::Cpu),
     ("memory", Stat::Memory),
+    ("pids", Stat::Pids),
     ("net", Stat::Net),
 ];
 const NET_FILES: &[(&str, NetFile)] =
@@ -154,6 +160,9 @@ impl Node {
             ["envs", env, "net", n] => Node::NetFile(s(env), find(NET_FILES, n)?),
             ["envs", env, "snapshots"] => Node::Snapshots(s(env)),
             ["envs", env, "snapshots", id] => Node::Snapshot(s(env), s(id)),
+            ["envs", env, "files", rest @ ..] => {
+                Node::EnvPath(s(env), format!("/{}", rest.join("/")))
+            }
             ["envs", env, f] => Node::EnvFile(s(env), find(ENV_FILES, f)?),
             ["images"] => Node::Images,
             ["images", image] => Node::Image(s(image)),
@@ -185,6 +194,7 @@ impl Node {
             | Node::Quarantine
             | Node::QuarantineItem(_) => Kind::Dir,
             Node::Current => Kind::Symlink,
+            Node::EnvPath(_, path) if path == "/" => Kind::Dir,
             _ => Kind::File,
         }
     }
@@ -223,7 +233,8 @@ impl Node {
             | Node::Net(e)
             | Node::NetFile(e, _)
             | Node::Snapshots(e)
-            | Node::Snapshot(e, _) => Some(e),
+            | Node::Snapshot(e, _)
+            | Node::EnvPath(e, _) => Some(e),
             _ => None,
         }
     }
@@ -249,6 +260,7 @@ impl Node {
                     ("stats", Kind::Dir),
                     ("net", Kind::Dir),
                     ("snapshots", Kind::Dir),
+                    ("files", Kind::Dir),
                 ]);
                 all
             }
@@ -263,9 +275,65 @@ impl Node {
     }
 }
 
+/// What a symlink at `link` (a path in the env) shows as its target in
+/// `files/`: a path relative to the link's own directory that stays inside
+/// `files/`, so that following it (the kernel does, on the host) reaches the
+/// env's file, never the host's. `..` stops at the env's root, as in the
+/// env; the resolution is by name (a `..` after a symlink goes back to the
+/// symlink's directory, not its target's parent).
+pub fn contained_target(link: &str, target: &str) -> String {
+    let mut dir: Vec<&str> = link.split('/').filter(|c| !c.is_empty()).collect();
+    dir.pop();
+    let depth = dir.len();
+    let mut resolved = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        dir
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                resolved.pop();
+            }
+            name => resolved.push(name),
+        }
+    }
+    let mut out: Vec<&str> = vec![".."; depth];
+    out.extend(resolved);
+    if out.is_empty() {
+        ".".into()
+    } else {
+        out.join("/")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlink_targets_stay_inside_the_env() {
+        assert_eq!(
+            contained_target("/etc/link", "/etc/shadow"),
+            "../etc/shadow"
+        );
+        assert_eq!(contained_target("/link", "/etc/shadow"), "etc/shadow");
+        assert_eq!(
+            contained_target("/a/b/link", "../../../../../etc/passwd"),
+            "../../etc/passwd"
+        );
+        assert_eq!(contained_target("/a/link", "b/./c"), "../a/b/c");
+        assert_eq!(contained_target("/link", "/"), ".");
+        assert_eq!(
+            Node::parse("envs/web/files/etc/hostname"),
+            Some(Node::EnvPath("web".into(), "/etc/hostname".into()))
+        );
+        assert_eq!(
+            Node::parse("envs/web/files"),
+            Some(Node::EnvPath("web".into(), "/".into()))
+        );
+    }
 
     #[test]
     fn paths_parse_to_their_nodes() {
