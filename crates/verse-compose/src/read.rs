@@ -7,6 +7,8 @@ use crate::draft::{Backend, DEFAULT_BASE, Draft, NetworkIntent};
 use crate::words::{Token, cpu_unit, size_unit, tokenize};
 use crate::{Note, NoteKind, UnknownApp};
 
+mod resolve;
+
 /// The Tor SOCKS proxy used for "through tor".
 pub const TOR_PROXY: &str = "socks5://127.0.0.1:9050";
 
@@ -826,6 +828,10 @@ struct Reader<'p> {
     used: Vec<bool>,
     notes: Vec<Note>,
     unknown: Vec<UnknownApp>,
+    /// Free equivalents installed in place of proprietary names.
+    instead: Vec<String>,
+    /// The words asked for a terminal only.
+    terminal: bool,
 }
 
 impl Reader<'_> {
@@ -971,6 +977,18 @@ impl Reader<'_> {
                                 ),
                             );
                         }
+                    }
+                    Meaning::Unavailable(u) if !catalog.unavailable[u].instead.is_empty() => {
+                        let entry = &catalog.unavailable[u];
+                        let instead = entry.instead.join(", ");
+                        self.note(
+                            NoteKind::Read,
+                            format!(
+                                "\"{phrase}\": not in Debian ({}); {instead} instead",
+                                entry.why
+                            ),
+                        );
+                        self.instead.extend(entry.instead.iter().cloned());
                     }
                     Meaning::Unavailable(u) => {
                         let entry = &catalog.unavailable[u];
@@ -1476,12 +1494,17 @@ impl Reader<'_> {
         let mut strong: Option<String> = None;
         let mut gvisor: Option<String> = None;
         let mut container: Option<String> = None;
+        // words about the files themselves: they also get a throwaway env and quarantine
+        let mut sketchy: Option<String> = None;
         for (i, w) in self.unused_words() {
             let next_owned = self.word(i + 1).map(str::to_string);
             let next = next_owned.as_deref();
-            if VM_WORDS.contains(&w.as_str()) {
+            if VM_WORDS.contains(&w.as_str()) || w == "phishing" {
                 if w == "untrusted" || !self.negated(i, 2) {
                     self.used[i] = true;
+                    if crate::vocab::SKETCHY_WORDS.contains(&w.as_str()) {
+                        sketchy.get_or_insert(w.clone());
+                    }
                     strong.get_or_insert(w);
                 }
             } else if w == "virtual" && next == Some("machine") {
@@ -1509,6 +1532,7 @@ impl Reader<'_> {
                 strong.get_or_insert(format!("not {}", next.unwrap_or_default()));
             } else if w == "don't" && next == Some("trust") {
                 strong.get_or_insert("don't trust".into());
+                sketchy.get_or_insert("don't trust".into());
             } else if GVISOR_WORDS.contains(&w.as_str()) {
                 self.used[i] = true;
                 gvisor.get_or_insert(w);
@@ -1531,6 +1555,11 @@ impl Reader<'_> {
                     );
                 }
                 self.note(NoteKind::Read, format!("\"{s}\": backend = vm (its own kernel; the strongest isolation Verse offers)"));
+                if let Some(k) = sketchy {
+                    draft.ephemeral = true;
+                    draft.quarantine = true;
+                    self.note(NoteKind::Safety, format!("\"{k}\": files that cannot be trusted get a throwaway env (ephemeral = true) whose downloads go to quarantine (downloads = \"quarantine\": scanned and held before they reach another env)"));
+                }
             }
             (None, None, Some(c)) => {
                 self.note(NoteKind::Read, format!("\"{c}\": backend = container"));
@@ -1558,6 +1587,9 @@ impl Reader<'_> {
                 || (w == "text" && self.word(i + 1) == Some("only"))
             {
                 self.used[i] = true;
+                if w == "command" {
+                    self.used[i + 1] = true;
+                }
                 want_terminal.get_or_insert(if w == "command" {
                     "command line".into()
                 } else {
@@ -1587,6 +1619,7 @@ impl Reader<'_> {
             }
             (None, Some(t)) => {
                 draft.desktop = false;
+                self.terminal = true;
                 if !gui.is_empty() {
                     self.note(NoteKind::Conflict, format!("\"{t}\": no desktop, but {} {} graphical and will not show without one", gui.join(", "), if gui.len() > 1 { "are" } else { "is" }));
                 } else {
@@ -1797,6 +1830,8 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
         tokens,
         notes: Vec::new(),
         unknown: Vec::new(),
+        instead: Vec::new(),
+        terminal: false,
     };
     let mut draft = Draft::new("env");
     reader.repair_typos();
@@ -1808,6 +1843,7 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
     reader.labels(&mut draft);
     reader.base(&mut draft);
     reader.mounts();
+    let resolved = reader.resolve(&apps, reader.terminal);
     reader.unknown_words();
 
     let catalog = Catalog::get();
@@ -1839,6 +1875,45 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
         .iter()
         .flat_map(|a| catalog.apps[*a].packages.iter().cloned())
         .collect();
+    let mut graphical: Vec<String> = Vec::new();
+    for p in &reader.instead {
+        packages.insert(p.clone());
+        if crate::index::Index::get()
+            .get_package(p)
+            .is_some_and(|x| x.gui)
+        {
+            graphical.push(p.clone());
+        }
+    }
+    for (p, gui) in &resolved.packages {
+        packages.insert(p.clone());
+        if *gui {
+            graphical.push(p.clone());
+        }
+    }
+    draft.run = resolved.run;
+    if !graphical.is_empty() && !draft.desktop {
+        if reader.terminal {
+            reader.note(
+                NoteKind::Conflict,
+                format!(
+                    "no desktop was asked for, but {} {} graphical and will not show without one",
+                    graphical.join(", "),
+                    if graphical.len() > 1 { "are" } else { "is" }
+                ),
+            );
+        } else {
+            draft.desktop = true;
+            reader.note(
+                NoteKind::Default,
+                format!(
+                    "desktop = true: {} {} graphical",
+                    graphical.join(", "),
+                    if graphical.len() > 1 { "are" } else { "is" }
+                ),
+            );
+        }
+    }
     if draft.desktop && !apps.iter().any(|a| catalog.apps[*a].group == "desktops") {
         packages.extend(catalog.desktop_packages.iter().cloned());
         reader.note(

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use verse_compose::{Catalog, Draft, NetworkIntent, Options, compose, draft::size_string};
+use verse_compose::{Draft, NetworkIntent, Options, compose, draft::size_string};
+
+mod common;
+use common::{network_words, reach};
 
 #[derive(serde::Deserialize)]
 struct PromptSet {
@@ -46,42 +49,6 @@ fn load() -> Vec<Expected> {
     let text = include_str!("prompts.toml");
     let set: PromptSet = toml::from_str(text).expect("tests/prompts.toml parses");
     set.prompt
-}
-
-/// The expected network in the prompt set's words.
-fn network_words(n: &NetworkIntent) -> String {
-    let catalog = Catalog::get();
-    match n {
-        NetworkIntent::None => "none".into(),
-        NetworkIntent::Nat => "nat".into(),
-        NetworkIntent::Proxy { url } if url == verse_compose::read::TOR_PROXY => "tor".into(),
-        NetworkIntent::Proxy { url } => format!("proxy:{url}"),
-        NetworkIntent::Allow { hosts } => {
-            let named: Vec<_> = catalog
-                .hosts
-                .iter()
-                .filter(|h| h.hosts.iter().all(|x| hosts.contains(x)))
-                .collect();
-            // catalog groups by name, then addresses the words gave, as written in the spec
-            let mut words: Vec<String> = named.iter().map(|h| h.name.clone()).collect();
-            words.extend(
-                hosts
-                    .iter()
-                    .filter(|x| !named.iter().any(|h| h.hosts.contains(x)))
-                    .cloned(),
-            );
-            format!("allow:{}", words.join(","))
-        }
-    }
-}
-
-fn reach(words: &str) -> u8 {
-    match words.split(':').next().unwrap_or("") {
-        "none" => 0,
-        "allow" => 1,
-        "tor" | "proxy" => 2,
-        _ => 3,
-    }
 }
 
 fn sorted(v: &[String]) -> BTreeSet<String> {
@@ -142,7 +109,7 @@ fn prompt_set_scores_at_least_95_percent_with_no_safety_violation() {
         "the prompt set has {} prompts; at least 60 are needed",
         prompts.len()
     );
-    let catalog_packages: BTreeSet<String> = Catalog::get().all_packages().into_iter().collect();
+    let index = verse_compose::index::Index::get();
     let mut total = 0;
     let mut right = 0;
     let mut per_field: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -177,10 +144,13 @@ fn prompt_set_scores_at_least_95_percent_with_no_safety_violation() {
         {
             violations.push(format!("{:?}: host mounts in the fragment", e.text));
         }
-        // safety: only catalog packages, never a guess
+        // safety: only packages of the suite, never a guess
         for p in &c.draft.packages {
-            if !catalog_packages.contains(p) {
-                violations.push(format!("{:?}: package {p} is not in the catalog", e.text));
+            if !index.contains(p) {
+                violations.push(format!(
+                    "{:?}: package {p} is not in the suite's index",
+                    e.text
+                ));
             }
         }
         // every fragment passes the spec crate, and its env reads back as composed

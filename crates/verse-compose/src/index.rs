@@ -1,0 +1,418 @@
+//! The Debian package index compose resolves against: every binary package of bookworm main
+//! (names, short descriptions, sections, Provides, and flags derived from the archive), so
+//! that a program outside the hand-written catalog can still be named or described.
+//!
+//! The index is built by `scripts/compose-index.py` from the suite's Packages and AppStream
+//! files and embedded in the binary (about 1 MB, zstd). It is decompressed the first time a
+//! prompt needs it, never for prompts the catalog answers alone. `VERSE_COMPOSE_INDEX` names
+//! another index file of the same format (e.g. one built from the host's apt lists with
+//! `scripts/compose-index.py --from /var/lib/apt/lists`).
+//!
+//! Described needs are matched with BM25 over names and short descriptions, restricted to
+//! programs (not libraries, data or documentation), and weighted by a popularity derived from
+//! the archive (reverse dependencies, AppStream desktop applications, debtags, priority),
+//! because popcon is not always reachable to build from.
+
+use std::sync::OnceLock;
+
+/// The index shipped with this build.
+const SHIPPED: &[u8] = include_bytes!("../data/bookworm.idx.zst");
+
+/// One binary package.
+#[derive(Debug, Clone, Copy)]
+pub struct Package {
+    pub name: &'static str,
+    /// Graphical: an AppStream desktop application, tagged x11, or linked to a GUI toolkit.
+    pub gui: bool,
+    /// A program a person runs (not a library, data, documentation, metapackage of those).
+    pub program: bool,
+    /// 0..=99, higher is more used.
+    pub pop: u8,
+    pub section: &'static str,
+    pub description: &'static str,
+}
+
+/// Why a package was chosen for words.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub package: Package,
+    /// What in the index matched, for the explanation.
+    pub why: String,
+}
+
+/// The loaded index.
+#[derive(Debug)]
+pub struct Index {
+    /// Sorted by name.
+    packages: Vec<Package>,
+    /// (virtual name, provider), sorted.
+    provides: Vec<(&'static str, &'static str)>,
+    /// Where it came from, for explanations.
+    pub origin: String,
+    /// Every description, lower case, for counting words.
+    lower: OnceLock<String>,
+}
+
+/// Errors of loading an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("reading the package index {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the package index {path} is not zstd text: {source}")]
+    Decompress {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the package index {path}, line {line}: {problem}")]
+    Format {
+        path: String,
+        line: usize,
+        problem: String,
+    },
+}
+
+impl Index {
+    /// The index of this process: `VERSE_COMPOSE_INDEX` when set and readable, else the one
+    /// shipped in the binary. A bad override is reported once and the shipped index used.
+    pub fn get() -> &'static Index {
+        static INDEX: OnceLock<Index> = OnceLock::new();
+        INDEX.get_or_init(|| {
+            if let Some(path) = std::env::var_os("VERSE_COMPOSE_INDEX") {
+                let path = path.to_string_lossy().to_string();
+                match std::fs::read(&path)
+                    .map_err(|source| IndexError::Read {
+                        path: path.clone(),
+                        source,
+                    })
+                    .and_then(|bytes| Index::parse(&bytes, &path))
+                {
+                    Ok(index) => return index,
+                    Err(e) => tracing::warn!("{e}; using the index shipped in verse"),
+                }
+            }
+            Index::parse(SHIPPED, "the shipped bookworm index")
+                .expect("the shipped index parses (a test checks it)")
+        })
+    }
+
+    /// Parse a zstd-compressed index (the format written by scripts/compose-index.py).
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Index, IndexError> {
+        let raw = zstd::decode_all(bytes).map_err(|source| IndexError::Decompress {
+            path: origin.to_string(),
+            source,
+        })?;
+        let text = String::from_utf8(raw).map_err(|e| IndexError::Format {
+            path: origin.to_string(),
+            line: 0,
+            problem: format!("not UTF-8: {e}"),
+        })?;
+        // The index lives as long as the process: leaking it once lets records borrow it.
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        let mut packages = Vec::with_capacity(70_000);
+        let mut provides = Vec::with_capacity(40_000);
+        for (n, line) in text.lines().enumerate() {
+            let bad = |problem: &str| IndexError::Format {
+                path: origin.to_string(),
+                line: n + 1,
+                problem: problem.to_string(),
+            };
+            let mut f = line.split('\t');
+            match f.next() {
+                Some("P") => {
+                    let (Some(name), Some(flags), Some(pop), Some(section), Some(description)) =
+                        (f.next(), f.next(), f.next(), f.next(), f.next())
+                    else {
+                        return Err(bad("a package record needs 6 fields"));
+                    };
+                    packages.push(Package {
+                        name,
+                        gui: flags.contains('g'),
+                        program: flags.contains('p'),
+                        pop: pop.parse().map_err(|_| bad("popularity is not a number"))?,
+                        section,
+                        description,
+                    });
+                }
+                Some("V") => {
+                    let (Some(virt), Some(by)) = (f.next(), f.next()) else {
+                        return Err(bad("a provides record needs 3 fields"));
+                    };
+                    provides.push((virt, by));
+                }
+                Some("") | None => {}
+                Some(other) => return Err(bad(&format!("unknown record kind `{other}`"))),
+            }
+        }
+        if packages.len() < 1000 {
+            return Err(IndexError::Format {
+                path: origin.to_string(),
+                line: 0,
+                problem: format!("only {} packages; not a suite's index", packages.len()),
+            });
+        }
+        packages.sort_by(|a, b| a.name.cmp(b.name));
+        provides.sort();
+        Ok(Index {
+            packages,
+            provides,
+            origin: origin.to_string(),
+            lower: OnceLock::new(),
+        })
+    }
+
+    /// How many packages the index holds.
+    pub fn len(&self) -> usize {
+        self.packages.len()
+    }
+
+    /// True when the index holds no package (never for a parsed index).
+    pub fn is_empty(&self) -> bool {
+        self.packages.is_empty()
+    }
+
+    /// The package of exactly this name.
+    pub fn get_package(&self, name: &str) -> Option<&Package> {
+        self.packages
+            .binary_search_by(|p| p.name.cmp(name))
+            .ok()
+            .map(|i| &self.packages[i])
+    }
+
+    /// True when `name` is a real package of the suite.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get_package(name).is_some()
+    }
+
+    fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Package> + 'a {
+        let start = self.packages.partition_point(|p| p.name < prefix);
+        self.packages[start..]
+            .iter()
+            .take_while(move |p| p.name.starts_with(prefix))
+    }
+
+    /// A program the user named: the package of that name, a package providing it, or the
+    /// program packaged under a suffixed name ("musescore" is musescore3, "ninja" is
+    /// ninja-build, "docker" is docker.io), the most used one first.
+    pub fn named(&self, word: &str) -> Option<Hit> {
+        if let Some(p) = self.get_package(word) {
+            return Some(Hit {
+                package: *p,
+                why: format!("the Debian package {} ({})", p.name, p.description),
+            });
+        }
+        let start = self.provides.partition_point(|(v, _)| *v < word);
+        let providers: Vec<&Package> = self.provides[start..]
+            .iter()
+            .take_while(|(v, _)| *v == word)
+            .filter_map(|(_, by)| self.get_package(by))
+            .collect();
+        if let Some(p) = providers.into_iter().max_by_key(|p| (p.program, p.pop)) {
+            return Some(Hit {
+                package: *p,
+                why: format!(
+                    "no package is called {word}; {} provides it ({})",
+                    p.name, p.description
+                ),
+            });
+        }
+        if word.len() < 3 {
+            return None;
+        }
+        let variant = self
+            .with_prefix(word)
+            .filter(|p| p.program)
+            .filter(|p| {
+                let rest = &p.name[word.len()..];
+                rest.chars().all(|c| c.is_ascii_digit())
+                    || [
+                        "-build", "-ocr", ".io", "backup", "-client", "-desktop", "-qt", "-gtk",
+                    ]
+                    .contains(&rest)
+                    || (rest.starts_with('-') && p.description.to_lowercase().contains(word))
+            })
+            .max_by_key(|p| p.pop)?;
+        Some(Hit {
+            package: *variant,
+            why: format!(
+                "no package is called {word}; Debian ships it as {} ({})",
+                variant.name, variant.description
+            ),
+        })
+    }
+
+    /// A package whose description names `word` in parentheses or as its command, e.g.
+    /// "Kubernetes client binary (kubectl)".
+    pub fn described_as_command(&self, word: &str) -> Option<Hit> {
+        let needle = format!("({word})");
+        let p = self
+            .packages
+            .iter()
+            .filter(|p| p.program && p.description.contains(&needle))
+            .max_by_key(|p| p.pop)?;
+        Some(Hit {
+            package: *p,
+            why: format!(
+                "no package is called {word}; {} is ({})",
+                p.name, p.description
+            ),
+        })
+    }
+
+    /// How many package descriptions use `word` (a rough sign of an ordinary English word).
+    pub fn description_frequency(&self, word: &str) -> usize {
+        let lower = self.lower.get_or_init(|| {
+            let mut all = String::with_capacity(self.packages.len() * 48);
+            for p in &self.packages {
+                all.push(' ');
+                all.push_str(&p.description.to_ascii_lowercase());
+                all.push('\n');
+            }
+            all
+        });
+        let finder = memchr::memmem::Finder::new(word.as_bytes());
+        let bytes = lower.as_bytes();
+        finder
+            .find_iter(bytes)
+            .filter(|&at| {
+                let before = bytes[at - 1];
+                let after = bytes.get(at + word.len()).copied().unwrap_or(b' ');
+                !before.is_ascii_alphanumeric() && !after.is_ascii_alphanumeric()
+            })
+            .count()
+    }
+
+    /// The most used program whose name starts with `head` and ends with `tail`.
+    pub fn find_by_prefix_suffix(&self, head: &str, tail: &str) -> Option<String> {
+        self.with_prefix(head)
+            .filter(|p| p.name.ends_with(tail))
+            .max_by_key(|p| p.pop)
+            .map(|p| p.name.to_string())
+    }
+
+    /// The programs whose name and short description best match the terms (BM25, k1 1.2,
+    /// b 0.75, each term matching words it starts), weighted by popularity, with graphical
+    /// programs preferred when `gui` is Some(true) and terminal ones when Some(false).
+    /// `extra` terms (synonyms) count half.
+    pub fn search(&self, terms: &[String], extra: &[String], gui: Option<bool>) -> Vec<Hit> {
+        let all: Vec<(&String, f64)> = terms
+            .iter()
+            .map(|t| (t, 1.0))
+            .chain(extra.iter().map(|t| (t, 0.5)))
+            .collect();
+        if terms.is_empty() {
+            return Vec::new();
+        }
+        let docs: Vec<&Package> = self.packages.iter().filter(|p| p.program).collect();
+        let n = docs.len() as f64;
+        let mut total_len = 0usize;
+        // per doc: (doc, length, term frequencies)
+        let mut hits: Vec<(&Package, usize, Vec<u32>)> = Vec::new();
+        let mut df = vec![0u32; all.len()];
+        for p in &docs {
+            let mut tf = vec![0u32; all.len()];
+            let mut len = 0;
+            for w in words_of(p.description).chain(p.name.split(['-', '.']).map(str::to_string)) {
+                len += 1;
+                for (k, (t, _)) in all.iter().enumerate() {
+                    if w.starts_with(t.as_str()) {
+                        tf[k] += 1;
+                    }
+                }
+            }
+            total_len += len;
+            if tf.iter().any(|&c| c > 0) {
+                for (k, &c) in tf.iter().enumerate() {
+                    if c > 0 {
+                        df[k] += 1;
+                    }
+                }
+                hits.push((p, len, tf));
+            }
+        }
+        let avg = total_len as f64 / n.max(1.0);
+        let (k1, b) = (1.2, 0.75);
+        let mut scored: Vec<(f64, usize, &Package)> = hits
+            .into_iter()
+            .map(|(p, len, tf)| {
+                let mut s = 0.0;
+                let mut matched = 0;
+                for (k, &c) in tf.iter().enumerate() {
+                    if c == 0 {
+                        continue;
+                    }
+                    if k < terms.len() {
+                        matched += 1;
+                    }
+                    let d = df[k] as f64;
+                    let idf = ((n - d + 0.5) / (d + 0.5) + 1.0).ln();
+                    let c = c as f64;
+                    s += all[k].1 * idf * c * (k1 + 1.0)
+                        / (c + k1 * (1.0 - b + b * len as f64 / avg));
+                }
+                let prior = 1.0 + p.pop as f64 / 40.0;
+                let fit = match gui {
+                    Some(want) if want == p.gui => 1.3,
+                    Some(_) => 0.8,
+                    None => 1.0,
+                };
+                (s * prior * fit, matched, p)
+            })
+            .collect();
+        // every term the person wrote must match, or all but one of three or more
+        let need = if terms.len() >= 3 {
+            terms.len() - 1
+        } else {
+            terms.len()
+        };
+        scored.retain(|(_, m, _)| *m >= need);
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored
+            .into_iter()
+            .take(5)
+            .map(|(s, m, p)| Hit {
+                package: *p,
+                why: format!(
+                    "best match among {} programs for {} ({m} of {} words in \"{}\"; score {s:.1}, popularity {})",
+                    docs.len(),
+                    terms.join(" "),
+                    terms.len(),
+                    p.description,
+                    p.pop
+                ),
+            })
+            .collect()
+    }
+}
+
+/// Lowercase words of a description.
+fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric() && c != '+')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// A mild stem for search terms: plurals and common suffixes off, so that a term matches the
+/// words it starts ("editor" finds "editor", "editing"; "photos" finds "photography").
+pub fn stem(word: &str) -> String {
+    let w = word.to_lowercase();
+    for suffix in ["ers", "ors", "ing", "er", "or", "es", "s"] {
+        if let Some(base) = w.strip_suffix(suffix)
+            && base.len() >= 4
+            && !(suffix == "s" && base.ends_with('s'))
+        {
+            let mut base = base.to_string();
+            let b = base.as_bytes();
+            if b.len() >= 2
+                && b[b.len() - 1] == b[b.len() - 2]
+                && !"lsz".contains(b[b.len() - 1] as char)
+            {
+                base.pop();
+            }
+            return base;
+        }
+    }
+    w
+}

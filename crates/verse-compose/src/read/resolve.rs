@@ -1,0 +1,345 @@
+//! The package resolver: words the catalog did not take are read against the whole Debian
+//! archive ([`crate::index`]). A run of words that names a package gets it ("ardour",
+//! "yt-dlp", "musescore" as musescore3); a run with a need noun ("a pdf viewer") is searched
+//! for (BM25 over descriptions, weighted by popularity); a library next to a language
+//! ("python with requests") becomes Debian's packaging of it, or a plainly said pip step.
+//! Nothing is installed that is not a package of the suite.
+
+use super::{LIST_MARKERS, Reader, STOPWORDS, is, vocabulary};
+use crate::catalog::Catalog;
+use crate::index::{Hit, Index, stem};
+use crate::vocab::{ECOSYSTEMS, GENERIC_NOUNS, NEED_LEADS, NEED_NOUNS, PYTHON_ALIASES, SYNONYMS};
+use crate::words::Token;
+use crate::{NoteKind, UnknownApp};
+
+/// Descriptions using a word this often make it ordinary English rather than a program name.
+const ENGLISH_FREQUENCY: usize = 40;
+
+/// What the resolver adds to the draft.
+#[derive(Debug, Default)]
+pub(super) struct Resolved {
+    /// (package, graphical)
+    pub packages: Vec<(String, bool)>,
+    pub run: Vec<String>,
+}
+
+impl Resolved {
+    fn add(&mut self, hit: &Hit) {
+        if !self.packages.iter().any(|(p, _)| p == hit.package.name) {
+            self.packages
+                .push((hit.package.name.to_string(), hit.package.gui));
+        }
+    }
+}
+
+struct Run {
+    start: usize,
+    end: usize,
+    words: Vec<String>,
+    /// Contains a need noun, or follows "something to".
+    described: bool,
+}
+
+impl Reader<'_> {
+    /// Maximal runs of unused content words, split at stopwords, commas and used words.
+    fn runs(&self) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut i = 0;
+        while i < self.tokens.len() {
+            let content = |j: usize| {
+                !self.used[j]
+                    && self
+                        .word(j)
+                        .is_some_and(|w| !STOPWORDS.contains(&w) || NEED_LEADS.contains(&w))
+                    && self.word(j) != Some("something")
+            };
+            if !content(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < self.tokens.len() && content(i) {
+                i += 1;
+            }
+            let words: Vec<String> = (start..i)
+                .filter_map(|j| self.word(j).map(str::to_string))
+                .collect();
+            let lead = start >= 2
+                && self.word(start - 1) == Some("to")
+                && is(self.word(start - 2), NEED_LEADS);
+            let described = lead || words.iter().any(|w| NEED_NOUNS.contains(&w.as_str()));
+            // "a diff and merge tool": one need across "and" when no article starts the second
+            if let Some(prev) = runs.last_mut()
+                && described
+                && !prev.described
+                && prev.end + 1 == start
+                && is(self.word(prev.end), &["and", "or"])
+            {
+                prev.words.extend(words);
+                prev.end = i;
+                prev.described = true;
+                continue;
+            }
+            // "a backup tool with deduplication": a word after a need refines it
+            if let Some(prev) = runs.last_mut()
+                && prev.described
+                && !described
+                && prev.end + 1 == start
+                && is(self.word(prev.end), &["with", "that", "for"])
+                && words.len() == 1
+                && Index::get().named(&words[0]).is_none()
+            {
+                prev.words.extend(words);
+                prev.end = i;
+                continue;
+            }
+            runs.push(Run {
+                start,
+                end: i,
+                words,
+                described,
+            });
+        }
+        runs
+    }
+
+    fn in_list(&self, i: usize) -> bool {
+        let prev = i.checked_sub(1).map(|p| &self.tokens[p]);
+        let next = self.tokens.get(i + 1);
+        matches!(prev, Some(Token::Comma))
+            || matches!(next, Some(Token::Comma))
+            || prev
+                .and_then(Token::word)
+                .is_some_and(|p| LIST_MARKERS.contains(&p) || p == "a" || p == "an")
+            || next.and_then(Token::word).is_some_and(|n| n == "and")
+            || next.is_none()
+    }
+
+    /// Resolve what the catalog left: named packages, described needs, language libraries.
+    pub(super) fn resolve(&mut self, apps: &[usize], terminal: bool) -> Resolved {
+        let mut out = Resolved::default();
+        let runs = self.runs();
+        if runs.is_empty() {
+            return out;
+        }
+        let index = Index::get();
+        let catalog = Catalog::get();
+        let vocab = vocabulary();
+        let ecosystems: Vec<_> = ECOSYSTEMS
+            .iter()
+            .filter(|e| {
+                apps.iter()
+                    .any(|a| e.apps.contains(&catalog.apps[*a].name.as_str()))
+            })
+            .collect();
+        let mut pip: Vec<String> = Vec::new();
+        for run in runs {
+            let mut done = vec![false; run.words.len()];
+            // language libraries first: "python with requests and beautifulsoup"
+            for eco in &ecosystems {
+                for (k, w) in run.words.iter().enumerate() {
+                    if done[k] || vocab.contains(w) {
+                        continue;
+                    }
+                    if let Some(p) = library(index, eco.name, eco.patterns, w) {
+                        done[k] = true;
+                        self.note(
+                            NoteKind::Read,
+                            format!(
+                                "\"{w}\": the {} library, packaged by Debian as {p}",
+                                eco.name
+                            ),
+                        );
+                        out.packages.push((p, false));
+                    }
+                }
+            }
+            // hyphenated names the tokenizer split: "yt dlp", "docker compose"
+            let mut k = 0;
+            while k < run.words.len() {
+                let mut took = 0;
+                for n in (2..=(run.words.len() - k).min(4)).rev() {
+                    if done[k..k + n].iter().any(|d| *d) {
+                        continue;
+                    }
+                    let joined = run.words[k..k + n].join("-");
+                    let found = ecosystems
+                        .iter()
+                        .find_map(|e| library(index, e.name, e.patterns, &joined))
+                        .map(|p| (p, "library"))
+                        .or_else(|| {
+                            index
+                                .get_package(&joined)
+                                .map(|p| (p.name.to_string(), "package"))
+                        });
+                    if let Some((p, what)) = found {
+                        let gui = index.get_package(&p).is_some_and(|x| x.gui);
+                        self.note(
+                            NoteKind::Read,
+                            format!(
+                                "\"{}\": the Debian {what} {p}",
+                                run.words[k..k + n].join(" ")
+                            ),
+                        );
+                        out.packages.push((p, gui));
+                        took = n;
+                        break;
+                    }
+                }
+                if took > 0 {
+                    done[k..k + took].iter_mut().for_each(|d| *d = true);
+                    k += took;
+                } else {
+                    k += 1;
+                }
+            }
+            if run.described {
+                let rest: Vec<String> = run
+                    .words
+                    .iter()
+                    .zip(&done)
+                    .filter(|(_, d)| !**d)
+                    .map(|(w, _)| w.clone())
+                    .collect();
+                if !rest.is_empty() {
+                    self.described(&rest, terminal, &mut out);
+                }
+                for j in run.start..run.end {
+                    self.used[j] = true;
+                }
+                continue;
+            }
+            for (k, w) in run.words.iter().enumerate() {
+                let i = run.start + k;
+                if done[k] {
+                    self.used[i] = true;
+                    continue;
+                }
+                if vocab.contains(w) || w.chars().count() < 2 {
+                    continue;
+                }
+                let listed = self.in_list(i);
+                let hit = index.named(w).or_else(|| index.described_as_command(w));
+                match hit {
+                    Some(hit)
+                        if listed
+                            || (hit.package.program
+                                && index.description_frequency(w) < ENGLISH_FREQUENCY) =>
+                    {
+                        self.used[i] = true;
+                        self.note(NoteKind::Read, format!("\"{w}\": {}", hit.why));
+                        out.add(&hit);
+                    }
+                    _ => {
+                        // a library Debian does not package, next to a language that has a way
+                        let fallback = ecosystems.iter().find_map(|e| e.fallback.as_ref());
+                        if let Some(fb) = fallback
+                            && listed
+                            && index.description_frequency(w) < ENGLISH_FREQUENCY
+                        {
+                            self.used[i] = true;
+                            self.note(
+                                NoteKind::Read,
+                                format!("\"{w}\": no Debian package; {}", fb.said),
+                            );
+                            pip.push(w.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if !pip.is_empty()
+            && let Some(fb) = ecosystems.iter().find_map(|e| e.fallback.as_ref())
+        {
+            for p in fb.needs {
+                out.packages.push((p.to_string(), false));
+            }
+            let names = pip.join(" ");
+            out.run.push(fb.command.replace("{}", &names));
+            self.note(
+                NoteKind::Unsure,
+                format!("{}: not packaged by Debian; {}", pip.join(", "), fb.said),
+            );
+        }
+        out
+    }
+
+    /// A described need: search the index and take the best program.
+    fn described(&mut self, words: &[String], terminal: bool, out: &mut Resolved) {
+        let index = Index::get();
+        let terms: Vec<String> = words
+            .iter()
+            .filter(|w| !GENERIC_NOUNS.contains(&w.as_str()))
+            .map(|w| stem(w))
+            .filter(|t| t.len() >= 2)
+            .collect();
+        let said = words.join(" ");
+        if terms.is_empty() {
+            return;
+        }
+        let extra: Vec<String> = terms
+            .iter()
+            .flat_map(|t| {
+                SYNONYMS
+                    .iter()
+                    .filter(move |(k, _)| t.starts_with(k))
+                    .flat_map(|(_, s)| s.iter().map(|x| x.to_string()))
+            })
+            .filter(|x| !terms.contains(x))
+            .collect();
+        let hits = index.search(&terms, &extra, Some(!terminal));
+        match hits.first() {
+            Some(best) => {
+                let others: Vec<&str> = hits[1..].iter().map(|h| h.package.name).collect();
+                self.note(
+                    NoteKind::Read,
+                    format!(
+                        "\"{said}\": {} — {}{}",
+                        best.package.name,
+                        best.why,
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; also close: {}", others.join(", "))
+                        }
+                    ),
+                );
+                out.add(best);
+            }
+            None => {
+                self.unknown.push(UnknownApp {
+                    word: said.clone(),
+                    why: format!(
+                        "no program in Debian {} matches these words",
+                        crate::draft::DEFAULT_BASE
+                    ),
+                    suggestions: Vec::new(),
+                });
+            }
+        }
+    }
+}
+
+/// Debian's packaging of a language library, if it has one.
+fn library(index: &Index, eco: &str, patterns: &[&str], word: &str) -> Option<String> {
+    if eco == "python"
+        && let Some((_, p)) = PYTHON_ALIASES.iter().find(|(w, _)| *w == word)
+    {
+        return Some(p.to_string());
+    }
+    for pattern in patterns {
+        if let Some((head, tail)) = pattern.split_once("*-") {
+            // "golang-*-{}-dev": any project path ending in the word
+            let tail = tail.replace("{}", word);
+            if let Some(p) = index.find_by_prefix_suffix(head, &format!("-{tail}")) {
+                return Some(p);
+            }
+            continue;
+        }
+        let name = pattern.replace("{}", word);
+        if index.contains(&name) {
+            return Some(name);
+        }
+    }
+    None
+}

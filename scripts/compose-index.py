@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Build the package index `verse compose` resolves names and needs against.
+
+Reads Debian's own metadata for one suite (bookworm main, amd64): the Packages file (names,
+short descriptions, sections, Provides, Depends/Recommends, debtags) and the AppStream
+Components file (which packages are desktop applications). Writes a compact, zstd-compressed
+text index (crates/verse-compose/data/bookworm.idx.zst) that the verse binary embeds.
+
+Sources, in order: --from DIR (e.g. /var/lib/apt/lists: *_Packages, *_Packages.lz4/.xz), else
+the archive at deb.debian.org (cached in .cache/). popcon.debian.org is not used (it may be
+unreachable); popularity is derived from the archive itself: how many other source packages
+depend on or recommend a package, whether it is an AppStream desktop application, whether
+debtags call it a program, and its priority.
+
+Index format (one record per line, tab-separated, sorted by name):
+    P name flags pop section description      flags: g graphical, p program, l library/data
+    V name provided-name                      a virtual name (Provides) and who provides it
+"""
+import argparse, glob, gzip, lzma, math, os, re, subprocess, sys, urllib.request
+from collections import defaultdict
+
+ARCHIVE = "https://deb.debian.org/debian/dists/{suite}/main/{path}"
+GUI_LIBS = re.compile(r"\b(libgtk-3-0|libgtk2\.0-0|libgtk-4-1|libqt5widgets5|libqt6widgets6|libqt5gui5|libqt6gui6|libsdl2-2\.0-0|libsdl1\.2debian|libwxgtk3\.2-1|libx11-6|libfltk1\.3|libgl1|libkf5xmlgui5|libwebkit2gtk-4\.[01]-37|libgtkmm-3\.0-1v5|libqt5quick5|libelementary1|libxaw7|libmotif-common|libxm4|python3-gi|python3-pyqt5|python3-pyside2\.qtwidgets|openjdk-17-jre|default-jre|libopenjfx-java|tk8\.6|python3-tk|electron)\b")
+LIBRARY = re.compile(r"^(lib|python3-|node-|ruby-|golang-|librust-|r-cran-|r-bioc-|php-|lua-|elpa-|fonts-|texlive-|ocaml-|haskell-|libghc-|gir1\.2-|xfonts-|firmware-|linux-(image|headers|modules)|gccgo-|cl-|octave-|sbcl-|tcl-|erlang-|elixir-|emacs-|vim-|xul-ext-|webext-|myspell-|hunspell-|aspell-|hyphen-|mythes-|task-|education-|junior-|debian-|dh-|rust-|jruby-|gnome-shell-extension-|kodi-|gimp-|inkscape-|gap-|maxima-|coq-|pd-|ladspa-|lv2-|jupyter-|qml-|qt5-|qt6-|gstreamer1\.0-|dvb-|libreoffice-l10n-|libreoffice-help-|manpages-)|(-dev|-doc|-docs|-data|-common|-dbg|-dbgsym|-examples|-l10n|-locale.*|-i18n|-dbgsym|-perl|-java|-tests?|-plugins?|-plugin-.*|-theme|-themes|-icons|-sounds|-music|-fonts?|-headers|-source|-src|-build-deps)$")
+
+
+def fetch(url, cache):
+    if not os.path.exists(cache):
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        print(f"downloading {url}", file=sys.stderr)
+        with urllib.request.urlopen(url, timeout=300) as r, open(cache + ".partial", "wb") as f:
+            f.write(r.read())
+        os.rename(cache + ".partial", cache)
+    return cache
+
+
+def read_any(path):
+    if path.endswith(".xz"):
+        return lzma.open(path, "rt", encoding="utf-8").read()
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8").read()
+    if path.endswith(".lz4"):
+        return subprocess.run(["lz4", "-dc", path], check=True, capture_output=True).stdout.decode()
+    return open(path, encoding="utf-8").read()
+
+
+def stanzas(text):
+    for block in text.split("\n\n"):
+        fields, key = {}, None
+        for line in block.split("\n"):
+            if not line:
+                continue
+            if line[0] in " \t":
+                if key:
+                    fields[key] += "\n" + line
+                continue
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+        if "Package" in fields:
+            yield fields
+
+
+def names_in(relation):
+    for alt in relation.split(","):
+        for one in alt.split("|"):
+            name = one.strip().split(" ")[0].split(":")[0]
+            if name:
+                yield name
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="bookworm")
+    ap.add_argument("--from", dest="source", help="a directory of apt lists to read instead of the archive")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = args.out or os.path.join(root, "crates/verse-compose/data", f"{args.suite}.idx.zst")
+    cache = os.path.join(root, ".cache")
+    if args.source:
+        pats = [f"*dists_{args.suite}_main_binary-amd64_Packages*", f"*dists_{args.suite}_main_dep11_Components-amd64.yml*"]
+        found = [sorted(glob.glob(os.path.join(args.source, p))) for p in pats]
+        if not found[0]:
+            sys.exit(f"no {args.suite} main amd64 Packages file in {args.source}")
+        packages_path = found[0][0]
+        dep11_path = found[1][0] if found[1] else None
+    else:
+        packages_path = fetch(ARCHIVE.format(suite=args.suite, path="binary-amd64/Packages.xz"),
+                              os.path.join(cache, f"debian-{args.suite}-main-amd64-Packages.xz"))
+        dep11_path = fetch(ARCHIVE.format(suite=args.suite, path="dep11/Components-amd64.yml.gz"),
+                           os.path.join(cache, f"debian-{args.suite}-main-dep11-Components-amd64.yml.gz"))
+    pkgs = {}
+    for st in stanzas(read_any(packages_path)):
+        pkgs[st["Package"]] = st
+    desktop_apps = set()
+    if dep11_path:
+        for doc in read_any(dep11_path).split("\n---\n"):
+            if re.search(r"^Type: desktop-application$", doc, re.M):
+                m = re.search(r"^Package: (\S+)$", doc, re.M)
+                if m:
+                    desktop_apps.add(m.group(1))
+    # reverse dependencies, counted once per depending source package
+    rdeps = defaultdict(set)
+    provides = defaultdict(set)
+    for name, st in pkgs.items():
+        src = st.get("Source", name).split(" ")[0]
+        for field in ("Depends", "Pre-Depends", "Recommends"):
+            for dep in names_in(st.get(field, "")):
+                if dep != name:
+                    rdeps[dep].add(src)
+        for prov in names_in(st.get("Provides", "")):
+            provides[prov].add(name)
+    lines = []
+    for name in sorted(pkgs):
+        st = pkgs[name]
+        desc = st.get("Description", "").split("\n")[0].strip().replace("\t", " ")
+        tags = st.get("Tag", "").replace("\n", " ")
+        section = st.get("Section", "misc").split("/")[-1]
+        deps = st.get("Depends", "") + "," + st.get("Pre-Depends", "")
+        gui = (name in desktop_apps or "interface::x11" in tags or "interface::graphical" in tags
+               or bool(GUI_LIBS.search(deps))) and section not in ("libs", "libdevel", "oldlibs")
+        library = bool(LIBRARY.search(name)) or section in ("libs", "libdevel", "oldlibs", "doc", "fonts", "localization") \
+            or "transitional" in desc.lower() or "dummy package" in desc.lower()
+        program = not library and ("role::program" in tags or name in desktop_apps or section in (
+            "games", "graphics", "sound", "video", "editors", "mail", "net", "web", "utils", "admin",
+            "science", "math", "electronics", "hamradio", "devel", "text", "x11", "gnome", "kde",
+            "database", "vcs", "interpreters", "otherosfs", "misc", "comm", "news", "tex", "httpd"))
+        pop = 8 * math.log1p(len(rdeps.get(name, ())))
+        pop += 14 if name in desktop_apps else 0
+        pop += 6 if "role::program" in tags else 0
+        pop += 6 if st.get("Priority") in ("required", "important", "standard") else 0
+        flags = ("g" if gui else "") + ("p" if program else "") + ("l" if library else "")
+        lines.append(f"P\t{name}\t{flags or '-'}\t{min(99, round(pop))}\t{section}\t{desc}")
+    for virt in sorted(provides):
+        if virt in pkgs:
+            continue
+        for name in sorted(provides[virt]):
+            lines.append(f"V\t{virt}\t{name}")
+    data = ("\n".join(lines) + "\n").encode()
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    subprocess.run(["zstd", "-q", "-19", "-f", "-o", out], input=data, check=True)
+    print(f"{out}: {len(pkgs)} packages, {sum(len(v) for v in provides.values())} provides, "
+          f"{len(data)} bytes raw, {os.path.getsize(out)} compressed", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
