@@ -140,8 +140,8 @@ pub fn tokenize(prompt: &str) -> Vec<Token> {
         let trimmed = chunk.trim_matches(|c: char| "\"'`()[]{}!?".contains(c));
         let mut end_comma = false;
         let mut core = trimmed;
-        while let Some(c) = core.chars().last().filter(|c| ",;.:".contains(*c)) {
-            end_comma |= c != ':';
+        while core.ends_with([',', ';', '.', ':']) {
+            end_comma = true;
             core = &core[..core.len() - 1];
         }
         if core.is_empty() {
@@ -171,7 +171,7 @@ pub fn tokenize(prompt: &str) -> Vec<Token> {
 /// Hyphenated words that mean one thing, kept whole before hyphens split.
 fn joined(word: &str) -> String {
     match word {
-        "one-off" | "one-shot" => "oneoff".into(),
+        "one-off" | "one-shot" | "single-use" | "one-time" | "one-use" => "oneoff".into(),
         "air-gapped" | "air-gap" => "airgapped".into(),
         "throw-away" => "throwaway".into(),
         "e-book" | "e-books" => "ebook".into(),

@@ -5,10 +5,11 @@
 //! ("python with requests") becomes Debian's packaging of it, or a plainly said pip step.
 //! Nothing is installed that is not a package of the suite.
 
-use super::{LIST_MARKERS, Reader, STOPWORDS, is, vocabulary};
+use super::{Reader, is, vocabulary};
 use crate::catalog::Catalog;
 use crate::index::{Hit, Index, stem};
 use crate::vocab::{ECOSYSTEMS, GENERIC_NOUNS, NEED_LEADS, NEED_NOUNS, PYTHON_ALIASES, SYNONYMS};
+use crate::vocab::{LIST_MARKERS, STOPWORDS};
 use crate::words::Token;
 use crate::{NoteKind, UnknownApp};
 
