@@ -13,8 +13,13 @@ depend on or recommend a package, whether it is an AppStream desktop application
 debtags call it a program, and its priority.
 
 Index format (one record per line, tab-separated, sorted by name):
-    P name flags pop section description      flags: g graphical, p program, l library/data
-    V name provided-name                      a virtual name (Provides) and who provides it
+    P name flags pop section description appstream-words
+                                  flags: g graphical, p program, l library/data
+    V name provided-name          a virtual name (Provides) and who provides it
+    D name length                 the programs searched, in order (document n is the nth D)
+    W word doc:count ...          postings: which programs use the word, how often
+                                  (a part of the package name counts 3)
+Popularity (0..99) adds the number of languages an AppStream app is translated into.
 """
 import argparse, glob, gzip, lzma, math, os, re, subprocess, sys, urllib.request
 from collections import defaultdict
@@ -68,6 +73,14 @@ def names_in(relation):
                 yield name
 
 
+NAME_WEIGHT = 3
+
+
+def words_of(text):
+    """Lower-case words as the resolver reads them (letters, digits and +)."""
+    return [w for w in re.split(r"[^\w+]|_", text.lower()) if w]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="bookworm")
@@ -93,12 +106,35 @@ def main():
     for st in stanzas(read_any(packages_path)):
         pkgs[st["Package"]] = st
     desktop_apps = set()
+    # AppStream words (C name, summary, keywords, categories) and how many languages the
+    # app is translated into: a well-known program is translated widely, an obscure one not
+    appstream = defaultdict(set)
+    translations = defaultdict(int)
     if dep11_path:
         for doc in read_any(dep11_path).split("\n---\n"):
-            if re.search(r"^Type: desktop-application$", doc, re.M):
+            if re.search(r"^Type: (desktop|console)-application$", doc, re.M):
                 m = re.search(r"^Package: (\S+)$", doc, re.M)
-                if m:
-                    desktop_apps.add(m.group(1))
+                if not m:
+                    continue
+                name = m.group(1)
+                if re.search(r"^Type: desktop-application$", doc, re.M):
+                    desktop_apps.add(name)
+                for field in ("Name", "Summary"):
+                    block = re.search(rf"^{field}:\n((?:  .*\n?)*)", doc, re.M)
+                    if block:
+                        langs = re.findall(r"^  ('?[\w@]+'?):", block.group(1), re.M)
+                        translations[name] = max(translations[name], len(langs))
+                        c = re.search(r"^  C: (.*)$", block.group(1), re.M)
+                        if c:
+                            appstream[name].add(c.group(1))
+                kw = re.search(r"^Keywords:\n  C:\n((?:  - .*\n?)*)", doc, re.M)
+                if kw:
+                    appstream[name].update(re.findall(r"^  - (.*)$", kw.group(1), re.M))
+                cats = re.search(r"^Categories:\n((?:- .*\n?)*)", doc, re.M)
+                if cats:
+                    for cat in re.findall(r"^- (.*)$", cats.group(1), re.M):
+                        # "AudioVideo", "InstantMessaging" -> words
+                        appstream[name].add(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", cat))
     # reverse dependencies, counted once per depending source package
     rdeps = defaultdict(set)
     provides = defaultdict(set)
@@ -111,6 +147,7 @@ def main():
         for prov in names_in(st.get("Provides", "")):
             provides[prov].add(name)
     lines = []
+    docs = []
     for name in sorted(pkgs):
         st = pkgs[name]
         desc = st.get("Description", "").split("\n")[0].strip().replace("\t", " ")
@@ -127,15 +164,38 @@ def main():
             "database", "vcs", "interpreters", "otherosfs", "misc", "comm", "news", "tex", "httpd"))
         pop = 8 * math.log1p(len(rdeps.get(name, ())))
         pop += 14 if name in desktop_apps else 0
+        pop += min(30, translations.get(name, 0))
         pop += 6 if "role::program" in tags else 0
         pop += 6 if st.get("Priority") in ("required", "important", "standard") else 0
         flags = ("g" if gui else "") + ("p" if program else "") + ("l" if library else "")
-        lines.append(f"P\t{name}\t{flags or '-'}\t{min(99, round(pop))}\t{section}\t{desc}")
+        extra = " ".join(sorted(appstream.get(name, ()))).replace("\t", " ").replace("\n", " ")
+        lines.append(f"P\t{name}\t{flags or '-'}\t{min(99, round(pop))}\t{section}\t{desc}\t{extra}")
+        if program:
+            docs.append((name, desc, extra))
     for virt in sorted(provides):
         if virt in pkgs:
             continue
         for name in sorted(provides[virt]):
             lines.append(f"V\t{virt}\t{name}")
+    # postings: for every word of a program's name, description and AppStream words, the
+    # programs using it with a weighted count (a name part counts NAME_WEIGHT), so that a query
+    # looks words up instead of reading every description
+    postings = defaultdict(list)
+    for doc, (name, desc, extra) in enumerate(docs):
+        counts = defaultdict(int)
+        length = 0
+        for w in words_of(desc) + words_of(extra):
+            counts[w] += 1
+            length += 1
+        for w in re.split(r"[-.]", name):
+            if w:
+                counts[w] += NAME_WEIGHT
+                length += 1
+        lines.append(f"D\t{name}\t{length}")
+        for w, c in counts.items():
+            postings[w].append(f"{doc}:{c}")
+    for w in sorted(postings):
+        lines.append(f"W\t{w}\t{' '.join(postings[w])}")
     data = ("\n".join(lines) + "\n").encode()
     os.makedirs(os.path.dirname(out), exist_ok=True)
     subprocess.run(["zstd", "-q", "-19", "-f", "-o", out], input=data, check=True)

@@ -30,6 +30,8 @@ pub struct Package {
     pub pop: u8,
     pub section: &'static str,
     pub description: &'static str,
+    /// AppStream words (name, summary, keywords, categories) of a desktop or console app.
+    pub appstream: &'static str,
 }
 
 /// Why a package was chosen for words.
@@ -51,6 +53,11 @@ pub struct Index {
     pub origin: String,
     /// Every description, lower case, for counting words.
     lower: OnceLock<String>,
+    /// The searched programs: (package name, length in words), in the order postings use.
+    docs: Vec<(&'static str, u32)>,
+    /// Sorted words with their postings ("doc:count doc:count"), read only when a query
+    /// term matches the word.
+    words: Vec<(&'static str, &'static str)>,
 }
 
 /// Errors of loading an index.
@@ -113,6 +120,8 @@ impl Index {
         let text: &'static str = Box::leak(text.into_boxed_str());
         let mut packages = Vec::with_capacity(70_000);
         let mut provides = Vec::with_capacity(40_000);
+        let mut docs = Vec::with_capacity(20_000);
+        let mut words = Vec::with_capacity(60_000);
         for (n, line) in text.lines().enumerate() {
             let bad = |problem: &str| IndexError::Format {
                 path: origin.to_string(),
@@ -134,7 +143,23 @@ impl Index {
                         pop: pop.parse().map_err(|_| bad("popularity is not a number"))?,
                         section,
                         description,
+                        appstream: f.next().unwrap_or(""),
                     });
+                }
+                Some("D") => {
+                    let (Some(name), Some(len)) = (f.next(), f.next()) else {
+                        return Err(bad("a document record needs 3 fields"));
+                    };
+                    docs.push((
+                        name,
+                        len.parse().map_err(|_| bad("a length is not a number"))?,
+                    ));
+                }
+                Some("W") => {
+                    let (Some(word), Some(postings)) = (f.next(), f.next()) else {
+                        return Err(bad("a word record needs 3 fields"));
+                    };
+                    words.push((word, postings));
                 }
                 Some("V") => {
                     let (Some(virt), Some(by)) = (f.next(), f.next()) else {
@@ -153,13 +178,25 @@ impl Index {
                 problem: format!("only {} packages; not a suite's index", packages.len()),
             });
         }
+        if docs.is_empty() || words.is_empty() {
+            return Err(IndexError::Format {
+                path: origin.to_string(),
+                line: 0,
+                problem:
+                    "no search postings (D and W records); rebuild it with scripts/compose-index.py"
+                        .into(),
+            });
+        }
         packages.sort_by(|a, b| a.name.cmp(b.name));
         provides.sort();
+        words.sort_unstable_by(|a, b| a.0.cmp(b.0));
         Ok(Index {
             packages,
             provides,
             origin: origin.to_string(),
             lower: OnceLock::new(),
+            docs,
+            words,
         })
     }
 
@@ -284,6 +321,11 @@ impl Index {
             .count()
     }
 
+    /// True when some program's name or description uses exactly this word.
+    pub fn has_word(&self, word: &str) -> bool {
+        self.words.binary_search_by(|(w, _)| (*w).cmp(word)).is_ok()
+    }
+
     /// The most used program whose name starts with `head` and ends with `tail`.
     pub fn find_by_prefix_suffix(&self, head: &str, tail: &str) -> Option<String> {
         self.with_prefix(head)
@@ -295,70 +337,77 @@ impl Index {
     /// The programs whose name and short description best match the terms (BM25, k1 1.2,
     /// b 0.75, each term matching words it starts), weighted by popularity, with graphical
     /// programs preferred when `gui` is Some(true) and terminal ones when Some(false).
-    /// `extra` terms (synonyms) count half.
-    pub fn search(&self, terms: &[String], extra: &[String], gui: Option<bool>) -> Vec<Hit> {
-        let all: Vec<(&String, f64)> = terms
-            .iter()
-            .map(|t| (t, 1.0))
-            .chain(extra.iter().map(|t| (t, 0.5)))
-            .collect();
+    /// `extra` terms (synonyms, with the index of the term they widen) count half, and a
+    /// synonym's match counts as a match of its term.
+    pub fn search(
+        &self,
+        terms: &[String],
+        extra: &[(usize, String)],
+        gui: Option<bool>,
+    ) -> Vec<Hit> {
         if terms.is_empty() {
             return Vec::new();
         }
-        let docs: Vec<&Package> = self.packages.iter().filter(|p| p.program).collect();
-        let n = docs.len() as f64;
-        let mut total_len = 0usize;
-        // per doc: (doc, length, term frequencies)
-        let mut hits: Vec<(&Package, usize, Vec<u32>)> = Vec::new();
+        // (term, weight, which of the person's terms it stands for)
+        let all: Vec<(&String, f64, usize)> = terms
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t, 1.0, k))
+            .chain(extra.iter().map(|(k, t)| (t, 0.5, *k)))
+            .collect();
+        let n = self.docs.len() as f64;
+        let avg = self.docs.iter().map(|d| d.1 as f64).sum::<f64>() / n.max(1.0);
+        // per document: term frequencies, from the postings of every word a term starts
+        let mut tfs: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
         let mut df = vec![0u32; all.len()];
-        for p in &docs {
-            let mut tf = vec![0u32; all.len()];
-            let mut len = 0;
-            for w in words_of(p.description).chain(p.name.split(['-', '.']).map(str::to_string)) {
-                len += 1;
-                for (k, (t, _)) in all.iter().enumerate() {
-                    if w.starts_with(t.as_str()) {
-                        tf[k] += 1;
-                    }
-                }
-            }
-            total_len += len;
-            if tf.iter().any(|&c| c > 0) {
-                for (k, &c) in tf.iter().enumerate() {
-                    if c > 0 {
+        for (k, (t, _, _)) in all.iter().enumerate() {
+            let start = self.words.partition_point(|(w, _)| *w < t.as_str());
+            for (_, postings) in self.words[start..]
+                .iter()
+                .take_while(|(w, _)| w.starts_with(t.as_str()))
+            {
+                for entry in postings.split(' ') {
+                    let Some((doc, count)) = entry.split_once(':') else {
+                        continue;
+                    };
+                    let (Ok(doc), Ok(count)) = (doc.parse::<u32>(), count.parse::<u32>()) else {
+                        continue;
+                    };
+                    let tf = tfs.entry(doc).or_insert_with(|| vec![0; all.len()]);
+                    if tf[k] == 0 {
                         df[k] += 1;
                     }
+                    tf[k] += count;
                 }
-                hits.push((p, len, tf));
             }
         }
-        let avg = total_len as f64 / n.max(1.0);
         let (k1, b) = (1.2, 0.75);
-        let mut scored: Vec<(f64, usize, &Package)> = hits
+        let mut scored: Vec<(f64, usize, &Package)> = tfs
             .into_iter()
-            .map(|(p, len, tf)| {
+            .filter_map(|(doc, tf)| {
+                let (name, len) = *self.docs.get(doc as usize)?;
+                let p = self.get_package(name)?;
                 let mut s = 0.0;
-                let mut matched = 0;
+                let mut met = vec![false; terms.len()];
                 for (k, &c) in tf.iter().enumerate() {
                     if c == 0 {
                         continue;
                     }
-                    if k < terms.len() {
-                        matched += 1;
-                    }
+                    met[all[k].2] = true;
                     let d = df[k] as f64;
                     let idf = ((n - d + 0.5) / (d + 0.5) + 1.0).ln();
                     let c = c as f64;
                     s += all[k].1 * idf * c * (k1 + 1.0)
                         / (c + k1 * (1.0 - b + b * len as f64 / avg));
                 }
-                let prior = 1.0 + p.pop as f64 / 40.0;
+                let prior = 1.0 + p.pop as f64 / POPULARITY_SCALE;
                 let fit = match gui {
                     Some(want) if want == p.gui => 1.3,
                     Some(_) => 0.8,
                     None => 1.0,
                 };
-                (s * prior * fit, matched, p)
+                let matched = met.iter().filter(|m| **m).count();
+                Some((s * prior * fit, matched, p))
             })
             .collect();
         // every term the person wrote must match, or all but one of three or more
@@ -368,7 +417,17 @@ impl Index {
             terms.len()
         };
         scored.retain(|(_, m, _)| *m >= need);
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.name.cmp(b.2.name)));
+        // the program itself before its parts: "clamav" before "clamav-daemon" when both match
+        if let Some(best) = scored.first().map(|s| s.2.name)
+            && let Some((base, _)) = best.rsplit_once('-')
+            && let Some(at) = scored
+                .iter()
+                .position(|s| s.2.name == base && s.1 == scored[0].1)
+        {
+            let base = scored.remove(at);
+            scored.insert(0, base);
+        }
         scored
             .into_iter()
             .take(5)
@@ -376,7 +435,7 @@ impl Index {
                 package: *p,
                 why: format!(
                     "best match among {} programs for {} ({m} of {} words in \"{}\"; score {s:.1}, popularity {})",
-                    docs.len(),
+                    self.docs.len(),
                     terms.join(" "),
                     terms.len(),
                     p.description,
@@ -387,12 +446,8 @@ impl Index {
     }
 }
 
-/// Lowercase words of a description.
-fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric() && c != '+')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-}
+/// How much popularity weighs against the match: a package of popularity 40 counts twice.
+const POPULARITY_SCALE: f64 = 40.0;
 
 /// A mild stem for search terms: plurals and common suffixes off, so that a term matches the
 /// words it starts ("editor" finds "editor", "editing"; "photos" finds "photography").

@@ -47,6 +47,7 @@ fn vocabulary() -> &'static BTreeSet<String> {
             KEEP_WORDS,
             PHRASE_WORDS,
             ALLOW_WORDS,
+            MOUNT_WORDS,
         ] {
             v.extend(set.iter().map(|s| s.to_string()));
         }
@@ -138,8 +139,10 @@ impl Reader<'_> {
             if vocab.contains(&word) || word.chars().count() < 4 {
                 continue;
             }
-            // a package of the suite is a name, not a typo ("tree" is not "free")
-            if crate::index::Index::get().named(&word).is_some() {
+            // a package of the suite or a word its programs are described with is not a typo
+            // ("tree" is not "free", "flight" is not "light", "photos" is not "photo")
+            let index = crate::index::Index::get();
+            if index.named(&word).is_some() || index.has_word(&word) {
                 continue;
             }
             let limit = if word.chars().count() <= 6 { 1 } else { 2 };
@@ -174,8 +177,9 @@ impl Reader<'_> {
             || is(word_before, DEV_WORDS)
             || is(word_before, LIST_MARKERS)
             || matches!(before, Some(Token::Comma))
-            // "go, rust and python": a list that starts the prompt
-            || (start == 0 && (matches!(after, Some(Token::Comma)) || word_after == Some("and")))
+            // "go, rust and python", "r with ggplot2": a list or a main tool that starts the prompt
+            || (start == 0
+                && (matches!(after, Some(Token::Comma)) || is(word_after, &["and", "with"])))
     }
 
     /// Match catalog phrases, longest first. Returns chosen apps and named hosts.
@@ -988,19 +992,7 @@ impl Reader<'_> {
         }) || self.find(&["mount", "mounted", "mounts", "share", "shared"]).is_some()
             || self.tokens.windows(2).any(|p| matches!((&p[0], &p[1]), (Token::Word(a), Token::Word(b)) if a == "home" && (b == "folder" || b == "directory" || b == "dir")));
         if asks {
-            for w in [
-                "mount",
-                "mounted",
-                "mounts",
-                "share",
-                "shared",
-                "home",
-                "folder",
-                "folders",
-                "directory",
-                "directories",
-                "host",
-            ] {
+            for w in MOUNT_WORDS {
                 while let Some((i, _)) = self.find(&[w]) {
                     self.used[i] = true;
                 }

@@ -150,6 +150,16 @@ pub const SYNONYMS: &[(&str, &[&str])] = &[
     ("finance", &["accounting", "money"]),
     ("numeric", &["numerical", "matrix", "matlab"]),
     ("torrent", &["bittorrent"]),
+    ("family", &["genealog"]),
+    ("genealog", &["family"]),
+    ("flight", &["aircraft", "flight"]),
+    ("publish", &["layout", "dtp"]),
+    ("mind", &["mindmap", "mind-map"]),
+    ("astronom", &["planetarium", "sky", "stars"]),
+    ("remote", &["rdp", "vnc"]),
+    ("dedup", &["deduplicating"]),
+    ("screen", &["screencast"]),
+    ("workstation", &["daw", "sequencer", "recording"]),
 ];
 
 /// Python libraries whose Debian name is not python3-<pip name>.
@@ -248,6 +258,16 @@ pub const ECOSYSTEMS: &[Ecosystem] = &[
 
 /// Words that carry no app or setting: left out of package runs and unknown words.
 pub const STOPWORDS: &[&str] = &[
+    "backend",
+    "frontend",
+    "script",
+    "scripts",
+    "crate",
+    "crates",
+    "gem",
+    "gems",
+    "module",
+    "modules",
     "a",
     "an",
     "the",
@@ -950,17 +970,6 @@ pub const EXTRA_WORDS: &[&str] = &[
     "dual",
     "single",
     "couple",
-    "mount",
-    "mounted",
-    "mounts",
-    "home",
-    "folder",
-    "folders",
-    "directory",
-    "directories",
-    "host",
-    "share",
-    "shared",
     "persist",
     "trusted",
     "destroy",
@@ -1168,4 +1177,20 @@ pub const PHRASE_WORDS: &[&str] = &[
     "remembered",
     "retained",
     "stored",
+];
+
+/// Words about host folders: a mount is never granted, and these words are used up so that
+/// they are not read as apps.
+pub const MOUNT_WORDS: &[&str] = &[
+    "mount",
+    "mounted",
+    "mounts",
+    "share",
+    "shared",
+    "home",
+    "folder",
+    "folders",
+    "directory",
+    "directories",
+    "host",
 ];

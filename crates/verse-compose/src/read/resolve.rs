@@ -47,11 +47,19 @@ impl Reader<'_> {
         let mut runs: Vec<Run> = Vec::new();
         let mut i = 0;
         while i < self.tokens.len() {
+            // a need noun is content even when it is also a box word ("a digital audio
+            // workstation"), and so is the verb of "something to *edit* photos"
+            let after_lead = |j: usize| {
+                j >= 2 && self.word(j - 1) == Some("to") && is(self.word(j - 2), NEED_LEADS)
+            };
             let content = |j: usize| {
                 !self.used[j]
-                    && self
-                        .word(j)
-                        .is_some_and(|w| !STOPWORDS.contains(&w) || NEED_LEADS.contains(&w))
+                    && self.word(j).is_some_and(|w| {
+                        !STOPWORDS.contains(&w)
+                            || NEED_LEADS.contains(&w)
+                            || NEED_NOUNS.contains(&w)
+                            || after_lead(j)
+                    })
                     && self.word(j) != Some("something")
             };
             if !content(i) {
@@ -126,13 +134,39 @@ impl Reader<'_> {
         let index = Index::get();
         let catalog = Catalog::get();
         let vocab = vocabulary();
-        let ecosystems: Vec<_> = ECOSYSTEMS
+        let mut ecosystems: Vec<_> = ECOSYSTEMS
             .iter()
             .filter(|e| {
                 apps.iter()
                     .any(|a| e.apps.contains(&catalog.apps[*a].name.as_str()))
             })
             .collect();
+        // "django and fastapi": a word that is no program but a Python library brings Python
+        if ecosystems.is_empty()
+            && let Some(python) = ECOSYSTEMS.iter().find(|e| e.name == "python")
+            && let Some(w) = runs.iter().find_map(|r| {
+                r.words.iter().enumerate().find_map(|(k, w)| {
+                    // "yt dlp" is the program yt-dlp, not the library yt
+                    let hyphenated = [k.checked_sub(1).map(|j| j..k + 1), Some(k..k + 2)]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|range| r.words.get(range))
+                        .any(|ws| index.contains(&ws.join("-")));
+                    (!vocab.contains(w)
+                        && !hyphenated
+                        && index.named(w).is_none()
+                        && library(index, python.name, python.patterns, w).is_some())
+                    .then_some(w)
+                })
+            })
+        {
+            self.note(
+                NoteKind::Read,
+                format!("\"{w}\" is a Python library: added python3"),
+            );
+            out.packages.push(("python3".into(), false));
+            ecosystems.push(python);
+        }
         let mut pip: Vec<String> = Vec::new();
         for run in runs {
             let mut done = vec![false; run.words.len()];
@@ -278,15 +312,16 @@ impl Reader<'_> {
         if terms.is_empty() {
             return;
         }
-        let extra: Vec<String> = terms
+        let extra: Vec<(usize, String)> = terms
             .iter()
-            .flat_map(|t| {
+            .enumerate()
+            .flat_map(|(n, t)| {
                 SYNONYMS
                     .iter()
                     .filter(move |(k, _)| t.starts_with(k))
-                    .flat_map(|(_, s)| s.iter().map(|x| x.to_string()))
+                    .flat_map(move |(_, s)| s.iter().map(move |x| (n, x.to_string())))
             })
-            .filter(|x| !terms.contains(x))
+            .filter(|(_, x)| !terms.contains(x))
             .collect();
         let hits = index.search(&terms, &extra, Some(!terminal));
         match hits.first() {
