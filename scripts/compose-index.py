@@ -19,13 +19,18 @@ Index format (one record per line, tab-separated, sorted by name):
     D name length                 the programs searched, in order (document n is the nth D)
     W word doc:count ...          postings: which programs use the word, how often
                                   (a part of the package name counts 3)
+    R name target                 a transitional, dummy or metapackage and what it stands for
+    F name program                a graphical front-end and the program it drives
+    E word total lower            how many short descriptions use the word (3 or more), and
+                                  how many of those write it in lower case
+                                  flags also: d transitional/dummy/metapackage,
+                                  c graphical but also used from a terminal
 Popularity (0..99) adds the number of languages an AppStream app is translated into.
 """
 import argparse, glob, gzip, lzma, math, os, re, subprocess, sys, urllib.request
 from collections import defaultdict
 
 ARCHIVE = "https://deb.debian.org/debian/dists/{suite}/main/{path}"
-GUI_LIBS = re.compile(r"\b(libgtk-3-0|libgtk2\.0-0|libgtk-4-1|libqt5widgets5|libqt6widgets6|libqt5gui5|libqt6gui6|libsdl2-2\.0-0|libsdl1\.2debian|libwxgtk3\.2-1|libx11-6|libfltk1\.3|libgl1|libkf5xmlgui5|libwebkit2gtk-4\.[01]-37|libgtkmm-3\.0-1v5|libqt5quick5|libelementary1|libxaw7|libmotif-common|libxm4|python3-gi|python3-pyqt5|python3-pyside2\.qtwidgets|openjdk-17-jre|default-jre|libopenjfx-java|tk8\.6|python3-tk|electron)\b")
 LIBRARY = re.compile(r"^(lib|python3-|node-|ruby-|golang-|librust-|r-cran-|r-bioc-|php-|lua-|elpa-|fonts-|texlive-|ocaml-|haskell-|libghc-|gir1\.2-|xfonts-|firmware-|linux-(image|headers|modules)|gccgo-|cl-|octave-|sbcl-|tcl-|erlang-|elixir-|emacs-|vim-|xul-ext-|webext-|myspell-|hunspell-|aspell-|hyphen-|mythes-|task-|education-|junior-|debian-|dh-|rust-|jruby-|gnome-shell-extension-|kodi-|gimp-|inkscape-|gap-|maxima-|coq-|pd-|ladspa-|lv2-|jupyter-|qml-|qt5-|qt6-|gstreamer1\.0-|dvb-|libreoffice-l10n-|libreoffice-help-|manpages-)|(-dev|-doc|-docs|-data|-common|-dbg|-dbgsym|-examples|-l10n|-locale.*|-i18n|-dbgsym|-perl|-java|-tests?|-plugins?|-plugin-.*|-theme|-themes|-icons|-sounds|-music|-fonts?|-headers|-source|-src|-build-deps)$")
 
 
@@ -75,6 +80,60 @@ def names_in(relation):
 
 NAME_WEIGHT = 3
 
+# A toolkit (or a runtime that draws windows) among a package's dependencies.
+TOOLKIT = re.compile(r"^(libgtk|libqt[56]gui|libqt[56]widgets|libkf5|libsdl|libwx|libfltk|libx11-6|libgl1|libwebkit2gtk|libgtkmm|python3-gi$|gir1\.2-gtk|gir1\.2-adw|python3-pyqt|python3-pyside|python3-qtpy|libgtk3-perl|libgtk2-perl|perl-tk|ruby-gtk|default-jre$|openjdk-\d+-jre$|libopenjfx|tk8|tk$|python3-tk|electron|libelementary|libxaw|libmotif|libxm4|libfox|libglfw|libglut|freeglut|libsfml|libirrlicht|libogre|libclutter|libgdk|libxt6|libegl|libvulkan|libwayland-client|qml-module|python3-pygame|python3-wxgtk|gnustep-gui|libxcb1$|love$|scummvm$|liballegro|libglew|libgles|libcsfml|python3-pyglet|python3-opengl|gjs$|squeak-vm|java-wrappers|emacs-gtk|libxmu|libxext6)")
+# "graphical front-end for ClamAV", "GUI for FFmpeg": the program it drives
+FRONTEND = re.compile(r"\b(?:front-?end|gui|interface)s? (?:for|to) (?:the )?([A-Za-z0-9][\w.+-]*)", re.I)
+
+
+def first_names(relation):
+    """Every alternative of a relation field, in order."""
+    return list(names_in(relation))
+
+
+def reaches_toolkit(name, pkgs, depth, seen):
+    st = pkgs.get(name)
+    if not st or name in seen:
+        return False
+    seen.add(name)
+    deps = first_names(st.get("Depends", "") + "," + st.get("Pre-Depends", ""))
+    if any(TOOLKIT.match(d) for d in deps):
+        return True
+    return depth > 0 and any(reaches_toolkit(d, pkgs, depth - 1, seen) for d in deps)
+
+
+def graphical(name, pkgs, desktop_apps, console_apps):
+    """Needs a display: an AppStream desktop application that draws windows (a toolkit
+    within three dependency steps; "syncthing" ships a desktop file that opens a browser),
+    or, without AppStream data, tagged x11 or linked to a toolkit and not a command-line
+    program ("ffmpeg" links SDL for ffplay but is used from a terminal)."""
+    st = pkgs[name]
+    tags = st.get("Tag", "").replace("\n", " ")
+    if name in desktop_apps:
+        return reaches_toolkit(name, pkgs, 3, set())
+    if name in console_apps:
+        return False
+    if "interface::x11" in tags:
+        return True
+    direct = first_names(st.get("Depends", "") + "," + st.get("Pre-Depends", ""))
+    return any(TOOLKIT.match(d) for d in direct) and "interface::commandline" not in tags \
+        and "interface::text-mode" not in tags
+
+
+def is_dummy(desc, tags):
+    d = desc.lower()
+    return "transitional" in d or "dummy package" in d or "metapackage" in d or "role::dummy" in tags
+
+
+def dummy_target(name, st, pkgs):
+    """What a transitional, dummy or metapackage stands for: its first dependency that is a
+    program of its own (not -common/-data), e.g. transmission -> transmission-gtk."""
+    for dep in first_names(st.get("Depends", "") + "," + st.get("Pre-Depends", "")):
+        if dep in pkgs and dep != name and not LIBRARY.search(dep) \
+                and not dep.startswith(("lib", "python3", "perl", "debconf")):
+            return dep
+    return None
+
 
 def words_of(text):
     """Lower-case words as the resolver reads them (letters, digits and +)."""
@@ -105,7 +164,7 @@ def main():
     pkgs = {}
     for st in stanzas(read_any(packages_path)):
         pkgs[st["Package"]] = st
-    desktop_apps = set()
+    desktop_apps, console_apps = set(), set()
     # AppStream words (C name, summary, keywords, categories) and how many languages the
     # app is translated into: a well-known program is translated widely, an obscure one not
     appstream = defaultdict(set)
@@ -119,6 +178,8 @@ def main():
                 name = m.group(1)
                 if re.search(r"^Type: desktop-application$", doc, re.M):
                     desktop_apps.add(name)
+                else:
+                    console_apps.add(name)
                 for field in ("Name", "Summary"):
                     block = re.search(rf"^{field}:\n((?:  .*\n?)*)", doc, re.M)
                     if block:
@@ -148,14 +209,18 @@ def main():
             provides[prov].add(name)
     lines = []
     docs = []
+    replaced, frontends = [], []
+    # per word of every short description: how often, and how often written in lower case
+    # (an ordinary English word is mostly lower case; a program's name mostly capitalized)
+    english = defaultdict(lambda: [0, 0])
     for name in sorted(pkgs):
         st = pkgs[name]
         desc = st.get("Description", "").split("\n")[0].strip().replace("\t", " ")
         tags = st.get("Tag", "").replace("\n", " ")
         section = st.get("Section", "misc").split("/")[-1]
+        dummy = is_dummy(desc, tags)
         deps = st.get("Depends", "") + "," + st.get("Pre-Depends", "")
-        gui = (name in desktop_apps or "interface::x11" in tags or "interface::graphical" in tags
-               or bool(GUI_LIBS.search(deps))) and section not in ("libs", "libdevel", "oldlibs")
+        gui = graphical(name, pkgs, desktop_apps, console_apps) and section not in ("libs", "libdevel", "oldlibs")
         library = bool(LIBRARY.search(name)) or section in ("libs", "libdevel", "oldlibs", "doc", "fonts", "localization") \
             or "transitional" in desc.lower() or "dummy package" in desc.lower()
         program = not library and ("role::program" in tags or name in desktop_apps or section in (
@@ -167,11 +232,36 @@ def main():
         pop += min(30, translations.get(name, 0))
         pop += 6 if "role::program" in tags else 0
         pop += 6 if st.get("Priority") in ("required", "important", "standard") else 0
-        flags = ("g" if gui else "") + ("p" if program else "") + ("l" if library else "")
+        # used from a terminal too: a console application, an interactive shell ("octave"), or
+        # a command-line program without a desktop file ("ffmpeg")
+        console = gui and (name in console_apps or "interface::shell" in tags
+                           or ("interface::commandline" in tags and name not in desktop_apps))
+        flags = ("g" if gui else "") + ("p" if program else "") + ("l" if library else "") \
+            + ("d" if dummy else "") + ("c" if console else "")
+        if dummy:
+            target = dummy_target(name, st, pkgs)
+            if target:
+                replaced.append(f"R\t{name}\t{target}")
+        m = FRONTEND.search(desc)
+        if m and gui:
+            base = m.group(1).lower().rstrip(".")
+            if base != name and base in pkgs:
+                frontends.append(f"F\t{name}\t{base}")
+        for w in re.findall(r"[A-Za-z0-9]+", desc):
+            lw = w.lower()
+            english[lw][0] += 1
+            if w == lw:
+                english[lw][1] += 1
         extra = " ".join(sorted(appstream.get(name, ()))).replace("\t", " ").replace("\n", " ")
         lines.append(f"P\t{name}\t{flags or '-'}\t{min(99, round(pop))}\t{section}\t{desc}\t{extra}")
         if program:
             docs.append((name, desc, extra))
+    lines.extend(replaced)
+    lines.extend(frontends)
+    for w in sorted(english):
+        total, lower = english[w]
+        if total >= 3:
+            lines.append(f"E\t{w}\t{total}\t{lower}")
     for virt in sorted(provides):
         if virt in pkgs:
             continue

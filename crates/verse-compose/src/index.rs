@@ -26,6 +26,11 @@ pub struct Package {
     pub gui: bool,
     /// A program a person runs (not a library, data, documentation, metapackage of those).
     pub program: bool,
+    /// A transitional, dummy or metapackage: it stands for another package.
+    pub dummy: bool,
+    /// Graphical, but also used from a terminal (an interactive shell like octave, a
+    /// command-line program like ffmpeg): it does not bring a desktop by itself.
+    pub console: bool,
     /// 0..=99, higher is more used.
     pub pop: u8,
     pub section: &'static str,
@@ -51,8 +56,12 @@ pub struct Index {
     provides: Vec<(&'static str, &'static str)>,
     /// Where it came from, for explanations.
     pub origin: String,
-    /// Every description, lower case, for counting words.
-    lower: OnceLock<String>,
+    /// (dummy package, what it stands for), sorted.
+    replaced: Vec<(&'static str, &'static str)>,
+    /// (graphical front-end, the program it drives), sorted.
+    frontends: Vec<(&'static str, &'static str)>,
+    /// (word, descriptions using it, of those in lower case), sorted; words used 3 times or more.
+    english: Vec<(&'static str, u32, u32)>,
     /// The searched programs: (package name, length in words), in the order postings use.
     docs: Vec<(&'static str, u32)>,
     /// Sorted words with their postings ("doc:count doc:count"), read only when a query
@@ -122,6 +131,9 @@ impl Index {
         let mut provides = Vec::with_capacity(40_000);
         let mut docs = Vec::with_capacity(20_000);
         let mut words = Vec::with_capacity(60_000);
+        let mut replaced = Vec::with_capacity(2_000);
+        let mut frontends = Vec::with_capacity(500);
+        let mut english = Vec::with_capacity(10_000);
         for (n, line) in text.lines().enumerate() {
             let bad = |problem: &str| IndexError::Format {
                 path: origin.to_string(),
@@ -140,6 +152,8 @@ impl Index {
                         name,
                         gui: flags.contains('g'),
                         program: flags.contains('p'),
+                        dummy: flags.contains('d'),
+                        console: flags.contains('c'),
                         pop: pop.parse().map_err(|_| bad("popularity is not a number"))?,
                         section,
                         description,
@@ -160,6 +174,24 @@ impl Index {
                         return Err(bad("a word record needs 3 fields"));
                     };
                     words.push((word, postings));
+                }
+                Some(kind @ ("R" | "F")) => {
+                    let (Some(name), Some(to)) = (f.next(), f.next()) else {
+                        return Err(bad("a replacement or front-end record needs 3 fields"));
+                    };
+                    if kind == "R" {
+                        replaced.push((name, to));
+                    } else {
+                        frontends.push((name, to));
+                    }
+                }
+                Some("E") => {
+                    let (Some(word), Some(total), Some(lower)) = (f.next(), f.next(), f.next())
+                    else {
+                        return Err(bad("a word-use record needs 4 fields"));
+                    };
+                    let count = |s: &str| s.parse().map_err(|_| bad("a count is not a number"));
+                    english.push((word, count(total)?, count(lower)?));
                 }
                 Some("V") => {
                     let (Some(virt), Some(by)) = (f.next(), f.next()) else {
@@ -190,11 +222,16 @@ impl Index {
         packages.sort_by(|a, b| a.name.cmp(b.name));
         provides.sort();
         words.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        replaced.sort();
+        frontends.sort();
+        english.sort_unstable_by(|a, b| a.0.cmp(b.0));
         Ok(Index {
             packages,
             provides,
             origin: origin.to_string(),
-            lower: OnceLock::new(),
+            replaced,
+            frontends,
+            english,
             docs,
             words,
         })
@@ -235,6 +272,30 @@ impl Index {
     /// ninja-build, "docker" is docker.io), the most used one first.
     pub fn named(&self, word: &str) -> Option<Hit> {
         if let Some(p) = self.get_package(word) {
+            // a transitional or dummy package is replaced; a metapackage ("wesnoth",
+            // "gnuplot") is installed as named, apt picks its parts
+            let lower = p.description.to_lowercase();
+            if p.dummy
+                && (lower.contains("transitional") || lower.contains("dummy"))
+                && let Some(to) = self.replacement(word)
+            {
+                return Some(Hit {
+                    package: *to,
+                    why: format!(
+                        "the Debian package {word} only pulls in another ({}); {} installed instead ({})",
+                        p.description, to.name, to.description
+                    ),
+                });
+            }
+            if let Some(newer) = self.newer_major(p) {
+                return Some(Hit {
+                    package: *newer,
+                    why: format!(
+                        "Debian packages a newer major version of {word} as {} ({}; {word} is \"{}\")",
+                        newer.name, newer.description, p.description
+                    ),
+                });
+            }
             return Some(Hit {
                 package: *p,
                 why: format!("the Debian package {} ({})", p.name, p.description),
@@ -280,6 +341,23 @@ impl Index {
         })
     }
 
+    /// A newer major version packaged beside `p` under a numbered name with the same
+    /// description but for the version: musescore ("..., v2") and musescore3 ("..., v3").
+    fn newer_major(&self, p: &Package) -> Option<&Package> {
+        let same = unversioned(p.description);
+        let own = trailing_version(p.description);
+        self.with_prefix(p.name)
+            .filter(|q| {
+                let rest = &q.name[p.name.len()..];
+                !rest.is_empty()
+                    && rest.chars().all(|c| c.is_ascii_digit())
+                    && q.program
+                    && unversioned(q.description) == same
+                    && trailing_version(q.description) > own
+            })
+            .max_by_key(|q| trailing_version(q.description))
+    }
+
     /// A package whose description names `word` in parentheses or as its command, e.g.
     /// "Kubernetes client binary (kubectl)".
     pub fn described_as_command(&self, word: &str) -> Option<Hit> {
@@ -298,27 +376,41 @@ impl Index {
         })
     }
 
-    /// How many package descriptions use `word` (a rough sign of an ordinary English word).
+    /// How many short descriptions use `word` (a rough sign of an ordinary English word),
+    /// and how many of those write it in lower case. Counted when the index was built.
+    pub fn word_use(&self, word: &str) -> (u32, u32) {
+        self.english
+            .binary_search_by(|(w, _, _)| (*w).cmp(word))
+            .map(|i| (self.english[i].1, self.english[i].2))
+            .unwrap_or((0, 0))
+    }
+
+    /// How many short descriptions use `word`.
     pub fn description_frequency(&self, word: &str) -> usize {
-        let lower = self.lower.get_or_init(|| {
-            let mut all = String::with_capacity(self.packages.len() * 48);
-            for p in &self.packages {
-                all.push(' ');
-                all.push_str(&p.description.to_ascii_lowercase());
-                all.push('\n');
-            }
-            all
-        });
-        let finder = memchr::memmem::Finder::new(word.as_bytes());
-        let bytes = lower.as_bytes();
-        finder
-            .find_iter(bytes)
-            .filter(|&at| {
-                let before = bytes[at - 1];
-                let after = bytes.get(at + word.len()).copied().unwrap_or(b' ');
-                !before.is_ascii_alphanumeric() && !after.is_ascii_alphanumeric()
-            })
-            .count()
+        self.word_use(word).0 as usize
+    }
+
+    /// True when descriptions use `word` often and mostly in lower case: an English word
+    /// ("stick", "forum", "sent"), not a name ("Octave", "GIMP").
+    pub fn is_english(&self, word: &str, often: u32) -> bool {
+        let (total, lower) = self.word_use(word);
+        total >= often && lower * 2 > total
+    }
+
+    /// What a transitional, dummy or metapackage stands for.
+    pub fn replacement(&self, name: &str) -> Option<&Package> {
+        self.paired(&self.replaced, name)
+    }
+
+    /// The program a graphical front-end drives ("clamtk" drives "clamav").
+    pub fn frontend_of(&self, name: &str) -> Option<&Package> {
+        self.paired(&self.frontends, name)
+    }
+
+    /// The package paired with `name` in a sorted list of pairs.
+    fn paired(&self, pairs: &[(&'static str, &'static str)], name: &str) -> Option<&Package> {
+        let i = pairs.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
+        self.get_package(pairs[i].1)
     }
 
     /// True when some program's name or description uses exactly this word.
@@ -335,25 +427,32 @@ impl Index {
     }
 
     /// The programs whose name and short description best match the terms (BM25, k1 1.2,
-    /// b 0.75, each term matching words it starts), weighted by popularity, with graphical
-    /// programs preferred when `gui` is Some(true) and terminal ones when Some(false).
+    /// b 0.75, each term matching words it starts), weighted by popularity and by what the
+    /// person asked for (`want`: graphical, terminal, or either).
+    ///
     /// `extra` terms (synonyms, with the index of the term they widen) count half, and a
-    /// synonym's match counts as a match of its term.
+    /// synonym's match counts as a match of its term; a term and its synonyms count once, by
+    /// the best of them, so that a description saying "chat, messaging, XMPP" is not three
+    /// times a messenger. `context` words (said next to the need but read as settings, like
+    /// "offline" in "an offline encyclopedia reader") count half and are not required. Terms
+    /// found next to each other in the same order ("image viewer", "disk usage") count more.
     pub fn search(
         &self,
         terms: &[String],
         extra: &[(usize, String)],
-        gui: Option<bool>,
+        context: &[String],
+        want: Want,
     ) -> Vec<Hit> {
         if terms.is_empty() {
             return Vec::new();
         }
-        // (term, weight, which of the person's terms it stands for)
-        let all: Vec<(&String, f64, usize)> = terms
+        // (term, weight, which of the person's terms it stands for; None for context)
+        let all: Vec<(&String, f64, Option<usize>)> = terms
             .iter()
             .enumerate()
-            .map(|(k, t)| (t, 1.0, k))
-            .chain(extra.iter().map(|(k, t)| (t, 0.5, *k)))
+            .map(|(k, t)| (t, 1.0, Some(k)))
+            .chain(extra.iter().map(|(k, t)| (t, 0.5, Some(*k))))
+            .chain(context.iter().map(|t| (t, 1.0, None)))
             .collect();
         let n = self.docs.len() as f64;
         let avg = self.docs.iter().map(|d| d.1 as f64).sum::<f64>() / n.max(1.0);
@@ -382,42 +481,68 @@ impl Index {
             }
         }
         let (k1, b) = (1.2, 0.75);
-        let mut scored: Vec<(f64, usize, &Package)> = tfs
-            .into_iter()
-            .filter_map(|(doc, tf)| {
-                let (name, len) = *self.docs.get(doc as usize)?;
-                let p = self.get_package(name)?;
-                let mut s = 0.0;
-                let mut met = vec![false; terms.len()];
-                for (k, &c) in tf.iter().enumerate() {
-                    if c == 0 {
-                        continue;
-                    }
-                    met[all[k].2] = true;
-                    let d = df[k] as f64;
-                    let idf = ((n - d + 0.5) / (d + 0.5) + 1.0).ln();
-                    let c = c as f64;
-                    s += all[k].1 * idf * c * (k1 + 1.0)
-                        / (c + k1 * (1.0 - b + b * len as f64 / avg));
-                }
-                let prior = 1.0 + p.pop as f64 / POPULARITY_SCALE;
-                let fit = match gui {
-                    Some(want) if want == p.gui => 1.3,
-                    Some(_) => 0.8,
-                    None => 1.0,
-                };
-                let matched = met.iter().filter(|m| **m).count();
-                Some((s * prior * fit, matched, p))
-            })
-            .collect();
         // every term the person wrote must match, or all but one of three or more
         let need = if terms.len() >= 3 {
             terms.len() - 1
         } else {
             terms.len()
         };
-        scored.retain(|(_, m, _)| *m >= need);
+        let mut scored: Vec<(f64, usize, &Package)> = tfs
+            .into_iter()
+            .filter_map(|(doc, tf)| {
+                let (name, len) = *self.docs.get(doc as usize)?;
+                let p = self.get_package(name)?;
+                // per person's term: its best match, and its other matches
+                let mut best = vec![0.0f64; terms.len()];
+                let mut rest = vec![0.0f64; terms.len()];
+                let mut context_score = 0.0;
+                for (k, &c) in tf.iter().enumerate() {
+                    if c == 0 {
+                        continue;
+                    }
+                    let d = df[k] as f64;
+                    let idf = ((n - d + 0.5) / (d + 0.5) + 1.0).ln();
+                    let c = c as f64;
+                    let s = all[k].1 * idf * c * (k1 + 1.0)
+                        / (c + k1 * (1.0 - b + b * len as f64 / avg));
+                    match all[k].2 {
+                        Some(t) => {
+                            rest[t] += best[t].min(s);
+                            best[t] = best[t].max(s);
+                        }
+                        None => context_score += s,
+                    }
+                }
+                let matched = best.iter().filter(|s| **s > 0.0).count();
+                if matched < need {
+                    return None;
+                }
+                let s = best.iter().sum::<f64>() + rest.iter().sum::<f64>() / 4.0 + context_score;
+                let prior = 1.0 + p.pop as f64 / POPULARITY_SCALE;
+                let phrase = if adjacent(terms, p) { 1.5 } else { 1.0 };
+                let shell = if for_another_shell(p) { 0.6 } else { 1.0 };
+                let score = s * prior * phrase * shell;
+                // a graphical front-end's match is its program's too ("graphical front-end
+                // for ClamAV"), unless a window was asked for
+                let base = self.frontend_of(p.name).filter(|b| {
+                    want != Want::Graphical && b.program && (!b.gui || b.console) && p.gui
+                });
+                let own = score * fit(want, p);
+                let mut found = vec![(own, matched, p)];
+                if let Some(b) = base {
+                    // the program ranks just above its front-end, with the better-known's
+                    // popularity (front-ends are often better known than what they drive)
+                    let prior = 1.0 + b.pop.max(p.pop) as f64 / POPULARITY_SCALE;
+                    let theirs = s * prior * phrase * shell * fit(want, b);
+                    found.push((theirs.max(own * 1.05), matched, b));
+                }
+                Some(found)
+            })
+            .flatten()
+            .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.name.cmp(b.2.name)));
+        let mut seen = std::collections::HashSet::new();
+        scored.retain(|s| seen.insert(s.2.name));
         // the program itself before its parts: "clamav" before "clamav-daemon" when both match
         if let Some(best) = scored.first().map(|s| s.2.name)
             && let Some((base, _)) = best.rsplit_once('-')
@@ -446,17 +571,108 @@ impl Index {
     }
 }
 
+/// How well a package fits what was asked: a window, a terminal, or either.
+fn fit(want: Want, p: &Package) -> f64 {
+    match (want, p.gui, p.console) {
+        (Want::Terminal, true, false) => 0.35,
+        (Want::Terminal, true, true) => 1.1,
+        (Want::Terminal, false, _) => 1.3,
+        (Want::Graphical, true, _) => 1.3,
+        (Want::Graphical, false, _) => 0.6,
+        (Want::Either, true, _) => 1.2,
+        (Want::Either, false, _) => 0.9,
+    }
+}
+
+/// What kind of program the person asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// "in the terminal", "command line", "cli": programs without a window, strongly.
+    Terminal,
+    /// "graphical", "gui", "on a desktop".
+    Graphical,
+    /// Nothing said: a program with a window is a little more likely what is meant.
+    Either,
+}
+
+/// Lower-case words of a package's description and AppStream words.
+fn text_words(p: &Package) -> impl Iterator<Item = String> + '_ {
+    p.description
+        .split(|c: char| !c.is_alphanumeric() && c != '+')
+        .chain(
+            p.appstream
+                .split(|c: char| !c.is_alphanumeric() && c != '+'),
+        )
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// True when two consecutive terms are found next to each other, in order, in the
+/// package's words ("image viewer" in "Fast and lightweight image viewer").
+fn adjacent(terms: &[String], p: &Package) -> bool {
+    if terms.len() < 2 {
+        return false;
+    }
+    let words: Vec<String> = text_words(p).collect();
+    terms.windows(2).any(|pair| {
+        words
+            .windows(2)
+            .any(|w| w[0].starts_with(&pair[0]) && w[1].starts_with(&pair[1]))
+    })
+}
+
+/// Programs made for another desktop shell than the one compose sets up ("recorder tools
+/// for deepin", Lomiri, UKUI): they work best, or only, inside their own.
+fn for_another_shell(p: &Package) -> bool {
+    const SHELLS: &[&str] = &["deepin", "dde", "lomiri", "ukui", "cutefish"];
+    p.name
+        .split('-')
+        .next()
+        .is_some_and(|head| SHELLS.contains(&head))
+        || text_words(p).any(|w| SHELLS.contains(&w.as_str()))
+}
+
+/// A description without a trailing version ("..., v2" -> "...").
+fn unversioned(description: &str) -> &str {
+    match description.rsplit_once([' ', ',']) {
+        Some((head, last)) if version_number(last).is_some() => {
+            head.trim_end_matches([',', ' ', '-'])
+        }
+        _ => description,
+    }
+}
+
+/// The version a description ends with ("v3", "3"), 0 when none.
+fn trailing_version(description: &str) -> u32 {
+    description
+        .rsplit_once([' ', ','])
+        .and_then(|(_, last)| version_number(last))
+        .unwrap_or(0)
+}
+
+fn version_number(word: &str) -> Option<u32> {
+    let w = word.strip_prefix(['v', 'V']).unwrap_or(word);
+    w.split('.').next()?.parse().ok()
+}
+
 /// How much popularity weighs against the match: a package of popularity 40 counts twice.
 const POPULARITY_SCALE: f64 = 40.0;
 
 /// A mild stem for search terms: plurals and common suffixes off, so that a term matches the
 /// words it starts ("editor" finds "editor", "editing"; "photos" finds "photography").
 pub fn stem(word: &str) -> String {
-    let w = word.to_lowercase();
+    let lower = word.to_lowercase();
+    // "children's" is "children"
+    let w = lower
+        .strip_suffix("'s")
+        .or_else(|| lower.strip_suffix('\''))
+        .unwrap_or(&lower)
+        .to_string();
     for suffix in ["ers", "ors", "ing", "er", "or", "es", "s"] {
         if let Some(base) = w.strip_suffix(suffix)
             && base.len() >= 4
-            && !(suffix == "s" && base.ends_with('s'))
+            && !(suffix == "s"
+                && (base.ends_with('s') || base.ends_with('u') || base.ends_with('i')))
         {
             let mut base = base.to_string();
             let b = base.as_bytes();

@@ -68,6 +68,10 @@ struct Reader<'p> {
     instead: Vec<String>,
     /// The words asked for a terminal only.
     terminal: bool,
+    /// The words asked for a desktop or something graphical.
+    graphical: bool,
+    /// Tokens the catalog read as an app ("ebook" in "an ebook library manager").
+    app_tokens: Vec<bool>,
 }
 
 impl Reader<'_> {
@@ -142,7 +146,12 @@ impl Reader<'_> {
             // a package of the suite or a word its programs are described with is not a typo
             // ("tree" is not "free", "flight" is not "light", "photos" is not "photo")
             let index = crate::index::Index::get();
-            if index.named(&word).is_some() || index.has_word(&word) {
+            if index.named(&word).is_some()
+                || index.has_word(&word)
+                || ECOSYSTEMS
+                    .iter()
+                    .any(|e| resolve::library(index, e.name, e.patterns, &word).is_some())
+            {
                 continue;
             }
             let limit = if word.chars().count() <= 6 { 1 } else { 2 };
@@ -207,6 +216,15 @@ impl Reader<'_> {
                         if app.context && !self.context_ok(i, i + n) {
                             continue;
                         }
+                        // "an email attachment" says where a file came from, not an app
+                        if self
+                            .word(i + n)
+                            .is_some_and(|w| w == "attachment" || w == "attachments")
+                        {
+                            matched = n;
+                            break;
+                        }
+                        self.app_tokens[i..i + n].iter_mut().for_each(|t| *t = true);
                         if !apps.contains(&a) {
                             apps.push(a);
                             let pkgs = app.packages.join(", ");
@@ -902,6 +920,7 @@ impl Reader<'_> {
             }
             (Some(d), None) => {
                 draft.desktop = true;
+                self.graphical = true;
                 self.note(
                     NoteKind::Read,
                     format!("\"{d}\": desktop = true (a graphical session, streamed)"),
@@ -1110,7 +1129,10 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
         unknown: Vec::new(),
         instead: Vec::new(),
         terminal: false,
+        graphical: false,
+        app_tokens: Vec::new(),
     };
+    reader.app_tokens = vec![false; reader.tokens.len()];
     let mut draft = Draft::new("env");
     reader.repair_typos();
     let (apps, hosts) = reader.catalog();
@@ -1121,7 +1143,14 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
     reader.labels(&mut draft);
     reader.base(&mut draft);
     reader.mounts();
-    let resolved = reader.resolve(&apps, reader.terminal);
+    let want = if reader.terminal {
+        resolve::Want::Terminal
+    } else if reader.graphical {
+        resolve::Want::Graphical
+    } else {
+        resolve::Want::Either
+    };
+    let resolved = reader.resolve(&apps, want);
     reader.unknown_words();
 
     let catalog = Catalog::get();
@@ -1158,7 +1187,7 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
         packages.insert(p.clone());
         if crate::index::Index::get()
             .get_package(p)
-            .is_some_and(|x| x.gui)
+            .is_some_and(|x| x.gui && !x.console)
         {
             graphical.push(p.clone());
         }

@@ -200,6 +200,11 @@ fn split_piece(piece: &str, out: &mut Vec<Token>) {
             && let Ok(n) = number.trim_end_matches('.').parse::<f64>()
         {
             let rest = &part[digits_end..];
+            // "0ad", "1password", "7zip": a name that starts with digits, not a quantity
+            if !rest.is_empty() && !is_unit_word(rest) && rest != "x" && rest.len() >= 2 {
+                out.push(Token::Word(part.to_string()));
+                continue;
+            }
             out.push(Token::Number(n));
             if !rest.is_empty() {
                 out.push(Token::Word(rest.to_string()));

@@ -7,14 +7,20 @@
 
 use super::{Reader, is, vocabulary};
 use crate::catalog::Catalog;
+pub(crate) use crate::index::Want;
 use crate::index::{Hit, Index, stem};
-use crate::vocab::{ECOSYSTEMS, GENERIC_NOUNS, NEED_LEADS, NEED_NOUNS, PYTHON_ALIASES, SYNONYMS};
-use crate::vocab::{LIST_MARKERS, STOPWORDS};
+use crate::vocab::{
+    COMPOUND_STOPS, DESKTOP_WORDS, FILE_KINDS, LIST_MARKERS, NEGATIONS, OBJECT_PRONOUNS,
+    SKETCHY_WORDS, STOPWORDS, SUBJECT_WORDS, TERMINAL_WORDS, VIEW_OBJECTS, VIEW_VERBS,
+};
+use crate::vocab::{
+    ECOSYSTEMS, GENERIC_NOUNS, NEED_LEADS, NEED_NOUNS, PHRASE_SYNONYMS, PYTHON_ALIASES, SYNONYMS,
+};
 use crate::words::Token;
 use crate::{NoteKind, UnknownApp};
 
 /// Descriptions using a word this often make it ordinary English rather than a program name.
-const ENGLISH_FREQUENCY: usize = 40;
+const ENGLISH_FREQUENCY: u32 = 40;
 
 /// What the resolver adds to the draft.
 #[derive(Debug, Default)]
@@ -27,8 +33,10 @@ pub(super) struct Resolved {
 impl Resolved {
     fn add(&mut self, hit: &Hit) {
         if !self.packages.iter().any(|(p, _)| p == hit.package.name) {
-            self.packages
-                .push((hit.package.name.to_string(), hit.package.gui));
+            self.packages.push((
+                hit.package.name.to_string(),
+                hit.package.gui && !hit.package.console,
+            ));
         }
     }
 }
@@ -39,6 +47,14 @@ struct Run {
     words: Vec<String>,
     /// Contains a need noun, or follows "something to".
     described: bool,
+    /// Follows "something to": a verb phrase ("something to merge and split pdf files").
+    lead: bool,
+    /// Words next to the need that other readers took ("offline" in "an offline
+    /// encyclopedia reader"): they refine the search without being required.
+    context: Vec<String>,
+    /// Directly follows an app the catalog read ("an ebook library manager"): the need
+    /// describes that app.
+    follows_app: Option<String>,
 }
 
 impl Reader<'_> {
@@ -89,6 +105,17 @@ impl Reader<'_> {
                 prev.described = true;
                 continue;
             }
+            // "something to merge and split pdf files": verbs joined by "and" are one need
+            if let Some(prev) = runs.last_mut()
+                && prev.lead
+                && !described
+                && prev.end + 1 == start
+                && is(self.word(prev.end), &["and", "or"])
+            {
+                prev.words.extend(words);
+                prev.end = i;
+                continue;
+            }
             // "a backup tool with deduplication": a word after a need refines it
             if let Some(prev) = runs.last_mut()
                 && prev.described
@@ -107,9 +134,149 @@ impl Reader<'_> {
                 end: i,
                 words,
                 described,
+                lead,
+                context: Vec::new(),
+                follows_app: None,
             });
         }
+        self.modifiers(&mut runs);
         runs
+    }
+
+    /// A need noun's modifiers to its left belong to the need: "an *image* viewer", "a
+    /// *remote desktop* client", "an *offline* encyclopedia reader". Unused words become
+    /// terms of the search; words another reader took (a setting) become context; an app the
+    /// catalog read ("an *ebook* library manager") makes the need a description of that app.
+    fn modifiers(&self, runs: &mut Vec<Run>) {
+        let mut k = 0;
+        while k < runs.len() {
+            if !runs[k].described || runs[k].lead {
+                k += 1;
+                continue;
+            }
+            let mut j = runs[k].start;
+            while j > 0 {
+                let Some(w) = self.word(j - 1) else { break };
+                if COMPOUND_STOPS.contains(&w)
+                    || NEGATIONS.contains(&w)
+                    || SKETCHY_WORDS.contains(&w)
+                    || LIST_MARKERS.contains(&w)
+                {
+                    break;
+                }
+                if self.app_tokens[j - 1] {
+                    runs[k].follows_app = Some(w.to_string());
+                    break;
+                }
+                if k > 0 && runs[k - 1].end == j && !runs[k - 1].described {
+                    let prev = runs.remove(k - 1);
+                    k -= 1;
+                    let mut words = prev.words;
+                    words.append(&mut runs[k].words);
+                    runs[k].words = words;
+                    runs[k].start = prev.start;
+                    j = prev.start;
+                    continue;
+                }
+                if DESKTOP_WORDS.contains(&w) || TERMINAL_WORDS.contains(&w) {
+                    // "graphical", "terminal": said through `want`, not words to look for
+                } else if self.used[j - 1] {
+                    runs[k].context.insert(0, w.to_string());
+                } else {
+                    runs[k].words.insert(0, w.to_string());
+                    runs[k].start = j - 1;
+                }
+                j -= 1;
+            }
+            k += 1;
+        }
+    }
+
+    /// True when the word at `i` is a verb by its place: after a subject ("somebody *sent*
+    /// me", "I *got*") or before an object pronoun ("*sent* me"). A verb is never a package.
+    fn verb_slot(&self, i: usize) -> bool {
+        is(i.checked_sub(1).and_then(|p| self.word(p)), SUBJECT_WORDS)
+            || is(self.word(i + 1), OBJECT_PRONOUNS)
+    }
+
+    /// The words after "from" name where something comes from ("from a forum", "from a
+    /// dodgy usb stick"), not a program: they are marked read.
+    fn places(&mut self) {
+        for i in 0..self.tokens.len() {
+            if self.word(i) != Some("from") {
+                continue;
+            }
+            let mut j = i + 1;
+            while let Some(w) = self.word(j) {
+                if matches!(w, "a" | "an" | "the" | "my" | "some" | "this" | "that") || self.used[j]
+                {
+                    j += 1;
+                    continue;
+                }
+                if COMPOUND_STOPS.contains(&w) || self.app_tokens[j] {
+                    break;
+                }
+                self.used[j] = true;
+                j += 1;
+            }
+        }
+    }
+
+    /// "look at photos", "browse to a site", "open ... a .docx": what is looked at, browsed
+    /// or opened asks for the program that shows it. Returns the needs, as words.
+    fn viewed(&mut self) -> Vec<Vec<String>> {
+        let mut needs: Vec<Vec<String>> = Vec::new();
+        let push = |needs: &mut Vec<Vec<String>>, need: &str| {
+            let need: Vec<String> = need.split(' ').map(str::to_string).collect();
+            if !needs.contains(&need) {
+                needs.push(need);
+            }
+        };
+        // a file named by its extension, anywhere: ".docx", "report.xlsx"
+        for i in 0..self.tokens.len() {
+            let Some(w) = self.word(i) else { continue };
+            let Some((_, ext)) = w.rsplit_once('.') else {
+                continue;
+            };
+            if let Some((_, need)) = FILE_KINDS.iter().find(|(e, _)| *e == ext) {
+                self.used[i] = true;
+                push(&mut needs, need);
+            }
+        }
+        for i in 0..self.tokens.len() {
+            let Some(verb) = self.word(i).map(str::to_string) else {
+                continue;
+            };
+            let verb = verb.as_str();
+            let Some((_, object_words)) = VIEW_VERBS.iter().find(|(v, _)| *v == verb) else {
+                continue;
+            };
+            // "browse" alone (or "browse to a site") is a browser
+            let mut found = false;
+            for j in i + 1..(i + 6).min(self.tokens.len()) {
+                let Some(w) = self.word(j) else { break };
+                if let Some((_, need)) = VIEW_OBJECTS
+                    .iter()
+                    .find(|(o, _)| stem(w).starts_with(o) && object_words.contains(o))
+                {
+                    if !self.used[j] && !self.app_tokens[j] {
+                        self.used[i] = true;
+                        self.used[j] = true;
+                        push(&mut needs, need);
+                    }
+                    found = true;
+                    break;
+                }
+                if !(COMPOUND_STOPS.contains(&w) || self.used[j] || STOPWORDS.contains(&w)) {
+                    break;
+                }
+            }
+            if !found && verb == "browse" && !self.used[i] {
+                self.used[i] = true;
+                push(&mut needs, "web browser");
+            }
+        }
+        needs
     }
 
     fn in_list(&self, i: usize) -> bool {
@@ -125,14 +292,37 @@ impl Reader<'_> {
     }
 
     /// Resolve what the catalog left: named packages, described needs, language libraries.
-    pub(super) fn resolve(&mut self, apps: &[usize], terminal: bool) -> Resolved {
+    pub(super) fn resolve(&mut self, apps: &[usize], want: Want) -> Resolved {
         let mut out = Resolved::default();
+        self.places();
+        let catalog = Catalog::get();
+        for need in self.viewed() {
+            let phrase = need.join(" ");
+            match catalog.phrases.get(&phrase) {
+                Some(crate::catalog::Meaning::App(a)) => {
+                    let app = &catalog.apps[*a];
+                    self.note(
+                        NoteKind::Read,
+                        format!(
+                            "opening or viewing that needs a {phrase}: {} ({})",
+                            app.name,
+                            app.packages.join(", ")
+                        ),
+                    );
+                    for p in &app.packages {
+                        if !out.packages.iter().any(|(q, _)| q == p) {
+                            out.packages.push((p.clone(), app.gui));
+                        }
+                    }
+                }
+                _ => self.described(&need, &[], want, &mut out),
+            }
+        }
         let runs = self.runs();
         if runs.is_empty() {
             return out;
         }
         let index = Index::get();
-        let catalog = Catalog::get();
         let vocab = vocabulary();
         let mut ecosystems: Vec<_> = ECOSYSTEMS
             .iter()
@@ -189,6 +379,23 @@ impl Reader<'_> {
                     }
                 }
             }
+            // a name split around a word the catalog took: "docker compose" after "docker"
+            if run.start > 0
+                && self.app_tokens[run.start - 1]
+                && let Some(prev) = self.word(run.start - 1)
+                && let Some(p) = index.get_package(&format!("{prev}-{}", run.words[0]))
+                && p.program
+            {
+                self.note(
+                    NoteKind::Read,
+                    format!(
+                        "\"{prev} {}\": the Debian package {} ({})",
+                        run.words[0], p.name, p.description
+                    ),
+                );
+                out.packages.push((p.name.to_string(), p.gui && !p.console));
+                done[0] = true;
+            }
             // hyphenated names the tokenizer split: "yt dlp", "docker compose"
             let mut k = 0;
             while k < run.words.len() {
@@ -208,7 +415,7 @@ impl Reader<'_> {
                                 .map(|p| (p.name.to_string(), "package"))
                         });
                     if let Some((p, what)) = found {
-                        let gui = index.get_package(&p).is_some_and(|x| x.gui);
+                        let gui = index.get_package(&p).is_some_and(|x| x.gui && !x.console);
                         self.note(
                             NoteKind::Read,
                             format!(
@@ -228,6 +435,21 @@ impl Reader<'_> {
                     k += 1;
                 }
             }
+            if run.described
+                && let Some(app) = &run.follows_app
+            {
+                self.note(
+                    NoteKind::Read,
+                    format!(
+                        "\"{app} {}\": read as describing {app}, not as another program",
+                        run.words.join(" ")
+                    ),
+                );
+                for j in run.start..run.end {
+                    self.used[j] = true;
+                }
+                continue;
+            }
             if run.described {
                 let rest: Vec<String> = run
                     .words
@@ -237,7 +459,7 @@ impl Reader<'_> {
                     .map(|(w, _)| w.clone())
                     .collect();
                 if !rest.is_empty() {
-                    self.described(&rest, terminal, &mut out);
+                    self.described(&rest, &run.context, want, &mut out);
                 }
                 for j in run.start..run.end {
                     self.used[j] = true;
@@ -250,7 +472,7 @@ impl Reader<'_> {
                     self.used[i] = true;
                     continue;
                 }
-                if vocab.contains(w) || w.chars().count() < 2 {
+                if vocab.contains(w) || w.chars().count() < 2 || self.verb_slot(i) {
                     continue;
                 }
                 let listed = self.in_list(i);
@@ -258,8 +480,7 @@ impl Reader<'_> {
                 match hit {
                     Some(hit)
                         if listed
-                            || (hit.package.program
-                                && index.description_frequency(w) < ENGLISH_FREQUENCY) =>
+                            || (hit.package.program && !index.is_english(w, ENGLISH_FREQUENCY)) =>
                     {
                         self.used[i] = true;
                         self.note(NoteKind::Read, format!("\"{w}\": {}", hit.why));
@@ -270,7 +491,7 @@ impl Reader<'_> {
                         let fallback = ecosystems.iter().find_map(|e| e.fallback.as_ref());
                         if let Some(fb) = fallback
                             && listed
-                            && index.description_frequency(w) < ENGLISH_FREQUENCY
+                            && !index.is_english(w, ENGLISH_FREQUENCY)
                         {
                             self.used[i] = true;
                             self.note(
@@ -300,8 +521,13 @@ impl Reader<'_> {
     }
 
     /// A described need: search the index and take the best program.
-    fn described(&mut self, words: &[String], terminal: bool, out: &mut Resolved) {
+    fn described(&mut self, words: &[String], context: &[String], want: Want, out: &mut Resolved) {
         let index = Index::get();
+        let mut joined = words.join(" ");
+        for (phrase, one) in PHRASE_SYNONYMS {
+            joined = joined.replace(phrase, one);
+        }
+        let words: Vec<String> = joined.split(' ').map(str::to_string).collect();
         let terms: Vec<String> = words
             .iter()
             .filter(|w| !GENERIC_NOUNS.contains(&w.as_str()))
@@ -323,7 +549,13 @@ impl Reader<'_> {
             })
             .filter(|(_, x)| !terms.contains(x))
             .collect();
-        let hits = index.search(&terms, &extra, Some(!terminal));
+        let context: Vec<String> = context
+            .iter()
+            .filter(|w| !GENERIC_NOUNS.contains(&w.as_str()))
+            .map(|w| stem(w))
+            .filter(|t| t.len() >= 2 && !terms.contains(t))
+            .collect();
+        let hits = index.search(&terms, &extra, &context, want);
         match hits.first() {
             Some(best) => {
                 let others: Vec<&str> = hits[1..].iter().map(|h| h.package.name).collect();
@@ -357,7 +589,7 @@ impl Reader<'_> {
 }
 
 /// Debian's packaging of a language library, if it has one.
-fn library(index: &Index, eco: &str, patterns: &[&str], word: &str) -> Option<String> {
+pub(super) fn library(index: &Index, eco: &str, patterns: &[&str], word: &str) -> Option<String> {
     if eco == "python"
         && let Some((_, p)) = PYTHON_ALIASES.iter().find(|(w, _)| *w == word)
     {
