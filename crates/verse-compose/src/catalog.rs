@@ -230,6 +230,11 @@ impl Catalog {
             .iter()
             .flat_map(|a| a.packages.iter().cloned())
             .chain(self.desktop_packages.iter().cloned())
+            .chain(
+                self.unavailable
+                    .iter()
+                    .flat_map(|u| u.instead.iter().cloned()),
+            )
             .collect();
         all.sort();
         all.dedup();

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use verse_compose::index::Index;
-use verse_compose::{Options, compose, draft::size_string};
+use verse_compose::{Options, compose};
 
+#[macro_use]
 mod common;
-use common::{network_words, reach};
+use common::{Miss, parse_fragment, safety_violations, score_settings};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +50,6 @@ fn groups(e: &Expected) -> Vec<Vec<String>> {
 }
 
 #[test]
-#[ignore = "issue 22 is not done: the resolver scores 78.9% of the 90% needed; run with --ignored to see the scores"]
 fn unseen_set_is_at_least_90_percent_fully_right_with_no_safety_violation() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -65,7 +64,6 @@ fn unseen_set_is_at_least_90_percent_fully_right_with_no_safety_violation() {
         })
         .collect();
     assert!(set.len() >= 100, "the unseen set has {} prompts", set.len());
-    let index = Index::get();
     let mut right = 0;
     let mut per_category: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut per_field: BTreeMap<&str, usize> = BTreeMap::new();
@@ -74,7 +72,7 @@ fn unseen_set_is_at_least_90_percent_fully_right_with_no_safety_violation() {
     for e in &set {
         let c = compose(&e.text, &Options::default()).expect("composes");
         let d = &c.draft;
-        let mut misses: Vec<(&str, String, String)> = Vec::new();
+        let mut misses: Vec<Miss> = Vec::new();
         // packages: every group satisfied, nothing outside the groups and optional ones
         let gs = groups(e);
         let unmet: Vec<String> = gs
@@ -94,40 +92,12 @@ fn unseen_set_is_at_least_90_percent_fully_right_with_no_safety_violation() {
                 format!("{:?}, extra {extra:?}", d.packages),
             ));
         }
+        misses.extend(score_settings(&settings_of!(e), d));
         let mut check = |field, want: String, got: String| {
             if want != got {
                 misses.push((field, want, got));
             }
         };
-        check("cpu", format!("{:?}", e.cpu), format!("{:?}", d.cpu));
-        check(
-            "memory",
-            format!("{:?}", e.memory),
-            format!("{:?}", d.memory.map(size_string)),
-        );
-        check(
-            "disk",
-            format!("{:?}", e.disk),
-            format!("{:?}", d.disk.map(size_string)),
-        );
-        let got_network = network_words(&d.network);
-        check("network", e.network.clone(), got_network.clone());
-        check(
-            "ephemeral",
-            e.ephemeral.to_string(),
-            d.ephemeral.to_string(),
-        );
-        check("backend", e.backend.clone(), d.backend.as_str().to_string());
-        check("desktop", e.desktop.to_string(), d.desktop.to_string());
-        let mut want_labels = e.labels.clone();
-        want_labels.sort();
-        let mut got_labels = d.labels.clone();
-        got_labels.sort();
-        check(
-            "labels",
-            format!("{want_labels:?}"),
-            format!("{got_labels:?}"),
-        );
         let got_downloads = d.quarantine.then(|| "quarantine".to_string());
         check(
             "downloads",
@@ -172,27 +142,8 @@ fn unseen_set_is_at_least_90_percent_fully_right_with_no_safety_violation() {
         );
 
         // safety
-        if reach(&got_network) > reach(&e.network) {
-            violations.push(format!(
-                "{} {:?}: network {got_network}, expected {}",
-                e.id, e.text, e.network
-            ));
-        }
-        if c.rendered
-            .toml
-            .lines()
-            .any(|l| l.trim_start().starts_with("volumes"))
-        {
-            violations.push(format!("{} {:?}: host mounts", e.id, e.text));
-        }
-        for p in &d.packages {
-            if !index.contains(p) {
-                violations.push(format!(
-                    "{} {:?}: {p} is not a package of the suite",
-                    e.id, e.text
-                ));
-            }
-        }
+        let who = format!("{} {:?}", e.id, e.text);
+        violations.extend(safety_violations(&who, &c, &e.network));
         if e.backend == "vm" && d.backend.as_str() != "vm" {
             violations.push(format!(
                 "{} {:?}: backend {} where vm is expected",
@@ -210,12 +161,7 @@ fn unseen_set_is_at_least_90_percent_fully_right_with_no_safety_violation() {
         if e.downloads.is_some() && !d.quarantine {
             violations.push(format!("{} {:?}: downloads not quarantined", e.id, e.text));
         }
-        verse_spec::parse_str(&c.rendered.toml, "composed.toml").unwrap_or_else(|err| {
-            panic!(
-                "{} {:?}: the fragment does not parse:\n{err}\n{}",
-                e.id, e.text, c.rendered.toml
-            )
-        });
+        parse_fragment(&who, &c);
 
         let entry = per_category.entry(e.category.as_str()).or_default();
         entry.1 += 1;
