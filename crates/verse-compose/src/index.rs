@@ -307,38 +307,44 @@ impl Index {
             .take_while(|(v, _)| *v == word)
             .filter_map(|(_, by)| self.get_package(by))
             .collect();
-        if let Some(p) = providers.into_iter().max_by_key(|p| (p.program, p.pop)) {
-            return Some(Hit {
+        let provider = providers.into_iter().max_by_key(|p| (p.program, p.pop));
+        let variant = if word.len() < 3 {
+            None
+        } else {
+            self.with_prefix(word)
+                .filter(|p| p.program)
+                .filter(|p| {
+                    let rest = &p.name[word.len()..];
+                    rest.chars().all(|c| c.is_ascii_digit())
+                        || [
+                            "-build", "-ocr", ".io", "backup", "-client", "-desktop", "-qt", "-gtk",
+                        ]
+                        .contains(&rest)
+                        || (rest.starts_with('-') && p.description.to_lowercase().contains(word))
+                })
+                .max_by_key(|p| p.pop)
+        };
+        // both a provider and a suffixed name: the more used ("docker" is docker.io, not
+        // the dock-app wmdocker that provides "docker")
+        let variant_wins =
+            |p: &Package| variant.is_some_and(|v| (v.program, v.pop) > (p.program, p.pop));
+        match (provider, variant) {
+            (Some(p), _) if !variant_wins(p) => Some(Hit {
                 package: *p,
                 why: format!(
                     "no package is called {word}; {} provides it ({})",
                     p.name, p.description
                 ),
-            });
+            }),
+            (_, Some(v)) => Some(Hit {
+                package: *v,
+                why: format!(
+                    "no package is called {word}; Debian ships it as {} ({})",
+                    v.name, v.description
+                ),
+            }),
+            (_, None) => None,
         }
-        if word.len() < 3 {
-            return None;
-        }
-        let variant = self
-            .with_prefix(word)
-            .filter(|p| p.program)
-            .filter(|p| {
-                let rest = &p.name[word.len()..];
-                rest.chars().all(|c| c.is_ascii_digit())
-                    || [
-                        "-build", "-ocr", ".io", "backup", "-client", "-desktop", "-qt", "-gtk",
-                    ]
-                    .contains(&rest)
-                    || (rest.starts_with('-') && p.description.to_lowercase().contains(word))
-            })
-            .max_by_key(|p| p.pop)?;
-        Some(Hit {
-            package: *variant,
-            why: format!(
-                "no package is called {word}; Debian ships it as {} ({})",
-                variant.name, variant.description
-            ),
-        })
     }
 
     /// A newer major version packaged beside `p` under a numbered name with the same
