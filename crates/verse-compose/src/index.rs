@@ -486,14 +486,15 @@ impl Index {
                 }
             }
         }
-        let (k1, b) = (1.2, 0.75);
+        let (k1, b) = (1.2, 0.5);
         // every term the person wrote must match, or all but one of three or more
         let need = if terms.len() >= 3 {
             terms.len() - 1
         } else {
             terms.len()
         };
-        let mut scored: Vec<(f64, usize, &Package)> = tfs
+        // (score, terms matched, package, the front-end it was found through)
+        let mut scored: Vec<(f64, usize, &Package, Option<&Package>)> = tfs
             .into_iter()
             .filter_map(|(doc, tf)| {
                 let (name, len) = *self.docs.get(doc as usize)?;
@@ -534,13 +535,13 @@ impl Index {
                     want != Want::Graphical && b.program && (!b.gui || b.console) && p.gui
                 });
                 let own = score * fit(want, p);
-                let mut found = vec![(own, matched, p)];
+                let mut found = vec![(own, matched, p, None)];
                 if let Some(b) = base {
                     // the program ranks just above its front-end, with the better-known's
                     // popularity (front-ends are often better known than what they drive)
                     let prior = 1.0 + b.pop.max(p.pop) as f64 / POPULARITY_SCALE;
                     let theirs = s * prior * phrase * shell * fit(want, b);
-                    found.push((theirs.max(own * 1.05), matched, b));
+                    found.push((theirs.max(own * 1.05), matched, b, Some(p)));
                 }
                 Some(found)
             })
@@ -562,16 +563,26 @@ impl Index {
         scored
             .into_iter()
             .take(5)
-            .map(|(s, m, p)| Hit {
+            .map(|(s, m, p, front)| Hit {
                 package: *p,
-                why: format!(
-                    "best match among {} programs for {} ({m} of {} words in \"{}\"; score {s:.1}, popularity {})",
-                    self.docs.len(),
-                    terms.join(" "),
-                    terms.len(),
-                    p.description,
-                    p.pop
-                ),
+                why: match front {
+                    None => format!(
+                        "best match among {} programs for {} ({m} of {} words in \"{}\"; score {s:.1}, popularity {})",
+                        self.docs.len(),
+                        terms.join(" "),
+                        terms.len(),
+                        p.description,
+                        p.pop
+                    ),
+                    Some(f) => format!(
+                        "best match among {} programs for {} through its graphical front-end {} ({m} of {} words in \"{}\"; score {s:.1}): the program itself, since nothing graphical was asked for",
+                        self.docs.len(),
+                        terms.join(" "),
+                        f.name,
+                        terms.len(),
+                        f.description,
+                    ),
+                },
             })
             .collect()
     }
@@ -674,9 +685,9 @@ pub fn stem(word: &str) -> String {
         .or_else(|| lower.strip_suffix('\''))
         .unwrap_or(&lower)
         .to_string();
-    for suffix in ["ers", "ors", "ing", "er", "or", "es", "s"] {
+    for suffix in ["ers", "ors", "ing", "ies", "er", "or", "es", "s", "y"] {
         if let Some(base) = w.strip_suffix(suffix)
-            && base.len() >= 4
+            && base.len() >= if suffix == "y" { 5 } else { 4 }
             && !(suffix == "s"
                 && (base.ends_with('s') || base.ends_with('u') || base.ends_with('i')))
         {
