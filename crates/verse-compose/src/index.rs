@@ -467,9 +467,12 @@ impl Index {
         let mut df = vec![0u32; all.len()];
         for (k, (t, _, _)) in all.iter().enumerate() {
             let start = self.words.partition_point(|(w, _)| *w < t.as_str());
+            // a short term is a word of its own ("cad" is not "cadabra")
+            let exact = t.chars().count() <= 3;
             for (_, postings) in self.words[start..]
                 .iter()
                 .take_while(|(w, _)| w.starts_with(t.as_str()))
+                .filter(|(w, _)| !exact || *w == t.as_str())
             {
                 for entry in postings.split(' ') {
                     let Some((doc, count)) = entry.split_once(':') else {
@@ -624,17 +627,19 @@ fn text_words(p: &Package) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
-/// True when two consecutive terms are found next to each other, in order, in the
-/// package's words ("image viewer" in "Fast and lightweight image viewer").
+/// True when two consecutive terms are found next to each other in the package's words
+/// ("image viewer" in "Fast and lightweight image viewer").
 fn adjacent(terms: &[String], p: &Package) -> bool {
     if terms.len() < 2 {
         return false;
     }
     let words: Vec<String> = text_words(p).collect();
+    // either order: "record screen" is a "screen recorder"
     terms.windows(2).any(|pair| {
-        words
-            .windows(2)
-            .any(|w| w[0].starts_with(&pair[0]) && w[1].starts_with(&pair[1]))
+        words.windows(2).any(|w| {
+            (w[0].starts_with(&pair[0]) && w[1].starts_with(&pair[1]))
+                || (w[0].starts_with(&pair[1]) && w[1].starts_with(&pair[0]))
+        })
     })
 }
 

@@ -48,6 +48,9 @@ fn vocabulary() -> &'static BTreeSet<String> {
             PHRASE_WORDS,
             ALLOW_WORDS,
             MOUNT_WORDS,
+            SUBJECT_WORDS,
+            OBJECT_PRONOUNS,
+            DETERMINERS,
         ] {
             v.extend(set.iter().map(|s| s.to_string()));
         }

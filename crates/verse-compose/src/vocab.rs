@@ -1329,6 +1329,11 @@ pub const COMPOUND_STOPS: &[&str] = &[
     "everything",
 ];
 
+/// Determiners between a verb and its object ("record *my* screen").
+pub const DETERMINERS: &[&str] = &[
+    "my", "the", "a", "an", "some", "your", "our", "their", "this",
+];
+
 /// Words that stand before a verb: "somebody *sent* me", "I *got*".
 pub const SUBJECT_WORDS: &[&str] = &[
     "i",

@@ -201,7 +201,7 @@ fn split_piece(piece: &str, out: &mut Vec<Token>) {
         {
             let rest = &part[digits_end..];
             // "0ad", "1password", "7zip": a name that starts with digits, not a quantity
-            if !rest.is_empty() && !is_unit_word(rest) && rest != "x" && rest.len() >= 2 {
+            if !rest.is_empty() && !is_unit_word(rest) && rest != "x" {
                 out.push(Token::Word(part.to_string()));
                 continue;
             }

@@ -10,8 +10,9 @@ use crate::catalog::Catalog;
 pub(crate) use crate::index::Want;
 use crate::index::{Hit, Index, stem};
 use crate::vocab::{
-    COMPOUND_STOPS, DESKTOP_WORDS, FILE_KINDS, LIST_MARKERS, NEGATIONS, OBJECT_PRONOUNS,
-    SKETCHY_WORDS, STOPWORDS, SUBJECT_WORDS, TERMINAL_WORDS, VIEW_OBJECTS, VIEW_VERBS,
+    COMPOUND_STOPS, DESKTOP_WORDS, DETERMINERS, FILE_KINDS, LIST_MARKERS, NEGATIONS,
+    OBJECT_PRONOUNS, SKETCHY_WORDS, STOPWORDS, SUBJECT_WORDS, TERMINAL_WORDS, VIEW_OBJECTS,
+    VIEW_VERBS,
 };
 use crate::vocab::{
     ECOSYSTEMS, GENERIC_NOUNS, NEED_LEADS, NEED_NOUNS, PHRASE_SYNONYMS, PYTHON_ALIASES, SYNONYMS,
@@ -103,6 +104,17 @@ impl Reader<'_> {
                 prev.words.extend(words);
                 prev.end = i;
                 prev.described = true;
+                continue;
+            }
+            // "something to record my screen": the verb's object, past a determiner
+            if let Some(prev) = runs.last_mut()
+                && prev.lead
+                && !described
+                && start > prev.end
+                && (prev.end..start).all(|j| is(self.word(j), DETERMINERS))
+            {
+                prev.words.extend(words);
+                prev.end = i;
                 continue;
             }
             // "something to merge and split pdf files": verbs joined by "and" are one need
@@ -240,6 +252,16 @@ impl Reader<'_> {
             };
             if let Some((_, need)) = FILE_KINDS.iter().find(|(e, _)| *e == ext) {
                 self.used[i] = true;
+                // "a weird .xlsx": words before the file describe it
+                let mut j = i;
+                while j > 0
+                    && let Some(w) = self.word(j - 1)
+                    && !COMPOUND_STOPS.contains(&w)
+                    && !self.app_tokens[j - 1]
+                {
+                    self.used[j - 1] = true;
+                    j -= 1;
+                }
                 push(&mut needs, need);
             }
         }
