@@ -3,8 +3,10 @@
 
 Reads Debian's own metadata for one suite (bookworm main, amd64): the Packages file (names,
 short descriptions, sections, Provides, Depends/Recommends, debtags) and the AppStream
-Components file (which packages are desktop applications). Writes a compact, zstd-compressed
-text index (crates/verse-compose/data/bookworm.idx.zst) that the verse binary embeds.
+Components file (which packages are desktop applications). Writes a text index
+(crates/verse-compose/data/bookworm.idx, about 7 MB) that the verse binary embeds as is:
+decompressing it cost 15-50 ms per `verse compose` on a busy 2-core host, more than the whole
+command may take. `--out FILE.zst` writes it zstd-compressed instead (for VERSE_COMPOSE_INDEX).
 
 Sources, in order: --from DIR (e.g. /var/lib/apt/lists: *_Packages, *_Packages.lz4/.xz), else
 the archive at deb.debian.org (cached in .cache/). popcon.debian.org is not used (it may be
@@ -147,7 +149,7 @@ def main():
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = args.out or os.path.join(root, "crates/verse-compose/data", f"{args.suite}.idx.zst")
+    out = args.out or os.path.join(root, "crates/verse-compose/data", f"{args.suite}.idx")
     cache = os.path.join(root, ".cache")
     if args.source:
         pats = [f"*dists_{args.suite}_main_binary-amd64_Packages*", f"*dists_{args.suite}_main_dep11_Components-amd64.yml*"]
@@ -290,9 +292,16 @@ def main():
         lines.append(f"W\t{w}\t{' '.join(postings[w])}")
     data = ("\n".join(lines) + "\n").encode()
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    subprocess.run(["zstd", "-q", "-19", "-f", "-o", out], input=data, check=True)
-    print(f"{out}: {len(pkgs)} packages, {sum(len(v) for v in provides.values())} provides, "
-          f"{len(data)} bytes raw, {os.path.getsize(out)} compressed", file=sys.stderr)
+    if out.endswith(".zst"):
+        # the frame records its size, so the reader decompresses in one allocation
+        subprocess.run(["zstd", "-q", "-19", "-f", f"--stream-size={len(data)}", "-o", out], input=data, check=True)
+    else:
+        with open(out + ".partial", "wb") as f:
+            f.write(data)
+        os.rename(out + ".partial", out)
+    virtual = sum(1 for line in lines if line.startswith("V\t"))
+    print(f"{out}: {len(pkgs)} packages, {virtual} virtual names, {len(docs)} programs searched, "
+          f"{len(data)} bytes, {os.path.getsize(out)} written", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 //! that a program outside the hand-written catalog can still be named or described.
 //!
 //! The index is built by `scripts/compose-index.py` from the suite's Packages and AppStream
-//! files and embedded in the binary (about 1 MB, zstd). It is decompressed the first time a
-//! prompt needs it, never for prompts the catalog answers alone. `VERSE_COMPOSE_INDEX` names
-//! another index file of the same format (e.g. one built from the host's apt lists with
-//! `scripts/compose-index.py --from /var/lib/apt/lists`).
+//! files and embedded in the binary as plain text (about 7 MB): decompressing a 1.5 MB zstd
+//! copy took 15-50 ms per process on a busy host, more than the whole command may take, while
+//! the plain text is used in place (only its line starts are found, package records are
+//! parsed when asked for). It is read the first time a prompt needs it. `VERSE_COMPOSE_INDEX`
+//! names another index file of the same format, plain or zstd-compressed (e.g. one built from
+//! the host's apt lists with `scripts/compose-index.py --from /var/lib/apt/lists`).
 //!
 //! Described needs are matched with BM25 over names and short descriptions, restricted to
 //! programs (not libraries, data or documentation), and weighted by a popularity derived from
@@ -16,7 +18,7 @@
 use std::sync::OnceLock;
 
 /// The index shipped with this build.
-const SHIPPED: &[u8] = include_bytes!("../data/bookworm.idx.zst");
+const SHIPPED: &str = include_str!("../data/bookworm.idx");
 
 /// One binary package.
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +52,9 @@ pub struct Hit {
 /// The loaded index.
 #[derive(Debug)]
 pub struct Index {
-    /// Sorted by name.
-    packages: Vec<Package>,
+    /// The package records ("name\tflags\t..."), sorted by name, parsed when asked for: a
+    /// process reads a few of 63k.
+    packages: Vec<&'static str>,
     /// (virtual name, provider), sorted.
     provides: Vec<(&'static str, &'static str)>,
     /// Where it came from, for explanations.
@@ -104,29 +107,46 @@ impl Index {
                         source,
                     })
                     .and_then(|bytes| Index::parse(&bytes, &path))
+                    .and_then(|index| index.validate().map(|()| index))
                 {
                     Ok(index) => return index,
                     Err(e) => tracing::warn!("{e}; using the index shipped in verse"),
                 }
             }
-            Index::parse(SHIPPED, "the shipped bookworm index")
+            Index::parse_text(SHIPPED, "the shipped bookworm index")
                 .expect("the shipped index parses (a test checks it)")
         })
     }
 
-    /// Parse a zstd-compressed index (the format written by scripts/compose-index.py).
+    /// Parse an index file (the format written by scripts/compose-index.py), plain or
+    /// zstd-compressed.
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Index, IndexError> {
-        let raw = zstd::decode_all(bytes).map_err(|source| IndexError::Decompress {
-            path: origin.to_string(),
-            source,
-        })?;
+        const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+        let raw = if bytes.starts_with(&ZSTD_MAGIC) {
+            let decompress = |source| IndexError::Decompress {
+                path: origin.to_string(),
+                source,
+            };
+            // in one allocation when the frame says its size (the script writes it)
+            match zstd::zstd_safe::get_frame_content_size(bytes) {
+                Ok(Some(size)) if size < 1 << 30 => zstd::bulk::decompress(bytes, size as usize),
+                _ => zstd::decode_all(bytes),
+            }
+            .map_err(decompress)?
+        } else {
+            bytes.to_vec()
+        };
         let text = String::from_utf8(raw).map_err(|e| IndexError::Format {
             path: origin.to_string(),
             line: 0,
             problem: format!("not UTF-8: {e}"),
         })?;
         // The index lives as long as the process: leaking it once lets records borrow it.
-        let text: &'static str = Box::leak(text.into_boxed_str());
+        Index::parse_text(Box::leak(text.into_boxed_str()), origin)
+    }
+
+    /// Read an index's text in place.
+    pub fn parse_text(text: &'static str, origin: &str) -> Result<Index, IndexError> {
         let mut packages = Vec::with_capacity(70_000);
         let mut provides = Vec::with_capacity(40_000);
         let mut docs = Vec::with_capacity(20_000);
@@ -142,24 +162,7 @@ impl Index {
             };
             let mut f = line.split('\t');
             match f.next() {
-                Some("P") => {
-                    let (Some(name), Some(flags), Some(pop), Some(section), Some(description)) =
-                        (f.next(), f.next(), f.next(), f.next(), f.next())
-                    else {
-                        return Err(bad("a package record needs 6 fields"));
-                    };
-                    packages.push(Package {
-                        name,
-                        gui: flags.contains('g'),
-                        program: flags.contains('p'),
-                        dummy: flags.contains('d'),
-                        console: flags.contains('c'),
-                        pop: pop.parse().map_err(|_| bad("popularity is not a number"))?,
-                        section,
-                        description,
-                        appstream: f.next().unwrap_or(""),
-                    });
-                }
+                Some("P") => packages.push(&line[2..]),
                 Some("D") => {
                     let (Some(name), Some(len)) = (f.next(), f.next()) else {
                         return Err(bad("a document record needs 3 fields"));
@@ -219,7 +222,9 @@ impl Index {
                         .into(),
             });
         }
-        packages.sort_by(|a, b| a.name.cmp(b.name));
+        if !packages.is_sorted_by(|a, b| record_name(a) <= record_name(b)) {
+            packages.sort_by(|a, b| record_name(a).cmp(record_name(b)));
+        }
         provides.sort();
         words.sort_unstable_by(|a, b| a.0.cmp(b.0));
         replaced.sort();
@@ -248,11 +253,25 @@ impl Index {
     }
 
     /// The package of exactly this name.
-    pub fn get_package(&self, name: &str) -> Option<&Package> {
-        self.packages
-            .binary_search_by(|p| p.name.cmp(name))
-            .ok()
-            .map(|i| &self.packages[i])
+    pub fn get_package(&self, name: &str) -> Option<Package> {
+        let i = self
+            .packages
+            .binary_search_by(|p| record_name(p).cmp(name))
+            .ok()?;
+        package(self.packages[i]).ok()
+    }
+
+    /// Every package record parses (the shipped index is checked by a test; an index named
+    /// by `VERSE_COMPOSE_INDEX` when it is loaded).
+    pub fn validate(&self) -> Result<(), IndexError> {
+        for record in &self.packages {
+            package(record).map_err(|problem| IndexError::Format {
+                path: self.origin.clone(),
+                line: 0,
+                problem: format!("package record `P\t{record}`: {problem}"),
+            })?;
+        }
+        Ok(())
     }
 
     /// True when `name` is a real package of the suite.
@@ -260,11 +279,12 @@ impl Index {
         self.get_package(name).is_some()
     }
 
-    fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Package> + 'a {
-        let start = self.packages.partition_point(|p| p.name < prefix);
+    fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = Package> + 'a {
+        let start = self.packages.partition_point(|p| record_name(p) < prefix);
         self.packages[start..]
             .iter()
-            .take_while(move |p| p.name.starts_with(prefix))
+            .take_while(move |p| record_name(p).starts_with(prefix))
+            .filter_map(|r| package(r).ok())
     }
 
     /// A program the user named: the package of that name, a package providing it, or the
@@ -280,16 +300,16 @@ impl Index {
                 && let Some(to) = self.replacement(word)
             {
                 return Some(Hit {
-                    package: *to,
+                    package: to,
                     why: format!(
                         "the Debian package {word} only pulls in another ({}); {} installed instead ({})",
                         p.description, to.name, to.description
                     ),
                 });
             }
-            if let Some(newer) = self.newer_major(p) {
+            if let Some(newer) = self.newer_major(&p) {
                 return Some(Hit {
-                    package: *newer,
+                    package: newer,
                     why: format!(
                         "Debian packages a newer major version of {word} as {} ({}; {word} is \"{}\")",
                         newer.name, newer.description, p.description
@@ -297,12 +317,12 @@ impl Index {
                 });
             }
             return Some(Hit {
-                package: *p,
+                package: p,
                 why: format!("the Debian package {} ({})", p.name, p.description),
             });
         }
         let start = self.provides.partition_point(|(v, _)| *v < word);
-        let providers: Vec<&Package> = self.provides[start..]
+        let providers: Vec<Package> = self.provides[start..]
             .iter()
             .take_while(|(v, _)| *v == word)
             .filter_map(|(_, by)| self.get_package(by))
@@ -329,15 +349,15 @@ impl Index {
         let variant_wins =
             |p: &Package| variant.is_some_and(|v| (v.program, v.pop) > (p.program, p.pop));
         match (provider, variant) {
-            (Some(p), _) if !variant_wins(p) => Some(Hit {
-                package: *p,
+            (Some(p), _) if !variant_wins(&p) => Some(Hit {
+                package: p,
                 why: format!(
                     "no package is called {word}; {} provides it ({})",
                     p.name, p.description
                 ),
             }),
             (_, Some(v)) => Some(Hit {
-                package: *v,
+                package: v,
                 why: format!(
                     "no package is called {word}; Debian ships it as {} ({})",
                     v.name, v.description
@@ -349,7 +369,7 @@ impl Index {
 
     /// A newer major version packaged beside `p` under a numbered name with the same
     /// description but for the version: musescore ("..., v2") and musescore3 ("..., v3").
-    fn newer_major(&self, p: &Package) -> Option<&Package> {
+    fn newer_major(&self, p: &Package) -> Option<Package> {
         let same = unversioned(p.description);
         let own = trailing_version(p.description);
         self.with_prefix(p.name)
@@ -368,13 +388,21 @@ impl Index {
     /// "Kubernetes client binary (kubectl)".
     pub fn described_as_command(&self, word: &str) -> Option<Hit> {
         let needle = format!("({word})");
-        let p = self
-            .packages
-            .iter()
+        // only programs using the word can say it in parentheses: their postings, not a
+        // pass over every package
+        let at = self
+            .words
+            .binary_search_by(|(w, _)| (*w).cmp(&word.to_lowercase()))
+            .ok()?;
+        let p = self.words[at]
+            .1
+            .split(' ')
+            .filter_map(|entry| entry.split_once(':')?.0.parse::<usize>().ok())
+            .filter_map(|doc| self.get_package(self.docs.get(doc)?.0))
             .filter(|p| p.program && p.description.contains(&needle))
             .max_by_key(|p| p.pop)?;
         Some(Hit {
-            package: *p,
+            package: p,
             why: format!(
                 "no package is called {word}; {} is ({})",
                 p.name, p.description
@@ -404,17 +432,17 @@ impl Index {
     }
 
     /// What a transitional, dummy or metapackage stands for.
-    pub fn replacement(&self, name: &str) -> Option<&Package> {
+    pub fn replacement(&self, name: &str) -> Option<Package> {
         self.paired(&self.replaced, name)
     }
 
     /// The program a graphical front-end drives ("clamtk" drives "clamav").
-    pub fn frontend_of(&self, name: &str) -> Option<&Package> {
+    pub fn frontend_of(&self, name: &str) -> Option<Package> {
         self.paired(&self.frontends, name)
     }
 
     /// The package paired with `name` in a sorted list of pairs.
-    fn paired(&self, pairs: &[(&'static str, &'static str)], name: &str) -> Option<&Package> {
+    fn paired(&self, pairs: &[(&'static str, &'static str)], name: &str) -> Option<Package> {
         let i = pairs.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
         self.get_package(pairs[i].1)
     }
@@ -497,7 +525,7 @@ impl Index {
             terms.len()
         };
         // (score, terms matched, package, the front-end it was found through)
-        let mut scored: Vec<(f64, usize, &Package, Option<&Package>)> = tfs
+        let mut scored: Vec<(f64, usize, Package, Option<Package>)> = tfs
             .into_iter()
             .filter_map(|(doc, tf)| {
                 let (name, len) = *self.docs.get(doc as usize)?;
@@ -529,21 +557,21 @@ impl Index {
                 }
                 let s = best.iter().sum::<f64>() + rest.iter().sum::<f64>() / 4.0 + context_score;
                 let prior = 1.0 + p.pop as f64 / POPULARITY_SCALE;
-                let phrase = if adjacent(terms, p) { 1.5 } else { 1.0 };
-                let shell = if for_another_shell(p) { 0.6 } else { 1.0 };
+                let phrase = if adjacent(terms, &p) { 1.5 } else { 1.0 };
+                let shell = if for_another_shell(&p) { 0.6 } else { 1.0 };
                 let score = s * prior * phrase * shell;
                 // a graphical front-end's match is its program's too ("graphical front-end
                 // for ClamAV"), unless a window was asked for
                 let base = self.frontend_of(p.name).filter(|b| {
                     want != Want::Graphical && b.program && (!b.gui || b.console) && p.gui
                 });
-                let own = score * fit(want, p);
+                let own = score * fit(want, &p);
                 let mut found = vec![(own, matched, p, None)];
                 if let Some(b) = base {
                     // the program ranks just above its front-end, with the better-known's
                     // popularity (front-ends are often better known than what they drive)
                     let prior = 1.0 + b.pop.max(p.pop) as f64 / POPULARITY_SCALE;
-                    let theirs = s * prior * phrase * shell * fit(want, b);
+                    let theirs = s * prior * phrase * shell * fit(want, &b);
                     found.push((theirs.max(own * 1.05), matched, b, Some(p)));
                 }
                 Some(found)
@@ -567,7 +595,7 @@ impl Index {
             .into_iter()
             .take(5)
             .map(|(s, m, p, front)| Hit {
-                package: *p,
+                package: p,
                 why: match front {
                     None => format!(
                         "best match among {} programs for {} ({m} of {} words in \"{}\"; score {s:.1}, popularity {})",
@@ -654,6 +682,32 @@ fn for_another_shell(p: &Package) -> bool {
         || text_words(p).any(|w| SHELLS.contains(&w.as_str()))
 }
 
+/// The name of a package record (its first field).
+fn record_name(record: &str) -> &str {
+    record.split_once('\t').map_or(record, |(name, _)| name)
+}
+
+/// A package record parsed: "name flags pop section description appstream".
+fn package(record: &'static str) -> Result<Package, &'static str> {
+    let mut f = record.split('\t');
+    let (Some(name), Some(flags), Some(pop), Some(section), Some(description)) =
+        (f.next(), f.next(), f.next(), f.next(), f.next())
+    else {
+        return Err("a package record needs 6 fields");
+    };
+    Ok(Package {
+        name,
+        gui: flags.contains('g'),
+        program: flags.contains('p'),
+        dummy: flags.contains('d'),
+        console: flags.contains('c'),
+        pop: pop.parse().map_err(|_| "popularity is not a number")?,
+        section,
+        description,
+        appstream: f.next().unwrap_or(""),
+    })
+}
+
 /// A description without a trailing version ("..., v2" -> "...").
 fn unversioned(description: &str) -> &str {
     match description.rsplit_once([' ', ',']) {
@@ -708,4 +762,35 @@ pub fn stem(word: &str) -> String {
         }
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index named by VERSE_COMPOSE_INDEX may be plain or zstd-compressed; both read the
+    /// same, and a file that is neither is refused, naming it.
+    #[test]
+    fn an_index_file_reads_plain_or_compressed_and_bad_files_are_named() {
+        let plain = Index::parse(SHIPPED.as_bytes(), "plain").expect("plain text parses");
+        let packed = zstd::bulk::compress(SHIPPED.as_bytes(), 3).expect("compresses");
+        let unpacked = Index::parse(&packed, "packed").expect("zstd parses");
+        assert_eq!(plain.len(), unpacked.len());
+        assert_eq!(
+            unpacked.get_package("gimp").map(|p| p.description),
+            plain.get_package("gimp").map(|p| p.description)
+        );
+        let err = Index::parse(b"P\tonly\tone\n", "tiny.idx").unwrap_err();
+        assert!(err.to_string().contains("tiny.idx"), "{err}");
+        let err = Index::parse(&[0xff, 0xfe, 0x00], "binary.idx").unwrap_err();
+        assert!(err.to_string().contains("binary.idx"), "{err}");
+    }
+
+    #[test]
+    fn stems_keep_words_that_only_look_plural() {
+        assert_eq!(stem("virus"), "virus");
+        assert_eq!(stem("photos"), "photo");
+        assert_eq!(stem("children's"), "children");
+        assert_eq!(stem("genealogy"), "genealog");
+    }
 }

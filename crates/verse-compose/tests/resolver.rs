@@ -117,3 +117,13 @@ fn word_use_tells_english_words_from_names() {
     assert!(total >= 40 && lower * 4 < total, "{total} {lower}");
     assert_eq!(index.word_use("frobnicatorx"), (0, 0));
 }
+
+#[test]
+fn the_shipped_index_is_whole_and_every_record_parses() {
+    let index = verse_compose::index::Index::get();
+    assert!(index.len() > 60_000, "{} packages", index.len());
+    index.validate().expect("every package record parses");
+    let gimp = index.get_package("gimp").expect("gimp is in bookworm");
+    assert!(gimp.gui && gimp.program && !gimp.console);
+    assert!(index.get_package("frobnicator-desktop").is_none());
+}
