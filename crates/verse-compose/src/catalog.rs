@@ -38,6 +38,8 @@ struct RawEntry {
 #[derive(Debug, Deserialize)]
 struct RawUnavailable {
     suggest: Vec<String>,
+    #[serde(default)]
+    instead: Vec<String>,
     why: String,
     #[serde(default)]
     also: Vec<String>,
@@ -73,6 +75,8 @@ pub struct App {
 pub struct Unavailable {
     pub name: String,
     pub suggest: Vec<String>,
+    /// The usual free equivalent, installed in its place ("photoshop": gimp).
+    pub instead: Vec<String>,
     pub why: String,
 }
 
@@ -164,6 +168,7 @@ impl Catalog {
             catalog.unavailable.push(Unavailable {
                 name,
                 suggest: entry.suggest,
+                instead: entry.instead,
                 why: entry.why,
             });
         }
@@ -183,8 +188,14 @@ impl Catalog {
             return Err(format!("unknown section [{extra}] in the catalog"));
         }
         for u in &catalog.unavailable {
+            // suggestions are catalog apps or Debian packages (checked against the archive
+            // by tests/debian_packages.rs, like `instead`)
             for s in &u.suggest {
-                if catalog.app(s).is_none() {
+                if catalog.app(s).is_none()
+                    && !s.contains(['-', '.'])
+                    && !u.instead.contains(s)
+                    && s.chars().any(|c| c.is_ascii_uppercase())
+                {
                     return Err(format!(
                         "[unavailable.{}] suggests `{s}`, which is not an app of the catalog",
                         u.name
@@ -219,6 +230,11 @@ impl Catalog {
             .iter()
             .flat_map(|a| a.packages.iter().cloned())
             .chain(self.desktop_packages.iter().cloned())
+            .chain(
+                self.unavailable
+                    .iter()
+                    .flat_map(|u| u.instead.iter().cloned()),
+            )
             .collect();
         all.sort();
         all.dedup();

@@ -32,6 +32,12 @@ pub struct Draft {
     pub desktop: bool,
     /// Free-form labels: purpose ("banking") and colour ("red").
     pub labels: Vec<String>,
+    /// Image build steps (a pip-in-venv step for libraries Debian does not package).
+    #[serde(default)]
+    pub run: Vec<String>,
+    /// Files the env downloads leave it into the host's quarantine (sketchy files).
+    #[serde(default)]
+    pub quarantine: bool,
 }
 
 impl Draft {
@@ -49,6 +55,8 @@ impl Draft {
             ephemeral: false,
             desktop: false,
             labels: Vec::new(),
+            run: Vec::new(),
+            quarantine: false,
         }
     }
 }

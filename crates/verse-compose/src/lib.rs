@@ -18,9 +18,11 @@
 
 pub mod catalog;
 pub mod draft;
+pub mod index;
 pub mod model;
 pub mod read;
 pub mod render;
+pub mod vocab;
 pub mod words;
 
 use serde::{Deserialize, Serialize};

@@ -2,8 +2,12 @@
 //! completions endpoint (http only, e.g. a local llama.cpp or Ollama server), compose asks it
 //! for a [`Draft`] under a JSON schema, then checks the answer like a hand-written spec and
 //! against the offline reading of the same words: the model may choose apps and sizes, but it
-//! may not grant more network, weaker isolation, less ephemerality, host mounts, or packages
-//! outside the catalog. Any error or violation falls back to the offline composer, saying why.
+//! may not grant more network, weaker isolation, less ephemerality, or host mounts. Its
+//! packages are checked against the suite's package index ([`crate::index`]) like a name the
+//! person typed: a real package is kept, a name Debian packages otherwise ("docker" is
+//! docker.io, a transitional package what replaced it) is replaced, saying so, and a name that
+//! is no package refuses the answer. Any error or violation falls back to the offline
+//! composer, saying why.
 
 use std::time::Duration;
 
@@ -81,8 +85,9 @@ pub enum ModelError {
     Refused(String),
 }
 
-/// The JSON schema the model must answer in: a [`Draft`], with packages limited to the
-/// catalog's and sizes in bytes.
+/// The JSON schema the model must answer in: a [`Draft`], with package names shaped like
+/// Debian's (the catalog's packages as examples; the index checks them afterwards, 64k names
+/// are too many for a schema) and sizes in bytes.
 pub fn schema() -> Value {
     let packages = Catalog::get().all_packages();
     json!({
@@ -93,7 +98,10 @@ pub fn schema() -> Value {
         "properties": {
             "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
             "base": {"type": "string", "enum": [DEFAULT_BASE]},
-            "packages": {"type": "array", "items": {"type": "string", "enum": packages}},
+            "packages": {"type": "array", "items": {"type": "string",
+                "pattern": "^[a-z0-9][a-z0-9.+-]{1,80}$",
+                "description": "a package of Debian bookworm main",
+                "examples": packages}},
             "backend": {"type": "string", "enum": ["container", "gvisor", "vm"]},
             "cpu": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": verse_spec::MAX_CPU},
             "memory": {"type": ["integer", "null"], "minimum": verse_spec::MIN_MEMORY,
@@ -116,8 +124,8 @@ pub fn schema() -> Value {
 }
 
 const INSTRUCTIONS: &str = "You turn a person's description of a computer environment into a \
-Verse environment draft, as JSON matching the given schema. Rules: use only packages from the \
-schema's list; network is {\"mode\":\"none\"} unless the words ask for access; set ephemeral \
+Verse environment draft, as JSON matching the given schema. Rules: use only packages of Debian \
+bookworm main (the schema's examples are common ones); network is {\"mode\":\"none\"} unless the words ask for access; set ephemeral \
 when the words say throwaway or disposable; use backend \"vm\" for untrusted content; sizes are \
 bytes; never invent fields. Answer with the JSON object only.";
 
@@ -201,8 +209,13 @@ pub fn parse_answer(body: &[u8]) -> Result<Draft, ModelError> {
     serde_json::from_str(content).map_err(|e| ModelError::Malformed(e.to_string()))
 }
 
-/// Check a model's draft against the catalog and against the offline reading of the same words.
-pub fn check(draft: &mut Draft, offline: &Draft, options: &Options) -> Result<(), ModelError> {
+/// Check a model's draft against the package index and against the offline reading of the
+/// same words. Returns notes on packages replaced by the ones Debian ships.
+pub fn check(
+    draft: &mut Draft,
+    offline: &Draft,
+    options: &Options,
+) -> Result<Vec<Note>, ModelError> {
     let refuse = |why: String| Err(ModelError::Refused(why));
     match &options.name {
         Some(name) => draft.name = name.clone(),
@@ -217,10 +230,32 @@ pub fn check(draft: &mut Draft, offline: &Draft, options: &Options) -> Result<()
             draft.base
         ));
     }
-    let known = Catalog::get().all_packages();
-    for p in &draft.packages {
-        if !known.contains(p) {
-            return refuse(format!("package `{p}` is not in the catalog"));
+    let mut notes = Vec::new();
+    let index = crate::index::Index::get();
+    for p in draft.packages.iter_mut() {
+        let named = p
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".+-".contains(c))
+            .then(|| index.named(p))
+            .flatten();
+        match named {
+            Some(hit) if hit.package.name == p.as_str() => {}
+            Some(hit) => {
+                notes.push(Note {
+                    kind: NoteKind::Read,
+                    text: format!(
+                        "the model's package `{p}`: {} instead ({})",
+                        hit.package.name, hit.why
+                    ),
+                });
+                *p = hit.package.name.to_string();
+            }
+            None => {
+                return refuse(format!(
+                    "package `{p}` is not a package of Debian {DEFAULT_BASE} ({}) and names none",
+                    index.origin
+                ));
+            }
         }
     }
     draft.packages.sort();
@@ -272,7 +307,7 @@ pub fn check(draft: &mut Draft, offline: &Draft, options: &Options) -> Result<()
             return refuse(format!("label {label:?} is not a plain word"));
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// Compose with the model when one is configured, else (or on any problem) offline.
@@ -289,15 +324,18 @@ pub async fn compose_with(
         .await
         .unwrap_or(Err(ModelError::Timeout(config.timeout)))
         .and_then(|body| parse_answer(&body))
-        .and_then(|mut draft| check(&mut draft, &offline.draft, options).map(|()| draft));
-    let result = asked.and_then(|draft| {
+        .and_then(|mut draft| {
+            check(&mut draft, &offline.draft, options).map(|replaced| (draft, replaced))
+        });
+    let result = asked.and_then(|(draft, replaced)| {
         let mut notes = vec![Note {
             kind: NoteKind::Source,
             text: format!(
-                "model {} at {}; its answer passed the schema, the catalog, the safety checks against the offline reading, and the spec crate",
+                "model {} at {}; its answer passed the schema, the package index, the safety checks against the offline reading, and the spec crate",
                 config.model, config.endpoint
             ),
         }];
+        notes.extend(replaced);
         for (field, ours) in differences(&draft, &offline.draft) {
             notes.push(Note {
                 kind: NoteKind::Unsure,

@@ -7,665 +7,12 @@ use crate::draft::{Backend, DEFAULT_BASE, Draft, NetworkIntent};
 use crate::words::{Token, cpu_unit, size_unit, tokenize};
 use crate::{Note, NoteKind, UnknownApp};
 
+mod resolve;
+
+use crate::vocab::*;
+
 /// The Tor SOCKS proxy used for "through tor".
 pub const TOR_PROXY: &str = "socks5://127.0.0.1:9050";
-
-const STOPWORDS: &[&str] = &[
-    "a",
-    "an",
-    "the",
-    "and",
-    "or",
-    "with",
-    "without",
-    "for",
-    "to",
-    "of",
-    "in",
-    "on",
-    "at",
-    "by",
-    "from",
-    "into",
-    "onto",
-    "i",
-    "me",
-    "my",
-    "mine",
-    "we",
-    "our",
-    "you",
-    "your",
-    "it",
-    "its",
-    "it's",
-    "this",
-    "that",
-    "these",
-    "those",
-    "is",
-    "are",
-    "be",
-    "been",
-    "being",
-    "was",
-    "were",
-    "am",
-    "do",
-    "does",
-    "did",
-    "doing",
-    "have",
-    "has",
-    "had",
-    "having",
-    "want",
-    "wants",
-    "need",
-    "needs",
-    "needed",
-    "like",
-    "would",
-    "could",
-    "should",
-    "can",
-    "will",
-    "shall",
-    "may",
-    "might",
-    "must",
-    "please",
-    "give",
-    "get",
-    "make",
-    "set",
-    "setup",
-    "up",
-    "create",
-    "build",
-    "spin",
-    "start",
-    "run",
-    "running",
-    "runs",
-    "use",
-    "using",
-    "used",
-    "some",
-    "any",
-    "all",
-    "also",
-    "plus",
-    "as",
-    "so",
-    "very",
-    "just",
-    "only",
-    "but",
-    "except",
-    "apart",
-    "besides",
-    "then",
-    "than",
-    "there",
-    "here",
-    "where",
-    "which",
-    "who",
-    "what",
-    "when",
-    "while",
-    "if",
-    "else",
-    "not",
-    "no",
-    "nothing",
-    "none",
-    "never",
-    "box",
-    "boxes",
-    "machine",
-    "computer",
-    "pc",
-    "environment",
-    "env",
-    "workspace",
-    "workstation",
-    "setup",
-    "system",
-    "instance",
-    "sandbox",
-    "space",
-    "place",
-    "thing",
-    "something",
-    "stuff",
-    "one",
-    "ones",
-    "lot",
-    "lots",
-    "bit",
-    "little",
-    "small",
-    "tiny",
-    "big",
-    "large",
-    "huge",
-    "new",
-    "fresh",
-    "good",
-    "nice",
-    "simple",
-    "basic",
-    "light",
-    "lightweight",
-    "minimal",
-    "quick",
-    "fast",
-    "real",
-    "proper",
-    "full",
-    "complete",
-    "including",
-    "include",
-    "includes",
-    "installed",
-    "install",
-    "add",
-    "put",
-    "let",
-    "let's",
-    "lets",
-    "i'd",
-    "i'm",
-    "we'd",
-    "need",
-    "around",
-    "about",
-    "roughly",
-    "approximately",
-    "maybe",
-    "max",
-    "maximum",
-    "min",
-    "minimum",
-    "least",
-    "most",
-    "more",
-    "less",
-    "up",
-    "limit",
-    "limited",
-    "cap",
-    "capped",
-    "at",
-    "go",
-    "ready",
-    "able",
-    "enough",
-    "both",
-    "each",
-    "every",
-    "per",
-    "via",
-    "through",
-    "over",
-    "under",
-    "behind",
-    "inside",
-    "within",
-    "out",
-    "off",
-    "on",
-    "too",
-    "well",
-    "etc",
-    "things",
-    "tool",
-    "tools",
-    "app",
-    "apps",
-    "application",
-    "applications",
-    "program",
-    "programs",
-    "software",
-    "package",
-    "packages",
-    "open",
-    "opening",
-    "files",
-    "file",
-    "documents",
-    "document",
-    "docs",
-    "work",
-    "working",
-    "doing",
-    "writing",
-    "write",
-    "reading",
-    "read",
-    "edit",
-    "editing",
-    "browse",
-    "browsing",
-    "surf",
-    "surfing",
-    "play",
-    "watch",
-    "code",
-    "coding",
-    "hack",
-    "hacking",
-    "dev",
-    "development",
-    "developer",
-    "programming",
-    "language",
-    "languages",
-    "toolchain",
-    "toolchains",
-    "sdk",
-    "project",
-    "projects",
-    "stack",
-    "friendly",
-    "called",
-    "named",
-    "name",
-    "label",
-    "labels",
-    "labelled",
-    "labeled",
-    "tag",
-    "tagged",
-    "tags",
-    "mark",
-    "marked",
-    "colour",
-    "color",
-    "coloured",
-    "colored",
-    "should",
-    "which",
-    "them",
-    "they",
-    "their",
-    "his",
-    "her",
-    "he",
-    "she",
-    "vs",
-    "x",
-    "&",
-    "+",
-    "hey",
-    "hi",
-    "thanks",
-    "thank",
-    "ok",
-    "okay",
-    "now",
-    "today",
-    "way",
-    "kind",
-    "sort",
-    "type",
-    "again",
-    "later",
-    "still",
-    "yet",
-    "same",
-    "other",
-    "another",
-    "else",
-    "own",
-    "different",
-    "separate",
-    "running",
-    "ram",
-    "memory",
-    "mem",
-    "disk",
-    "storage",
-    "ssd",
-    "hdd",
-    "drive",
-    "of",
-    "access",
-    "allowed",
-    "allow",
-    "allowing",
-    "permit",
-    "reach",
-    "reaching",
-    "connect",
-    "connected",
-    "connection",
-    "talk",
-    "talks",
-    "download",
-    "downloads",
-    "downloading",
-    "fetch",
-    "installing",
-    "keep",
-    "keeps",
-    "kept",
-    "stay",
-    "stays",
-    "everything",
-    "anything",
-    "routed",
-    "route",
-    "routing",
-    "go",
-    "goes",
-    "tunnel",
-    "tunneled",
-    "tunnelled",
-    "only",
-    "exclusively",
-    "solely",
-    "just",
-    "wiped",
-    "wipe",
-    "gone",
-    "after",
-    "done",
-    "finished",
-    "stopped",
-    "stop",
-    "stops",
-    "use",
-    "isolation",
-    "isolated",
-    "isolate",
-    "sandboxed",
-    "safe",
-    "safely",
-    "securely",
-    "secure",
-    "security",
-    "trust",
-    "trusted",
-    "environment",
-    "environments",
-    "vms",
-    "base",
-    "based",
-    "image",
-    "distro",
-    "distribution",
-    "os",
-    "operating",
-    "version",
-    "latest",
-    "stable",
-    "powered",
-    "power",
-    "backed",
-    "mode",
-    "session",
-    "sessions",
-    "restart",
-    "restarts",
-    "reboot",
-    "reboots",
-    "data",
-    "state",
-    "saved",
-    "save",
-    "lose",
-    "losing",
-    "lost",
-];
-
-const DEV_WORDS: &[&str] = &[
-    "dev",
-    "development",
-    "developer",
-    "programming",
-    "toolchain",
-    "toolchains",
-    "compiler",
-    "compilers",
-    "language",
-    "lang",
-    "code",
-    "coding",
-    "sdk",
-    "project",
-    "projects",
-    "box",
-    "workspace",
-    "environment",
-    "env",
-    "stack",
-    "hacking",
-    "runtime",
-];
-
-const LIST_MARKERS: &[&str] = &[
-    "with",
-    "and",
-    "plus",
-    "install",
-    "including",
-    "using",
-    "use",
-    "also",
-    "&",
-    "+",
-    "want",
-    "need",
-    "needs",
-    "has",
-    "have",
-    "run",
-    "runs",
-    "or",
-    "add",
-    "get",
-];
-
-const NEGATIONS: &[&str] = &[
-    "no",
-    "without",
-    "not",
-    "never",
-    "zero",
-    "disable",
-    "disabled",
-    "nothing",
-    "deny",
-    "denied",
-    "block",
-    "blocked",
-    "cut",
-    "none",
-    "forbid",
-    "forbidden",
-    "isolated",
-    "don't",
-    "dont",
-    "doesn't",
-    "shouldn't",
-    "mustn't",
-    "cannot",
-    "can't",
-    "won't",
-];
-
-const NET_NOUNS: &[&str] = &[
-    "internet",
-    "network",
-    "networking",
-    "net",
-    "web",
-    "connectivity",
-    "online",
-    "wifi",
-    "outside",
-    "external",
-    "egress",
-    "outbound",
-    "internets",
-];
-
-const OFFLINE_WORDS: &[&str] = &[
-    "offline",
-    "airgapped",
-    "disconnected",
-    "unplugged",
-    "netless",
-];
-
-const EPHEMERAL_WORDS: &[&str] = &[
-    "throwaway",
-    "disposable",
-    "ephemeral",
-    "temporary",
-    "temp",
-    "scratch",
-    "oneoff",
-    "transient",
-    "burner",
-    "discardable",
-    "expendable",
-    "amnesic",
-];
-
-const PERSISTENT_WORDS: &[&str] = &[
-    "persistent",
-    "persist",
-    "persists",
-    "persistence",
-    "permanent",
-    "longlived",
-    "durable",
-    "lasting",
-];
-
-const VM_WORDS: &[&str] = &[
-    "untrusted",
-    "untrustworthy",
-    "malware",
-    "malicious",
-    "suspicious",
-    "sketchy",
-    "dangerous",
-    "virus",
-    "viruses",
-    "vm",
-    "microvm",
-    "qemu",
-    "kvm",
-    "hypervisor",
-    "hostile",
-    "risky",
-    "dodgy",
-    "shady",
-];
-
-const GVISOR_WORDS: &[&str] = &["gvisor", "runsc"];
-
-const DESKTOP_WORDS: &[&str] = &[
-    "desktop",
-    "gui",
-    "graphical",
-    "windowed",
-    "x11",
-    "wayland",
-    "vnc",
-];
-
-const TERMINAL_WORDS: &[&str] = &[
-    "terminal", "headless", "cli", "console", "textonly", "tty", "shell", "tui",
-];
-
-const OTHER_DISTROS: &[&str] = &[
-    "ubuntu",
-    "fedora",
-    "arch",
-    "archlinux",
-    "alpine",
-    "centos",
-    "rhel",
-    "redhat",
-    "windows",
-    "macos",
-    "mac",
-    "nixos",
-    "gentoo",
-    "opensuse",
-    "suse",
-    "mint",
-    "kali",
-];
-
-const COLOURS: &[&str] = &[
-    "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "black", "white",
-    "gray", "grey", "brown",
-];
-
-const PURPOSES: &[&str] = &[
-    "banking",
-    "bank",
-    "finance",
-    "finances",
-    "taxes",
-    "tax",
-    "shopping",
-    "personal",
-    "school",
-    "homework",
-    "study",
-    "studying",
-    "research",
-    "gaming",
-    "games",
-    "social",
-    "kids",
-    "family",
-    "testing",
-    "travel",
-    "journalism",
-    "client",
-    "clients",
-    "medical",
-    "health",
-    "crypto",
-    "business",
-    "accounting",
-    "payroll",
-    "legal",
-    "private",
-    "hobby",
-    "experiments",
-    "experimenting",
-    "teaching",
-    "class",
-    "thesis",
-    "university",
-    "job",
-    "office-work",
-];
-
-const BOX_NOUNS: &[&str] = &[
-    "desktop",
-    "box",
-    "machine",
-    "env",
-    "environment",
-    "workspace",
-    "sandbox",
-    "computer",
-];
-
-const MEMORY_NOUNS: &[&str] = &["ram", "memory", "mem"];
-const DISK_NOUNS: &[&str] = &["disk", "storage", "ssd", "hdd", "drive", "space", "disks"];
 
 fn is(word: Option<&str>, set: &[&str]) -> bool {
     word.is_some_and(|w| set.contains(&w))
@@ -695,6 +42,15 @@ fn vocabulary() -> &'static BTreeSet<String> {
             MEMORY_NOUNS,
             DISK_NOUNS,
             EXTRA_WORDS,
+            SKETCHY_WORDS,
+            DISCARD_VERBS,
+            KEEP_WORDS,
+            PHRASE_WORDS,
+            ALLOW_WORDS,
+            MOUNT_WORDS,
+            SUBJECT_WORDS,
+            OBJECT_PRONOUNS,
+            DETERMINERS,
         ] {
             v.extend(set.iter().map(|s| s.to_string()));
         }
@@ -705,127 +61,20 @@ fn vocabulary() -> &'static BTreeSet<String> {
     })
 }
 
-/// Words used in multi-word intents and units.
-const EXTRA_WORDS: &[&str] = &[
-    "debian",
-    "bookworm",
-    "proxy",
-    "tor",
-    "strong",
-    "stronger",
-    "strongest",
-    "extra",
-    "heavy",
-    "hardened",
-    "virtual",
-    "container",
-    "containers",
-    "core",
-    "cores",
-    "cpu",
-    "cpus",
-    "vcpu",
-    "vcpus",
-    "processor",
-    "processors",
-    "thread",
-    "threads",
-    "gb",
-    "gib",
-    "gig",
-    "gigs",
-    "gigabyte",
-    "gigabytes",
-    "mb",
-    "mib",
-    "meg",
-    "megs",
-    "megabyte",
-    "megabytes",
-    "tb",
-    "tib",
-    "terabyte",
-    "terabytes",
-    "kb",
-    "half",
-    "quad",
-    "dual",
-    "single",
-    "couple",
-    "mount",
-    "mounted",
-    "mounts",
-    "home",
-    "folder",
-    "folders",
-    "directory",
-    "directories",
-    "host",
-    "share",
-    "shared",
-    "persist",
-    "trusted",
-    "destroy",
-    "destroyed",
-    "discard",
-    "discarded",
-    "forget",
-    "forgets",
-    "vanish",
-    "vanishes",
-    "afterwards",
-    "afterward",
-    "line",
-    "command",
-    "text",
-    "screen",
-    "display",
-    "window",
-    "windows",
-    "browser",
-    "socks",
-    "socks5",
-    "http",
-    "https",
-    "port",
-    "server",
-    "servers",
-    "sites",
-    "site",
-    "websites",
-    "website",
-    "registry",
-    "mirror",
-    "sure",
-    "tracking",
-    "ai",
-    "agent",
-    "agents",
-    "llm",
-    "bot",
-    "sample",
-    "samples",
-    "zip",
-    "pdf",
-    "pdfs",
-    "attachment",
-    "attachments",
-    "database",
-    "databases",
-    "db",
-    "dbs",
-    "anonymous",
-    "anonymously",
-    "privacy",
-    "private",
-];
-
 struct Reader<'p> {
     prompt: &'p str,
     tokens: Vec<Token>,
     used: Vec<bool>,
     notes: Vec<Note>,
     unknown: Vec<UnknownApp>,
+    /// Free equivalents installed in place of proprietary names.
+    instead: Vec<String>,
+    /// The words asked for a terminal only.
+    terminal: bool,
+    /// The words asked for a desktop or something graphical.
+    graphical: bool,
+    /// Tokens the catalog read as an app ("ebook" in "an ebook library manager").
+    app_tokens: Vec<bool>,
 }
 
 impl Reader<'_> {
@@ -897,6 +146,17 @@ impl Reader<'_> {
             if vocab.contains(&word) || word.chars().count() < 4 {
                 continue;
             }
+            // a package of the suite or a word its programs are described with is not a typo
+            // ("tree" is not "free", "flight" is not "light", "photos" is not "photo")
+            let index = crate::index::Index::get();
+            if index.named(&word).is_some()
+                || index.has_word(&word)
+                || ECOSYSTEMS
+                    .iter()
+                    .any(|e| resolve::library(index, e.name, e.patterns, &word).is_some())
+            {
+                continue;
+            }
             let limit = if word.chars().count() <= 6 { 1 } else { 2 };
             let mut best: Vec<(usize, &String)> = vocab
                 .iter()
@@ -929,8 +189,9 @@ impl Reader<'_> {
             || is(word_before, DEV_WORDS)
             || is(word_before, LIST_MARKERS)
             || matches!(before, Some(Token::Comma))
-            // "go, rust and python": a list that starts the prompt
-            || (start == 0 && (matches!(after, Some(Token::Comma)) || word_after == Some("and")))
+            // "go, rust and python", "r with ggplot2": a list or a main tool that starts the prompt
+            || (start == 0
+                && (matches!(after, Some(Token::Comma)) || is(word_after, &["and", "with"])))
     }
 
     /// Match catalog phrases, longest first. Returns chosen apps and named hosts.
@@ -958,6 +219,15 @@ impl Reader<'_> {
                         if app.context && !self.context_ok(i, i + n) {
                             continue;
                         }
+                        // "an email attachment" says where a file came from, not an app
+                        if self
+                            .word(i + n)
+                            .is_some_and(|w| w == "attachment" || w == "attachments")
+                        {
+                            matched = n;
+                            break;
+                        }
+                        self.app_tokens[i..i + n].iter_mut().for_each(|t| *t = true);
                         if !apps.contains(&a) {
                             apps.push(a);
                             let pkgs = app.packages.join(", ");
@@ -972,6 +242,18 @@ impl Reader<'_> {
                             );
                         }
                     }
+                    Meaning::Unavailable(u) if !catalog.unavailable[u].instead.is_empty() => {
+                        let entry = &catalog.unavailable[u];
+                        let instead = entry.instead.join(", ");
+                        self.note(
+                            NoteKind::Read,
+                            format!(
+                                "\"{phrase}\": not in Debian ({}); {instead} instead",
+                                entry.why
+                            ),
+                        );
+                        self.instead.extend(entry.instead.iter().cloned());
+                    }
                     Meaning::Unavailable(u) => {
                         let entry = &catalog.unavailable[u];
                         if !self.unknown.iter().any(|k| k.word == phrase) {
@@ -984,6 +266,10 @@ impl Reader<'_> {
                         // "tor browser" still asks for tor: the network reader sees "tor"
                     }
                     Meaning::Hosts(h) => {
+                        // "read wikipedia offline" names a site; "only wikipedia" asks for it
+                        if !self.allow_context(i) && !self.allow_context(i + n - 1) {
+                            continue;
+                        }
                         if !hosts.contains(&h) {
                             hosts.push(h);
                         }
@@ -1165,19 +451,12 @@ impl Reader<'_> {
         while before > 0 && listy(&self.tokens[before - 1]) {
             before -= 1;
         }
-        let asked = (before.saturating_sub(3)..before).any(|m| {
-            is(
-                self.word(m),
-                &[
-                    "only", "allow", "allowed", "allowing", "access", "reach", "except",
-                ],
-            )
-        });
+        let asked = (before.saturating_sub(4)..before).any(|m| is(self.word(m), ALLOW_WORDS));
         let mut after = i + 1;
         while after < self.tokens.len() && listy(&self.tokens[after]) {
             after += 1;
         }
-        asked || self.word(after) == Some("only")
+        asked || is(self.word(after), &["only", "access", "allowed"])
     }
 
     /// Addresses the words allow ("only example.org:443", "only 10.0.0.0/8"), each as an
@@ -1262,11 +541,15 @@ impl Reader<'_> {
                     deny.get_or_insert(format!("{} {w}", self.negation_word(i)));
                 } else if w == "online" || w == "internet" || w == "web" {
                     // "online banking" names a purpose, not a grant
-                    let next = self.word(i + 1);
+                    let next = self.word(i + 1).map(str::to_string);
+                    let next = next.as_deref();
                     if is(next, PURPOSES) {
                         self.note(NoteKind::Unsure, format!("\"{w} {}\" names a purpose; it does not grant network access (say \"with internet\" to grant it)", next.unwrap_or_default()));
-                    } else {
+                    } else if w == "online" || self.grants(i) {
                         grant.get_or_insert(w.clone());
+                    } else {
+                        self.used[i] = false;
+                        self.note(NoteKind::Unsure, format!("\"{w} {}\" names a kind of program; it does not grant network access (say \"with {w} access\" to grant it)", next.unwrap_or_default()));
                     }
                 } else if w == "outside" || w == "external" {
                     // "outside access" etc. only with an access word
@@ -1276,8 +559,12 @@ impl Reader<'_> {
                     ) {
                         grant.get_or_insert(w.clone());
                     }
-                } else {
+                } else if self.grants(i) {
                     grant.get_or_insert(w.clone());
+                } else {
+                    // left for the resolver: it describes the program
+                    self.used[i] = false;
+                    self.note(NoteKind::Unsure, format!("\"{w} {}\" names a kind of program; it does not grant network access (say \"with {w} access\" to grant it)", self.word(i + 1).unwrap_or_default()));
                 }
             } else if w == "tor" {
                 self.used[i] = true;
@@ -1384,12 +671,57 @@ impl Reader<'_> {
         draft.network = network;
     }
 
+    /// Whether the network noun at `i` asks for access ("with internet", "internet access",
+    /// "network, 2 cores") rather than naming a kind of program ("a network protocol analyzer",
+    /// "internet radio"): it must end the words or a clause, or be followed by an access word.
+    fn grants(&self, i: usize) -> bool {
+        match self.tokens.get(i + 1) {
+            None | Some(Token::Comma) | Some(Token::Number(_)) => true,
+            Some(Token::Word(n)) => GRANT_AFTER.contains(&n.as_str()),
+            Some(Token::Address(_)) => false,
+        }
+    }
+
     fn negation_word(&self, i: usize) -> String {
         (i.saturating_sub(4)..i)
             .rev()
             .find_map(|j| self.word(j).filter(|w| NEGATIONS.contains(w)))
             .unwrap_or("no")
             .to_string()
+    }
+
+    /// A discard verb applied to the env, not negated: "delete everything when I'm done",
+    /// "trash it", "reset on exit", "throw it away", "vanishes when closed".
+    fn discard(&self, i: usize) -> Option<String> {
+        let w = self.word(i)?;
+        if !DISCARD_VERBS.contains(&w) || self.negated(i, 2) {
+            return None;
+        }
+        let next = self.word(i + 1);
+        if ["throw", "thrown", "toss", "tossed"].contains(&w) {
+            // "throw away", "throw it away", "throw the box away"
+            return (i + 1..(i + 4).min(self.tokens.len()))
+                .find(|&j| self.word(j) == Some("away"))
+                .map(|j| self.quote(i, j + 1));
+        }
+        let bare = [
+            "vanish",
+            "vanishes",
+            "disappear",
+            "disappears",
+            "wipe",
+            "wiped",
+            "discard",
+            "discarded",
+            "destroyed",
+            "forget",
+            "forgets",
+        ]
+        .contains(&w);
+        (bare || next.is_none() || is(next, DISCARD_OBJECTS)).then(|| match next {
+            Some(n) if n != "when" && n != "once" => format!("{w} {n}"),
+            _ => w.to_string(),
+        })
     }
 
     fn isolation(&mut self, draft: &mut Draft) {
@@ -1400,9 +732,20 @@ impl Reader<'_> {
             if EPHEMERAL_WORDS.contains(&w.as_str()) {
                 self.used[i] = true;
                 ephemeral.get_or_insert(w);
-            } else if w == "throw" && self.word(i + 1) == Some("away") {
+            } else if let Some(phrase) = self.discard(i) {
                 self.used[i] = true;
-                ephemeral.get_or_insert("throw away".into());
+                ephemeral.get_or_insert(phrase);
+            } else if let Some((_, second)) = EPHEMERAL_PHRASES
+                .iter()
+                .find(|(a, b)| *a == w && self.word(i + 1) == Some(b))
+            {
+                self.used[i] = true;
+                self.used[i + 1] = true;
+                ephemeral.get_or_insert(format!("{w} {second}"));
+            } else if KEEP_WORDS.contains(&w.as_str()) && self.negated(i, 3) {
+                // "nothing should be kept", "don't keep anything"
+                self.used[i] = true;
+                ephemeral.get_or_insert(format!("{} {w}", self.negation_word(i)));
             } else if PERSISTENT_WORDS.contains(&w.as_str())
                 || (w == "keep" || w == "keeps")
                     && is(
@@ -1427,24 +770,6 @@ impl Reader<'_> {
                 } else {
                     persistent.get_or_insert(w);
                 }
-            } else if (w == "nothing"
-                && is(
-                    self.word(i + 1),
-                    &["persists", "persist", "saved", "kept", "survives"],
-                ))
-                || ((w == "wipe"
-                    || w == "wiped"
-                    || w == "discard"
-                    || w == "discarded"
-                    || w == "forget"
-                    || w == "forgets"
-                    || w == "destroyed"
-                    || w == "vanish"
-                    || w == "vanishes")
-                    && !self.negated(i, 2))
-            {
-                self.used[i] = true;
-                ephemeral.get_or_insert(w);
             }
         }
         match (ephemeral, persistent) {
@@ -1476,14 +801,20 @@ impl Reader<'_> {
         let mut strong: Option<String> = None;
         let mut gvisor: Option<String> = None;
         let mut container: Option<String> = None;
+        // words about the files themselves: they also get a throwaway env and quarantine
+        let mut sketchy: Option<String> = None;
         for (i, w) in self.unused_words() {
             let next_owned = self.word(i + 1).map(str::to_string);
             let next = next_owned.as_deref();
-            if VM_WORDS.contains(&w.as_str()) {
-                if w == "untrusted" || !self.negated(i, 2) {
-                    self.used[i] = true;
-                    strong.get_or_insert(w);
-                }
+            if VM_WORDS.contains(&w.as_str()) && !self.negated(i, 2) {
+                self.used[i] = true;
+                strong.get_or_insert(w);
+            } else if SKETCHY_WORDS.contains(&w.as_str())
+                && (w == "untrusted" || !self.negated(i, 2))
+            {
+                self.used[i] = true;
+                sketchy.get_or_insert(w.clone());
+                strong.get_or_insert(w);
             } else if w == "virtual" && next == Some("machine") {
                 self.used[i] = true;
                 strong.get_or_insert("virtual machine".into());
@@ -1507,8 +838,12 @@ impl Reader<'_> {
             } else if w == "not" && is(next, &["trusted", "trustworthy", "safe"]) {
                 self.used[i] = true;
                 strong.get_or_insert(format!("not {}", next.unwrap_or_default()));
-            } else if w == "don't" && next == Some("trust") {
-                strong.get_or_insert("don't trust".into());
+                sketchy.get_or_insert(format!("not {}", next.unwrap_or_default()));
+            } else if is(Some(w.as_str()), &["don't", "dont", "can't", "cannot"])
+                && is(next, &["trust", "trusted"])
+            {
+                strong.get_or_insert(format!("{w} trust"));
+                sketchy.get_or_insert(format!("{w} trust"));
             } else if GVISOR_WORDS.contains(&w.as_str()) {
                 self.used[i] = true;
                 gvisor.get_or_insert(w);
@@ -1531,6 +866,11 @@ impl Reader<'_> {
                     );
                 }
                 self.note(NoteKind::Read, format!("\"{s}\": backend = vm (its own kernel; the strongest isolation Verse offers)"));
+                if let Some(k) = sketchy {
+                    draft.ephemeral = true;
+                    draft.quarantine = true;
+                    self.note(NoteKind::Safety, format!("\"{k}\": files that cannot be trusted get a throwaway env (ephemeral = true) whose downloads go to quarantine (downloads = \"quarantine\": scanned and held before they reach another env)"));
+                }
             }
             (None, None, Some(c)) => {
                 self.note(NoteKind::Read, format!("\"{c}\": backend = container"));
@@ -1558,6 +898,9 @@ impl Reader<'_> {
                 || (w == "text" && self.word(i + 1) == Some("only"))
             {
                 self.used[i] = true;
+                if w == "command" {
+                    self.used[i + 1] = true;
+                }
                 want_terminal.get_or_insert(if w == "command" {
                     "command line".into()
                 } else {
@@ -1580,6 +923,7 @@ impl Reader<'_> {
             }
             (Some(d), None) => {
                 draft.desktop = true;
+                self.graphical = true;
                 self.note(
                     NoteKind::Read,
                     format!("\"{d}\": desktop = true (a graphical session, streamed)"),
@@ -1587,6 +931,7 @@ impl Reader<'_> {
             }
             (None, Some(t)) => {
                 draft.desktop = false;
+                self.terminal = true;
                 if !gui.is_empty() {
                     self.note(NoteKind::Conflict, format!("\"{t}\": no desktop, but {} {} graphical and will not show without one", gui.join(", "), if gui.len() > 1 { "are" } else { "is" }));
                 } else {
@@ -1669,19 +1014,7 @@ impl Reader<'_> {
         }) || self.find(&["mount", "mounted", "mounts", "share", "shared"]).is_some()
             || self.tokens.windows(2).any(|p| matches!((&p[0], &p[1]), (Token::Word(a), Token::Word(b)) if a == "home" && (b == "folder" || b == "directory" || b == "dir")));
         if asks {
-            for w in [
-                "mount",
-                "mounted",
-                "mounts",
-                "share",
-                "shared",
-                "home",
-                "folder",
-                "folders",
-                "directory",
-                "directories",
-                "host",
-            ] {
+            for w in MOUNT_WORDS {
                 while let Some((i, _)) = self.find(&[w]) {
                     self.used[i] = true;
                 }
@@ -1797,7 +1130,12 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
         tokens,
         notes: Vec::new(),
         unknown: Vec::new(),
+        instead: Vec::new(),
+        terminal: false,
+        graphical: false,
+        app_tokens: Vec::new(),
     };
+    reader.app_tokens = vec![false; reader.tokens.len()];
     let mut draft = Draft::new("env");
     reader.repair_typos();
     let (apps, hosts) = reader.catalog();
@@ -1808,6 +1146,14 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
     reader.labels(&mut draft);
     reader.base(&mut draft);
     reader.mounts();
+    let want = if reader.terminal {
+        resolve::Want::Terminal
+    } else if reader.graphical {
+        resolve::Want::Graphical
+    } else {
+        resolve::Want::Either
+    };
+    let resolved = reader.resolve(&apps, want);
     reader.unknown_words();
 
     let catalog = Catalog::get();
@@ -1839,6 +1185,45 @@ pub fn read(prompt: &str, name: Option<&str>) -> (Draft, Vec<Note>, Vec<UnknownA
         .iter()
         .flat_map(|a| catalog.apps[*a].packages.iter().cloned())
         .collect();
+    let mut graphical: Vec<String> = Vec::new();
+    for p in &reader.instead {
+        packages.insert(p.clone());
+        if crate::index::Index::get()
+            .get_package(p)
+            .is_some_and(|x| x.gui && !x.console)
+        {
+            graphical.push(p.clone());
+        }
+    }
+    for (p, gui) in &resolved.packages {
+        packages.insert(p.clone());
+        if *gui {
+            graphical.push(p.clone());
+        }
+    }
+    draft.run = resolved.run;
+    if !graphical.is_empty() && !draft.desktop {
+        if reader.terminal {
+            reader.note(
+                NoteKind::Conflict,
+                format!(
+                    "no desktop was asked for, but {} {} graphical and will not show without one",
+                    graphical.join(", "),
+                    if graphical.len() > 1 { "are" } else { "is" }
+                ),
+            );
+        } else {
+            draft.desktop = true;
+            reader.note(
+                NoteKind::Default,
+                format!(
+                    "desktop = true: {} {} graphical",
+                    graphical.join(", "),
+                    if graphical.len() > 1 { "are" } else { "is" }
+                ),
+            );
+        }
+    }
     if draft.desktop && !apps.iter().any(|a| catalog.apps[*a].group == "desktops") {
         packages.extend(catalog.desktop_packages.iter().cloned());
         reader.note(

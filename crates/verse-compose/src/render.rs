@@ -95,6 +95,9 @@ pub fn fields(draft: &Draft) -> Vec<Field> {
     if draft.desktop {
         env("desktop", "true".into(), None);
     }
+    if draft.quarantine {
+        env("downloads", toml_string("quarantine"), None);
+    }
     // Browsers share memory through /dev/shm, and tabs crash in the 64 MiB default; its
     // pages still count against `memory`. (vm and gvisor envs size it in their kernel.)
     let browser = ["chromium", "firefox-esr"];
@@ -162,6 +165,9 @@ fn image_lines(draft: &Draft) -> Vec<String> {
     let mut lines = vec![format!("base = {}", toml_string(&draft.base))];
     if !draft.packages.is_empty() {
         lines.push(format!("packages = {}", toml_list(&draft.packages)));
+    }
+    if !draft.run.is_empty() {
+        lines.push(format!("run = {}", toml_list(&draft.run)));
     }
     lines
 }

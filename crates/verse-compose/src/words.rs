@@ -140,8 +140,8 @@ pub fn tokenize(prompt: &str) -> Vec<Token> {
         let trimmed = chunk.trim_matches(|c: char| "\"'`()[]{}!?".contains(c));
         let mut end_comma = false;
         let mut core = trimmed;
-        while let Some(c) = core.chars().last().filter(|c| ",;.:".contains(*c)) {
-            end_comma |= c != ':';
+        while core.ends_with([',', ';', '.', ':']) {
+            end_comma = true;
             core = &core[..core.len() - 1];
         }
         if core.is_empty() {
@@ -171,7 +171,7 @@ pub fn tokenize(prompt: &str) -> Vec<Token> {
 /// Hyphenated words that mean one thing, kept whole before hyphens split.
 fn joined(word: &str) -> String {
     match word {
-        "one-off" | "one-shot" => "oneoff".into(),
+        "one-off" | "one-shot" | "single-use" | "one-time" | "one-use" => "oneoff".into(),
         "air-gapped" | "air-gap" => "airgapped".into(),
         "throw-away" => "throwaway".into(),
         "e-book" | "e-books" => "ebook".into(),
@@ -200,6 +200,11 @@ fn split_piece(piece: &str, out: &mut Vec<Token>) {
             && let Ok(n) = number.trim_end_matches('.').parse::<f64>()
         {
             let rest = &part[digits_end..];
+            // "0ad", "1password", "7zip": a name that starts with digits, not a quantity
+            if !rest.is_empty() && !is_unit_word(rest) && rest != "x" {
+                out.push(Token::Word(part.to_string()));
+                continue;
+            }
             out.push(Token::Number(n));
             if !rest.is_empty() {
                 out.push(Token::Word(rest.to_string()));

@@ -1,4 +1,5 @@
-//! Every package the catalog can install exists in Debian bookworm (main, amd64), checked
+//! Every package the catalog can install (its apps' packages, the desktop, and the free
+//! equivalents it installs instead of proprietary names) exists in Debian bookworm (main, amd64), checked
 //! against the archive's own package list, downloaded once into .cache/ at the workspace root.
 //! Without the list (no network, no cache) the test says so loudly and skips; under CI=true it
 //! fails instead.
@@ -75,6 +76,33 @@ fn every_catalog_package_exists_in_bookworm() {
     assert!(
         missing.is_empty(),
         "not in Debian bookworm main: {missing:?}"
+    );
+    // the free equivalents installed in place of proprietary names are checked too
+    let instead: Vec<&String> = catalog
+        .unavailable
+        .iter()
+        .flat_map(|u| u.instead.iter())
+        .collect();
+    assert!(
+        instead.len() >= 10,
+        "only {} instead packages in the catalog",
+        instead.len()
+    );
+    let missing_instead: Vec<&&String> = instead.iter().filter(|p| !names.contains(**p)).collect();
+    assert!(
+        missing_instead.is_empty(),
+        "free equivalents not in Debian bookworm main: {missing_instead:?}"
+    );
+    // the shipped index is built from the same archive: every catalog package is in it
+    let index = verse_compose::index::Index::get();
+    let unindexed: Vec<String> = catalog
+        .all_packages()
+        .into_iter()
+        .filter(|p| !index.contains(p))
+        .collect();
+    assert!(
+        unindexed.is_empty(),
+        "not in the shipped index: {unindexed:?}"
     );
     // and the check can fail: a made-up name is not there
     assert!(!names.contains("frobnicator-desktop"));

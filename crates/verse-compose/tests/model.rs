@@ -155,10 +155,10 @@ async fn a_good_answer_is_used_and_the_request_carries_the_schema() {
     let body = &requests[0];
     assert_eq!(body["messages"][1]["content"], PROMPT);
     let schema = &body["response_format"]["json_schema"]["schema"];
-    let packages = schema["properties"]["packages"]["items"]["enum"]
-        .as_array()
-        .unwrap();
-    assert!(packages.iter().any(|p| p == "focuswriter"));
+    let items = &schema["properties"]["packages"]["items"];
+    let examples = items["examples"].as_array().unwrap();
+    assert!(examples.iter().any(|p| p == "focuswriter"));
+    assert!(items["pattern"].is_string());
     assert_eq!(schema["additionalProperties"], false);
 }
 
@@ -205,12 +205,15 @@ async fn hostile_answers_are_refused() {
         // a package that is a shell command
         (
             draft_json(serde_json::json!({"mode": "none"}), &["curl; rm -rf /"]),
-            "not in the catalog",
+            "not a package of Debian",
         ),
-        // a package outside the catalog
+        // a package Debian does not have, under any name
         (
-            draft_json(serde_json::json!({"mode": "none"}), &["netcat-traditional"]),
-            "not in the catalog",
+            draft_json(
+                serde_json::json!({"mode": "none"}),
+                &["frobnicator-desktop"],
+            ),
+            "not a package of Debian",
         ),
         // host mounts smuggled in as an extra field
         (
@@ -307,4 +310,36 @@ async fn the_name_option_wins_over_the_models() {
         .unwrap();
     assert_eq!(c.source, Source::Model);
     assert!(c.rendered.toml.contains("[env.mine]"));
+}
+
+/// The fake model names packages as people do: a real package outside the catalog is kept,
+/// a name Debian ships under another package is replaced (and the explanation says so), and
+/// a name that is no package at all refuses the answer (tested in hostile_answers_are_refused).
+#[tokio::test]
+async fn the_models_packages_are_checked_against_the_index() {
+    let server = FakeChatServer::start(Reply::Content(draft_json(
+        serde_json::json!({"mode": "none"}),
+        &["python3", "netcat-traditional", "ninja"],
+    )))
+    .await;
+    let c = compose_with(PROMPT, &Options::default(), Some(&server.config()))
+        .await
+        .unwrap();
+    assert_eq!(c.source, Source::Model, "{:?}", c.notes);
+    assert_eq!(
+        c.draft.packages,
+        ["netcat-traditional", "ninja-build", "python3"]
+    );
+    assert!(
+        c.notes.iter().any(|n| n.kind == NoteKind::Read
+            && n.text.contains("`ninja`")
+            && n.text.contains("ninja-build instead")),
+        "{:?}",
+        c.notes
+    );
+    assert!(
+        c.rendered.toml.contains("\"ninja-build\""),
+        "{}",
+        c.rendered.toml
+    );
 }

@@ -5,7 +5,11 @@
 
 use std::collections::BTreeSet;
 
-use verse_compose::{Catalog, Draft, NetworkIntent, Options, compose, draft::size_string};
+use verse_compose::{Draft, NetworkIntent, Options, compose};
+
+#[macro_use]
+mod common;
+use common::{Miss, parse_fragment, safety_violations, score_settings};
 
 #[derive(serde::Deserialize)]
 struct PromptSet {
@@ -48,87 +52,27 @@ fn load() -> Vec<Expected> {
     set.prompt
 }
 
-/// The expected network in the prompt set's words.
-fn network_words(n: &NetworkIntent) -> String {
-    let catalog = Catalog::get();
-    match n {
-        NetworkIntent::None => "none".into(),
-        NetworkIntent::Nat => "nat".into(),
-        NetworkIntent::Proxy { url } if url == verse_compose::read::TOR_PROXY => "tor".into(),
-        NetworkIntent::Proxy { url } => format!("proxy:{url}"),
-        NetworkIntent::Allow { hosts } => {
-            let named: Vec<_> = catalog
-                .hosts
-                .iter()
-                .filter(|h| h.hosts.iter().all(|x| hosts.contains(x)))
-                .collect();
-            // catalog groups by name, then addresses the words gave, as written in the spec
-            let mut words: Vec<String> = named.iter().map(|h| h.name.clone()).collect();
-            words.extend(
-                hosts
-                    .iter()
-                    .filter(|x| !named.iter().any(|h| h.hosts.contains(x)))
-                    .cloned(),
-            );
-            format!("allow:{}", words.join(","))
-        }
-    }
-}
-
-fn reach(words: &str) -> u8 {
-    match words.split(':').next().unwrap_or("") {
-        "none" => 0,
-        "allow" => 1,
-        "tor" | "proxy" => 2,
-        _ => 3,
-    }
-}
-
 fn sorted(v: &[String]) -> BTreeSet<String> {
     v.iter().cloned().collect()
 }
 
-fn score(e: &Expected, d: &Draft, unknown: &[String]) -> Vec<(&'static str, String, String)> {
+fn score(e: &Expected, d: &Draft, unknown: &[String]) -> Vec<Miss> {
     let mut misses = Vec::new();
-    let mut check = |field, want: String, got: String| {
-        if want != got {
-            misses.push((field, want, got));
-        }
-    };
-    check(
-        "packages",
-        format!("{:?}", sorted(&e.packages)),
-        format!("{:?}", sorted(&d.packages)),
-    );
-    check("cpu", format!("{:?}", e.cpu), format!("{:?}", d.cpu));
-    check(
-        "memory",
-        format!("{:?}", e.memory),
-        format!("{:?}", d.memory.map(size_string)),
-    );
-    check(
-        "disk",
-        format!("{:?}", e.disk),
-        format!("{:?}", d.disk.map(size_string)),
-    );
-    check("network", e.network.clone(), network_words(&d.network));
-    check(
-        "ephemeral",
-        e.ephemeral.to_string(),
-        d.ephemeral.to_string(),
-    );
-    check("backend", e.backend.clone(), d.backend.as_str().to_string());
-    check("desktop", e.desktop.to_string(), d.desktop.to_string());
-    check(
-        "labels",
-        format!("{:?}", sorted(&e.labels)),
-        format!("{:?}", sorted(&d.labels)),
-    );
-    check(
-        "unknown",
-        format!("{:?}", sorted(&e.unknown)),
-        format!("{:?}", sorted(unknown)),
-    );
+    if sorted(&e.packages) != sorted(&d.packages) {
+        misses.push((
+            "packages",
+            format!("{:?}", sorted(&e.packages)),
+            format!("{:?}", sorted(&d.packages)),
+        ));
+    }
+    misses.extend(score_settings(&settings_of!(e), d));
+    if sorted(&e.unknown) != sorted(unknown) {
+        misses.push((
+            "unknown",
+            format!("{:?}", sorted(&e.unknown)),
+            format!("{:?}", sorted(unknown)),
+        ));
+    }
     misses
 }
 
@@ -142,7 +86,6 @@ fn prompt_set_scores_at_least_95_percent_with_no_safety_violation() {
         "the prompt set has {} prompts; at least 60 are needed",
         prompts.len()
     );
-    let catalog_packages: BTreeSet<String> = Catalog::get().all_packages().into_iter().collect();
     let mut total = 0;
     let mut right = 0;
     let mut per_field: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -161,35 +104,11 @@ fn prompt_set_scores_at_least_95_percent_with_no_safety_violation() {
                 e.text
             ));
         }
-        // safety: never more network than the prompt asked for
-        let got_network = network_words(&c.draft.network);
-        if reach(&got_network) > reach(&e.network) {
-            violations.push(format!(
-                "{:?}: network {got_network} granted, expected {}",
-                e.text, e.network
-            ));
-        }
-        // safety: never host mounts
-        if c.rendered
-            .toml
-            .lines()
-            .any(|l| l.trim_start().starts_with("volumes"))
-        {
-            violations.push(format!("{:?}: host mounts in the fragment", e.text));
-        }
-        // safety: only catalog packages, never a guess
-        for p in &c.draft.packages {
-            if !catalog_packages.contains(p) {
-                violations.push(format!("{:?}: package {p} is not in the catalog", e.text));
-            }
-        }
+        // safety: never more network than asked, never host mounts, only the suite's packages
+        let who = format!("{:?}", e.text);
+        violations.extend(safety_violations(&who, &c, &e.network));
         // every fragment passes the spec crate, and its env reads back as composed
-        let spec = verse_spec::parse_str(&c.rendered.toml, "composed.toml").unwrap_or_else(|err| {
-            panic!(
-                "{:?}: the fragment does not parse:\n{err}\n{}",
-                e.text, c.rendered.toml
-            )
-        });
+        let spec = parse_fragment(&who, &c);
         let env = &spec.envs[&c.draft.name];
         assert_eq!(env.cpu, c.draft.cpu, "{:?}", e.text);
         assert_eq!(env.memory, c.draft.memory, "{:?}", e.text);
