@@ -54,7 +54,7 @@ fn compose_json_has_image_env_and_the_unknown_apps() {
         "--json",
         "--name",
         "bank",
-        "disposable firefox and photoshop for banking, red",
+        "disposable firefox, spotify and photoshop for banking, red",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -66,12 +66,25 @@ fn compose_json_has_image_env_and_the_unknown_apps() {
             .unwrap()
             .contains(&"firefox-esr".into())
     );
-    assert_eq!(v["unknown"][0]["word"], "photoshop");
+    // spotify has no free equivalent: reported with suggestions; photoshop has one: gimp,
+    // installed and said in the notes
+    assert_eq!(v["unknown"][0]["word"], "spotify");
     assert!(
         v["unknown"][0]["suggestions"]
             .as_array()
             .unwrap()
-            .contains(&"gimp".into())
+            .contains(&"vlc".into())
+    );
+    let packages = v["image"]["bank"]["packages"].as_array().unwrap();
+    assert!(packages.contains(&"gimp".into()), "{packages:?}");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["text"].as_str().unwrap().contains("gimp instead")),
+        "{}",
+        v["notes"]
     );
     assert_eq!(v["source"], "offline");
 }
