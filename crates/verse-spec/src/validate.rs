@@ -573,24 +573,22 @@ impl<'s> Validator<'s> {
     }
 
     fn backend(&mut self, item: &Item<'_>) -> Option<Backend> {
+        // The words are `Backend::as_str`'s: one place names each backend.
         let allowed = "\"container\", \"vm\" or \"gvisor\"";
         let s = self.string("backend", item, allowed)?;
-        match s {
-            "container" => Some(Backend::Container),
-            "vm" => Some(Backend::Vm),
-            "gvisor" => Some(Backend::Gvisor),
-            other => {
-                let hint = closest(other, &["container", "vm", "gvisor"])
-                    .map(|c| format!("did you mean \"{c}\"? "))
-                    .unwrap_or_default();
-                self.value_error(
-                    "backend",
-                    item,
-                    format!("unknown backend; {hint}allowed: {allowed}"),
-                );
-                None
-            }
+        if let Some(backend) = Backend::ALL.into_iter().find(|b| b.as_str() == s) {
+            return Some(backend);
         }
+        let words = Backend::ALL.map(|b| b.as_str());
+        let hint = closest(s, &words)
+            .map(|c| format!("did you mean \"{c}\"? "))
+            .unwrap_or_default();
+        self.value_error(
+            "backend",
+            item,
+            format!("unknown backend; {hint}allowed: {allowed}"),
+        );
+        None
     }
 
     fn accel(&mut self, item: &Item<'_>) -> Option<Accel> {
